@@ -1,0 +1,186 @@
+"""MACE backbone adapter: the only place in empp-ff that builds mace modules.
+
+The backbone is assembled from mace-torch's blocks (a ScaleShiftMACE built with
+``keep_last_layer_irreps=True``) but runs its own forward so that
+
+* it takes plain tensors (atomic numbers, edge list, Cartesian shifts) instead
+  of mace's data dictionary, which keeps it TorchScript-able for export;
+* it returns per-atom energies *and* the full last-layer equivariant node
+  features (``0e+1o(+2e...)``) that the EMPP position head needs;
+* callers can add per-graph conditioning vectors into each interaction's
+  message path (the input of ``linear_up``), which EMPP's masked passes use.
+  Conditioning is a context manager that installs forward pre-hooks and removes
+  them on exit, so outside it the computation is exactly mace's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from empp_ff.model._imports import import_e3nn_o3, import_mace_modules
+from empp_ff.model.spec import BackboneSpec
+
+_TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@contextlib.contextmanager
+def default_dtype(dtype: torch.dtype) -> Iterator[None]:
+    """Build e3nn/mace modules in ``dtype`` (their constants follow the default
+    dtype at construction) and restore the caller's default afterwards."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def _build_mace(spec: BackboneSpec):
+    modules = import_mace_modules()
+    o3 = import_e3nn_o3()
+    hidden = o3.Irreps(
+        "+".join(f"{spec.num_channels}x{l}{'e' if l % 2 == 0 else 'o'}" for l in range(spec.max_L + 1))
+    )
+    return modules.ScaleShiftMACE(
+        r_max=spec.r_max,
+        num_bessel=spec.num_bessel,
+        num_polynomial_cutoff=spec.num_polynomial_cutoff,
+        max_ell=spec.max_ell,
+        interaction_cls=modules.interaction_classes["RealAgnosticResidualInteractionBlock"],
+        interaction_cls_first=modules.interaction_classes["RealAgnosticResidualInteractionBlock"],
+        num_interactions=spec.num_interactions,
+        num_elements=len(spec.atomic_numbers),
+        hidden_irreps=hidden,
+        MLP_irreps=o3.Irreps(spec.mlp_irreps),
+        atomic_energies=np.asarray(spec.atomic_energies, dtype=np.float64),
+        avg_num_neighbors=spec.avg_num_neighbors,
+        atomic_numbers=list(spec.atomic_numbers),
+        correlation=spec.correlation,
+        gate=torch.nn.functional.silu,
+        radial_MLP=list(spec.radial_mlp),
+        atomic_inter_scale=spec.scale,
+        atomic_inter_shift=spec.shift,
+        keep_last_layer_irreps=True,
+    )
+
+
+class MACEBackbone(torch.nn.Module):
+    """Per-atom energies and last-layer node features from a MACE network."""
+
+    def __init__(self, spec: BackboneSpec):
+        super().__init__()
+        self.spec_dict = spec.to_dict()  # plain dict: survives scripting as an ignored attr
+        dtype = _TORCH_DTYPES[spec.dtype]
+        with default_dtype(dtype):
+            self.mace = _build_mace(spec)
+        self.mace.to(dtype)
+        self.num_elements = len(spec.atomic_numbers)
+        self.r_max = float(spec.r_max)
+        self.num_interactions = int(spec.num_interactions)
+        z_to_index = torch.full((119,), -1, dtype=torch.long)
+        z_to_index[torch.tensor(spec.atomic_numbers)] = torch.arange(len(spec.atomic_numbers))
+        self.register_buffer("z_to_index", z_to_index, persistent=False)
+
+    # -- description -----------------------------------------------------------------
+    @property
+    def spec(self) -> BackboneSpec:
+        return BackboneSpec.from_dict(self.spec_dict)
+
+    @torch.jit.unused
+    def feature_irreps(self):
+        """Irreps of the node features returned by ``forward`` (last layer)."""
+        return self.mace.products[-1].linear.irreps_out
+
+    @torch.jit.unused
+    def message_irreps(self) -> list:
+        """Irreps of each interaction's message-path input (where conditioning goes)."""
+        return [inter.node_feats_irreps for inter in self.mace.interactions]
+
+    # -- computation -------------------------------------------------------------------
+    def species_index(self, atomic_numbers: torch.Tensor) -> torch.Tensor:
+        return self.z_to_index[atomic_numbers]
+
+    def forward(
+        self,
+        positions: torch.Tensor,
+        atomic_numbers: torch.Tensor,
+        edge_index: torch.Tensor,
+        shifts: torch.Tensor,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Return (node_energy [N] in eV, node_feats [N, dim(feature_irreps)])."""
+        species = self.z_to_index[atomic_numbers]
+        node_attrs = torch.nn.functional.one_hot(species, self.num_elements).to(positions.dtype)
+        sender = edge_index[0]
+        receiver = edge_index[1]
+        vectors = positions[receiver] - positions[sender] + shifts
+        lengths = torch.linalg.norm(vectors, dim=-1, keepdim=True)
+        node_heads = torch.zeros_like(species)
+
+        node_e0 = self.mace.atomic_energies_fn(node_attrs)[:, 0]
+        node_feats = self.mace.node_embedding(node_attrs)
+        edge_attrs = self.mace.spherical_harmonics(vectors)
+        edge_feats, cutoff = self.mace.radial_embedding(
+            lengths, node_attrs, edge_index, self.mace.atomic_numbers
+        )
+        node_es = torch.zeros_like(node_e0)
+        for i, (interaction, product, readout) in enumerate(
+            zip(self.mace.interactions, self.mace.products, self.mace.readouts)
+        ):
+            node_feats, sc = interaction(
+                node_attrs=node_attrs,
+                node_feats=node_feats,
+                edge_attrs=edge_attrs,
+                edge_feats=edge_feats,
+                edge_index=edge_index,
+                cutoff=cutoff,
+                first_layer=(i == 0),
+            )
+            node_feats = product(node_feats=node_feats, sc=sc, node_attrs=node_attrs)
+            node_es = node_es + readout(node_feats, node_heads)[:, 0]
+        node_inter_es = self.mace.scale_shift(node_es, node_heads)
+        return node_e0 + node_inter_es, node_feats
+
+    # -- EMPP conditioning ------------------------------------------------------------
+    @torch.jit.unused
+    @contextlib.contextmanager
+    def conditioning(
+        self, per_layer: Sequence[Optional[torch.Tensor]], batch: torch.Tensor
+    ) -> Iterator[None]:
+        """Add ``per_layer[t][batch]`` to the message-path input of interaction t.
+
+        ``per_layer[t]`` has shape [num_graphs, dim(message_irreps()[t])] or is None
+        (no conditioning on that layer). The hooks exist only inside the ``with``
+        block, so clean passes, evaluation and exported models never see them.
+        """
+        if len(per_layer) != len(self.mace.interactions):
+            raise ValueError(
+                f"conditioning needs one entry per interaction ({len(self.mace.interactions)}), "
+                f"got {len(per_layer)}"
+            )
+        handles = []
+        try:
+            for interaction, vectors in zip(self.mace.interactions, per_layer):
+                if vectors is None:
+                    continue
+                node_vectors = vectors[batch]
+
+                def add(_module, args, node_vectors=node_vectors):
+                    return (args[0] + node_vectors,) + tuple(args[1:])
+
+                handles.append(interaction.linear_up.register_forward_pre_hook(add))
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
+
+
+def build_backbone(spec: BackboneSpec) -> MACEBackbone:
+    return MACEBackbone(spec)
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    return _TORCH_DTYPES[name]

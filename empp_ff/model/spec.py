@@ -1,0 +1,62 @@
+"""The JSON-able description of a backbone: everything needed to rebuild it.
+
+A checkpoint stores this next to the state dict, so a model can be rebuilt
+(for evaluation, export or fine-tuning) without pickled Python objects.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Dict, List
+
+_DTYPES = ("float32", "float64")
+
+
+@dataclass
+class BackboneSpec:
+    # Chemistry: which elements the model knows and their reference energies (eV).
+    atomic_numbers: List[int]
+    atomic_energies: List[float]
+    # Architecture (MACE).
+    r_max: float = 5.0
+    num_channels: int = 64
+    max_L: int = 1
+    num_interactions: int = 2
+    correlation: int = 3
+    max_ell: int = 3
+    num_bessel: int = 8
+    num_polynomial_cutoff: int = 5
+    radial_mlp: List[int] = field(default_factory=lambda: [64, 64, 64])
+    mlp_irreps: str = "16x0e"
+    # Data statistics that fix the output scale (eV, eV/Å).
+    avg_num_neighbors: float = 1.0
+    scale: float = 1.0
+    shift: float = 0.0
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        if len(self.atomic_numbers) != len(self.atomic_energies):
+            raise ValueError(
+                f"atomic_numbers ({len(self.atomic_numbers)}) and atomic_energies "
+                f"({len(self.atomic_energies)}) must have the same length"
+            )
+        if list(self.atomic_numbers) != sorted(set(self.atomic_numbers)):
+            raise ValueError(f"atomic_numbers must be sorted and unique, got {self.atomic_numbers}")
+        if any(not 1 <= z <= 118 for z in self.atomic_numbers):
+            raise ValueError(f"atomic numbers must lie in 1..118, got {self.atomic_numbers}")
+        if self.dtype not in _DTYPES:
+            raise ValueError(f"dtype must be one of {_DTYPES}, got {self.dtype!r}")
+        if self.max_L < 0 or self.num_interactions < 1 or self.r_max <= 0:
+            raise ValueError("max_L >= 0, num_interactions >= 1 and r_max > 0 are required")
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "BackboneSpec":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown backbone spec keys: {unknown}")
+        return cls(**d)
