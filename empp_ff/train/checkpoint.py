@@ -1,0 +1,100 @@
+"""Checkpoints: plain state dicts written atomically, loaded with weights_only=True.
+
+A checkpoint is a dict of tensors, numbers, strings, lists and dicts only (no
+pickled Python objects), so ``torch.load(..., weights_only=True)`` reads it and
+it survives package upgrades. Keys:
+
+- ``format`` ("empp-ff-checkpoint"), ``format_version`` (int)
+- ``config``: the resolved training config (dict)
+- ``backbone_spec``: ``BackboneSpec.to_dict()``, enough to rebuild the network
+- ``potential_state``: state dict of ``Potential`` (raw weights)
+- ``ema_potential_state``: the same with EMA weights, or absent/None
+- ``empp_state``: EMPP head/encoder state dict, or None
+- ``optimizer_state``, ``scheduler_state``, ``ema_state``: for resuming
+- ``epoch`` (completed epochs), ``step``, ``best_val``, ``val_metrics`` (dict)
+- ``rng``: RNG states for exact resumption
+- ``label_stats``: dict of floats (energy/force statistics used by EMPP)
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, Union
+
+import torch
+
+CHECKPOINT_FORMAT = "empp-ff-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+def save_checkpoint(state: Dict[str, Any], path: Union[str, Path]) -> None:
+    """Write ``state`` to ``path`` atomically: temp file in the same directory,
+    fsync, then rename, so a kill at any moment leaves the previous file intact."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = dict(state, format=CHECKPOINT_FORMAT, format_version=CHECKPOINT_VERSION)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(state, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def resolve_checkpoint(target: Union[str, Path], prefer: str = "best") -> Path:
+    """A checkpoint file, or a run directory (→ checkpoints/best.pt, else last.pt)."""
+    target = Path(target)
+    if target.is_dir():
+        order = ["best.pt", "last.pt"] if prefer == "best" else ["last.pt", "best.pt"]
+        for name in order:
+            candidate = target / "checkpoints" / name
+            if candidate.is_file():
+                return candidate
+        raise FileNotFoundError(
+            f"{target} is a directory but has no checkpoints/best.pt or checkpoints/last.pt; "
+            "is it an empp-ff run directory?"
+        )
+    if not target.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {target}")
+    return target
+
+
+def load_checkpoint(target: Union[str, Path], prefer: str = "best") -> Dict[str, Any]:
+    path = resolve_checkpoint(target, prefer)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated file, not a torch file, pickled objects...
+        raise ValueError(f"cannot read checkpoint {path}: {exc}") from exc
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not an empp-ff checkpoint")
+    if int(state.get("format_version", 0)) > CHECKPOINT_VERSION:
+        raise ValueError(
+            f"{path} was written by a newer empp-ff (checkpoint format "
+            f"{state['format_version']} > {CHECKPOINT_VERSION}); upgrade empp-ff"
+        )
+    state["path"] = str(path)
+    return state
+
+
+def build_potential(state: Dict[str, Any], use_ema: bool = True, dtype: str | None = None):
+    """Rebuild the ``Potential`` of a loaded checkpoint (EMA weights if present and asked)."""
+    from empp_ff.model.backbone import build_backbone
+    from empp_ff.model.potential import Potential
+    from empp_ff.model.spec import BackboneSpec
+
+    spec_dict = dict(state["backbone_spec"])
+    if dtype is not None:
+        spec_dict["dtype"] = dtype
+    potential = Potential(build_backbone(BackboneSpec.from_dict(spec_dict)))
+    weights = state.get("ema_potential_state") if use_ema else None
+    if weights is None:
+        weights = state["potential_state"]
+    potential.load_state_dict(weights)  # load_state_dict casts to the module's dtype
+    return potential.eval()
