@@ -1,0 +1,26 @@
+"""Extended XYZ reader (ase.io.iread, lazy). Units assumed eV, Å, eV/Å."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import ase.io
+
+from empp_ff.data.readers._ase import atoms_to_structure, check_requested_keys
+from empp_ff.data.readers._common import check_exists
+from empp_ff.data.structure import Structure
+
+
+def _iter(path: str, energy_key: str, forces_key: str) -> Iterator[Structure]:
+    for i, atoms in enumerate(ase.io.iread(path, index=":", format="extxyz")):
+        if i == 0:
+            check_requested_keys(path, "extxyz", atoms, energy_key, forces_key)
+        yield atoms_to_structure(atoms, energy_key, forces_key)
+
+
+def read_extxyz(
+    path: str | os.PathLike, energy_key: str = "energy", forces_key: str = "forces", **_: object
+) -> Iterator[Structure]:
+    """Yield frames; labels from atoms.info/arrays or the attached calculator results."""
+    return _iter(check_exists(path), energy_key, forces_key)
