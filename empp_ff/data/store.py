@@ -318,6 +318,12 @@ class StructureStore:
             name=name,
         )
 
+    def get_atomic_numbers(self, i: int) -> np.ndarray:
+        """Only structure i's atomic numbers (cheap: for composition statistics)."""
+        i = int(i) + (len(self) if int(i) < 0 else 0)
+        a, b = int(self.offsets[i]), int(self.offsets[i + 1])
+        return np.asarray(self._source()["atomic_numbers"][a:b], dtype=np.int64)
+
     def __iter__(self) -> Iterator[Structure]:
         for i in range(len(self)):
             yield self[i]
