@@ -2,7 +2,8 @@
 
 ``edge_index[0]`` = sender, ``edge_index[1]`` = receiver, and the edge vector is
 ``positions[receiver] - positions[sender] + shifts[e]`` with Cartesian shifts (Å).
-Edges are never truncated: every pair within ``r_max`` (both directions) is kept,
+Edges are never truncated: every pair with distance < ``r_max`` (strict, as vesin;
+both directions) is kept,
 including periodic self-images in cells smaller than the cutoff.
 """
 
@@ -28,7 +29,7 @@ def neighbour_graph(
     cell: np.ndarray | None = None,
     pbc: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Return (edge_index int64 [2,E], shifts float64 [E,3]) for all pairs with |d| <= r_max.
+    """Return (edge_index int64 [2,E], shifts float64 [E,3]) for all pairs with |d| < r_max.
 
     Molecules (no pbc): dense vectorised all-pairs, no self edges. Periodic: vesin
     full neighbour list with integer cell shifts converted to Cartesian.
@@ -48,7 +49,7 @@ def neighbour_graph(
     if not periodic.any() and n <= _DENSE_MAX_ATOMS:
         d = pos[None, :, :] - pos[:, None, :]  # d[s, r] = pos[r] - pos[s]
         dist2 = np.einsum("ijk,ijk->ij", d, d)
-        mask = dist2 <= r_max * r_max
+        mask = dist2 < r_max * r_max
         np.fill_diagonal(mask, False)
         snd, rcv = np.nonzero(mask)
         return np.stack([snd, rcv]).astype(np.int64), np.zeros((snd.shape[0], 3), np.float64)

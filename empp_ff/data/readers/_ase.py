@@ -63,10 +63,7 @@ def atoms_to_structure(
 def check_requested_keys(
     path: str, fmt: str, atoms: Any, energy_key: str, forces_key: str, extra: Mapping[str, Any] | None = None
 ) -> None:
-    """Non-default keys the user asked for must exist in the first frame (typos fail loudly).
-
-    The default keys may be absent: energy-only and label-free data are valid.
-    """
+    """Raise if non-default keys the user asked for are absent from ``atoms`` (typos fail loudly)."""
     wanted = []
     if energy_key != "energy" and lookup(atoms, energy_key, False, extra) is _MISSING:
         wanted.append(f"energy_key={energy_key!r}")
@@ -74,6 +71,45 @@ def check_requested_keys(
         wanted.append(f"forces_key={forces_key!r}")
     if wanted:
         raise ValueError(
-            f"{path!r} (format {fmt!r}): first structure has no {', '.join(wanted)}. "
-            f"Found keys {available_keys(atoms, extra)}; expected the requested key(s)."
+            f"{path!r} (format {fmt!r}): no {', '.join(wanted)} in the first {KEY_CHECK_WINDOW} structures. "
+            f"Found keys {available_keys(atoms, extra)} (first structure); expected the requested key(s)."
+        )
+
+
+#: Non-default label keys must appear within this many leading structures.
+KEY_CHECK_WINDOW = 1000
+
+
+class KeyChecker:
+    """Fails if a requested non-default key is never seen in the leading structures.
+
+    The default keys may be absent (energy-only and label-free data are valid);
+    labels may also be missing on some structures (mixed data), so one frame
+    without the key is not an error, only a window without it.
+    """
+
+    def __init__(self, path: str, fmt: str, energy_key: str, forces_key: str) -> None:
+        self.path, self.fmt, self.ek, self.fk = path, fmt, energy_key, forces_key
+        self.seen_e = energy_key == "energy"
+        self.seen_f = forces_key == "forces"
+        self.first: tuple[Any, Mapping[str, Any] | None] | None = None
+        self.count = 0
+
+    def __call__(self, atoms: Any, extra: Mapping[str, Any] | None = None) -> None:
+        if self.seen_e and self.seen_f:
+            return
+        if self.first is None:
+            self.first = (atoms, extra)
+        self.seen_e = self.seen_e or lookup(atoms, self.ek, False, extra) is not _MISSING
+        self.seen_f = self.seen_f or lookup(atoms, self.fk, True, extra) is not _MISSING
+        self.count += 1
+        if self.count >= KEY_CHECK_WINDOW:
+            self.finish()
+
+    def finish(self) -> None:
+        if self.first is None or (self.seen_e and self.seen_f):
+            return
+        check_requested_keys(
+            self.path, self.fmt, self.first[0], self.ek if not self.seen_e else "energy",
+            self.fk if not self.seen_f else "forces", self.first[1],
         )

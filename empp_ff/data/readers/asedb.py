@@ -7,21 +7,22 @@ from collections.abc import Iterator
 
 import ase.db
 
-from empp_ff.data.readers._ase import atoms_to_structure, check_requested_keys
+from empp_ff.data.readers._ase import KeyChecker, atoms_to_structure
 from empp_ff.data.readers._common import check_exists
 from empp_ff.data.structure import Structure
 
 
 def _iter(path: str, energy_key: str, forces_key: str) -> Iterator[Structure]:
     db = ase.db.connect(path)
-    for i, row in enumerate(db.select()):
+    check = KeyChecker(path, "asedb", energy_key, forces_key)
+    for row in db.select():
         atoms = row.toatoms()
         # key_value_pairs hold scalar labels, row.data arrays (e.g. custom forces).
         extra = {**dict(row.key_value_pairs), **dict(row.get("data", {}) or {})}
-        if i == 0:
-            check_requested_keys(path, "asedb", atoms, energy_key, forces_key, extra)
+        check(atoms, extra)
         name = str(row.key_value_pairs.get("name", ""))
         yield atoms_to_structure(atoms, energy_key, forces_key, name=name, extra=extra)
+    check.finish()
 
 
 def read_asedb(

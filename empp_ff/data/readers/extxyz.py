@@ -7,16 +7,17 @@ from collections.abc import Iterator
 
 import ase.io
 
-from empp_ff.data.readers._ase import atoms_to_structure, check_requested_keys
+from empp_ff.data.readers._ase import KeyChecker, atoms_to_structure
 from empp_ff.data.readers._common import check_exists
 from empp_ff.data.structure import Structure
 
 
 def _iter(path: str, energy_key: str, forces_key: str) -> Iterator[Structure]:
-    for i, atoms in enumerate(ase.io.iread(path, index=":", format="extxyz")):
-        if i == 0:
-            check_requested_keys(path, "extxyz", atoms, energy_key, forces_key)
+    check = KeyChecker(path, "extxyz", energy_key, forces_key)
+    for atoms in ase.io.iread(path, index=":", format="extxyz"):
+        check(atoms)
         yield atoms_to_structure(atoms, energy_key, forces_key)
+    check.finish()
 
 
 def read_extxyz(
