@@ -184,6 +184,8 @@ class StructureStore:
         self._offsets: np.ndarray | None = None
         self._attrs: dict[str, Any] | None = None
         self._cache: dict[str, np.ndarray] | None = None
+        self._ds: dict[str, h5py.Dataset] = {}
+        self._small = os.path.getsize(self.path) <= cache_bytes
         with h5py.File(self.path, "r") as f:
             if "empp_ff_store" not in f.attrs:
                 raise ValueError(
@@ -201,6 +203,8 @@ class StructureStore:
             # After fork the inherited handle is unusable; drop it without closing.
             self._f = h5py.File(self.path, "r")
             self._pid = os.getpid()
+            # Dataset objects cached once: a group lookup costs more than a small read.
+            self._ds = {k: v for k, v in self._f.items() if isinstance(v, h5py.Dataset)}
         return self._f
 
     def close(self) -> None:
@@ -208,6 +212,7 @@ class StructureStore:
             self._f.close()
         self._f = None
         self._pid = None
+        self._ds = {}
 
     def __enter__(self) -> "StructureStore":
         return self
@@ -224,7 +229,7 @@ class StructureStore:
     def __getstate__(self) -> dict[str, Any]:
         # Picklable for spawn-started workers: never ship the open handle or cache.
         st = self.__dict__.copy()
-        st.update(_f=None, _pid=None, _cache=None)
+        st.update(_f=None, _pid=None, _cache=None, _ds={})
         return st
 
     # --- metadata ----------------------------------------------------------
@@ -283,10 +288,12 @@ class StructureStore:
 
     # --- data ----------------------------------------------------------------
     def _source(self) -> Any:
-        if self._cache is None and os.path.getsize(self.path) <= self._cache_bytes:
-            f = self._h5
-            self._cache = {k: f[k][()] for k in ("atomic_numbers", "positions", "energy", "cell", "pbc", "forces", "names") if k in f}
-        return self._cache if self._cache is not None else self._h5
+        self._h5  # (re)opens the handle after fork and fills self._ds
+        if self._small:
+            if self._cache is None:
+                self._cache = {k: d[()] for k, d in self._ds.items() if k != "offsets"}
+            return self._cache
+        return self._ds
 
     def __getitem__(self, i: int) -> Structure:
         n = len(self)

@@ -61,7 +61,13 @@ def atoms_to_structure(
 
 
 def check_requested_keys(
-    path: str, fmt: str, atoms: Any, energy_key: str, forces_key: str, extra: Mapping[str, Any] | None = None
+    path: str,
+    fmt: str,
+    atoms: Any,
+    energy_key: str,
+    forces_key: str,
+    extra: Mapping[str, Any] | None = None,
+    n_checked: int = 1,
 ) -> None:
     """Raise if non-default keys the user asked for are absent from ``atoms`` (typos fail loudly)."""
     wanted = []
@@ -71,7 +77,7 @@ def check_requested_keys(
         wanted.append(f"forces_key={forces_key!r}")
     if wanted:
         raise ValueError(
-            f"{path!r} (format {fmt!r}): no {', '.join(wanted)} in the first {KEY_CHECK_WINDOW} structures. "
+            f"{path!r} (format {fmt!r}): no {', '.join(wanted)} in the first {n_checked} structure(s). "
             f"Found keys {available_keys(atoms, extra)} (first structure); expected the requested key(s)."
         )
 
@@ -111,5 +117,5 @@ class KeyChecker:
             return
         check_requested_keys(
             self.path, self.fmt, self.first[0], self.ek if not self.seen_e else "energy",
-            self.fk if not self.seen_f else "forces", self.first[1],
+            self.fk if not self.seen_f else "forces", self.first[1], self.count,
         )
