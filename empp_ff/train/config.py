@@ -1,0 +1,302 @@
+"""Typed, validated training configuration.
+
+A config is a tree of dataclasses built from a YAML mapping. Everything is
+checked before any work starts: an unknown or misspelled key is an error that
+names the full dotted key and suggests the nearest valid one, and a value of the
+wrong type names the key, the expected type and the value given.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Union
+
+import yaml
+
+from empp_ff.empp.config import EMPPConfig
+
+
+class ConfigError(ValueError):
+    """A configuration problem, reported before any training work."""
+
+
+Number = Union[int, float]
+
+
+@dataclass
+class DataConfig:
+    path: str = ""  # empty: the bundled demo aspirin set
+    format: Optional[str] = None  # auto-detected from the file when None
+    energy_key: str = "energy"
+    forces_key: str = "forces"
+    n_train: Number = 950  # an int (count) or a fraction in (0, 1)
+    n_val: Number = 50
+    n_test: Optional[Number] = None  # None: all remaining structures
+    split_seed: Optional[int] = None  # None: the top-level seed
+    num_workers: int = 0
+
+
+@dataclass
+class ModelConfig:
+    r_max: float = 5.0
+    num_channels: int = 64
+    max_L: int = 1
+    num_interactions: int = 2
+    correlation: int = 3
+    max_ell: int = 3
+    num_bessel: int = 8
+    num_polynomial_cutoff: int = 5
+    radial_mlp: List[int] = field(default_factory=lambda: [64, 64, 64])
+    mlp_irreps: str = "16x0e"
+    dtype: str = "float32"
+    # "fit": least-squares per-element reference energies on the training split;
+    # or a mapping {atomic_number: energy_eV}.
+    e0s: Union[str, Dict[int, float]] = "fit"
+
+
+@dataclass
+class LossConfig:
+    # "mse": mean squared errors; "l2mae": energy MAE + mean per-atom |ΔF| (Equiformer).
+    type: str = "mse"
+    energy_weight: float = 1.0
+    forces_weight: float = 80.0
+
+
+@dataclass
+class TrainConfig:
+    max_epochs: int = 100
+    batch_size: int = 8
+    eval_batch_size: int = 32
+    lr: float = 5e-3
+    min_lr_ratio: float = 0.01  # cosine decays to lr * min_lr_ratio
+    warmup_epochs: float = 1.0
+    weight_decay: float = 5e-7
+    grad_clip: Optional[float] = 10.0
+    ema: bool = True
+    ema_decay: float = 0.99
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: Optional[int] = None  # torch intra-op threads for this run
+    progress: bool = True
+    tensorboard: bool = True
+
+
+@dataclass
+class Config:
+    seed: int = 1
+    run_dir: str = "runs/demo"
+    task: str = "supervised"  # supervised | pretrain
+    finetune_from: Optional[str] = None
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    empp: EMPPConfig = field(default_factory=EMPPConfig)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# ---------------------------------------------------------------------------------
+# Building and validating
+# ---------------------------------------------------------------------------------
+
+
+def _suggest(key: str, valid: List[str]) -> str:
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+    return f"; did you mean '{close[0]}'?" if close else f"; valid keys: {', '.join(sorted(valid))}"
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` (ints are accepted as floats)."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        errors = []
+        for option in typing.get_args(tp):
+            if option is type(None):
+                if value is None:
+                    return None
+                continue
+            try:
+                return _coerce(value, option, key)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise ConfigError(f"config key '{key}': expected {_type_name(tp)}, got {value!r}")
+    if tp is Any:
+        return value
+    if origin in (list, List):
+        if isinstance(value, tuple):
+            value = list(value)
+        if not isinstance(value, list):
+            raise ConfigError(f"config key '{key}': expected a list, got {value!r}")
+        (item_tp,) = typing.get_args(tp) or (Any,)
+        return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin in (dict, Dict):
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key '{key}': expected a mapping, got {value!r}")
+        k_tp, v_tp = typing.get_args(tp) or (Any, Any)
+        return {_coerce(k, k_tp, f"{key}.<key>"): _coerce(v, v_tp, f"{key}.{k}") for k, v in value.items()}
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"config key '{key}': expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"config key '{key}': expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"config key '{key}': expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"config key '{key}': expected a string, got {value!r}")
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key)
+    raise ConfigError(f"config key '{key}': unsupported type {tp}")
+
+
+def _build(cls, mapping: Any, prefix: str = ""):
+    if mapping is None:
+        mapping = {}
+    if not isinstance(mapping, dict):
+        where = f"config section '{prefix}'" if prefix else "the config"
+        raise ConfigError(f"{where} must be a mapping, got {mapping!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in mapping.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        if key not in names:
+            valid = [f"{prefix}.{n}" if prefix else n for n in names]
+            raise ConfigError(f"unknown config key '{dotted}'{_suggest(dotted, valid)}")
+        kwargs[key] = _coerce(value, hints[key], dotted)
+    return cls(**kwargs)
+
+
+def _check_values(cfg: Config) -> None:
+    def need(cond: bool, msg: str):
+        if not cond:
+            raise ConfigError(msg)
+
+    need(cfg.task in ("supervised", "pretrain"), f"task must be 'supervised' or 'pretrain', got {cfg.task!r}")
+    need(cfg.model.dtype in ("float32", "float64"), f"model.dtype must be float32 or float64, got {cfg.model.dtype!r}")
+    need(cfg.model.r_max > 0, "model.r_max must be > 0")
+    need(cfg.model.max_L >= 0 and cfg.model.num_channels > 0, "model.max_L >= 0 and model.num_channels > 0 required")
+    need(cfg.model.num_interactions >= 1, "model.num_interactions must be >= 1")
+    need(cfg.model.correlation >= 1, "model.correlation must be >= 1")
+    need(isinstance(cfg.model.e0s, dict) or cfg.model.e0s == "fit", "model.e0s must be 'fit' or a mapping {Z: energy}")
+    need(cfg.loss.type in ("mse", "l2mae"), f"loss.type must be 'mse' or 'l2mae', got {cfg.loss.type!r}")
+    need(cfg.loss.energy_weight >= 0 and cfg.loss.forces_weight >= 0, "loss weights must be >= 0")
+    need(cfg.train.max_epochs >= 1, "train.max_epochs must be >= 1")
+    need(cfg.train.batch_size >= 1 and cfg.train.eval_batch_size >= 1, "batch sizes must be >= 1")
+    need(cfg.train.lr > 0, "train.lr must be > 0")
+    need(0 < cfg.train.ema_decay < 1, "train.ema_decay must lie in (0, 1)")
+    need(0 <= cfg.train.min_lr_ratio <= 1, "train.min_lr_ratio must lie in [0, 1]")
+    need(cfg.train.warmup_epochs >= 0, "train.warmup_epochs must be >= 0")
+    need(cfg.train.grad_clip is None or cfg.train.grad_clip > 0, "train.grad_clip must be > 0 or null")
+    need(cfg.train.threads is None or cfg.train.threads >= 1, "train.threads must be >= 1 or null")
+    need(
+        cfg.train.device == "auto" or cfg.train.device == "cpu" or cfg.train.device.startswith("cuda"),
+        f"train.device must be auto, cpu, cuda or cuda:N, got {cfg.train.device!r}",
+    )
+    for name in ("n_train", "n_val"):
+        v = getattr(cfg.data, name)
+        need(v > 0, f"data.{name} must be > 0 (a count, or a fraction in (0, 1)), got {v}")
+    if cfg.task == "pretrain":
+        need(cfg.empp.enabled, "task 'pretrain' trains with EMPP alone: set empp.enabled: true")
+    try:
+        cfg.empp.validate()
+    except ValueError as exc:
+        raise ConfigError(f"empp: {exc}") from exc
+
+
+def config_from_dict(mapping: Dict[str, Any]) -> Config:
+    cfg = _build(Config, mapping)
+    _check_values(cfg)
+    return cfg
+
+
+# ---------------------------------------------------------------------------------
+# YAML and --set overrides
+# ---------------------------------------------------------------------------------
+
+DEMO_CONFIG: Dict[str, Any] = {
+    "seed": 1,
+    "run_dir": "runs/demo",
+    "data": {"path": "", "n_train": 200, "n_val": 50, "n_test": 250},
+    "model": {"num_channels": 32, "max_L": 1, "num_interactions": 2, "correlation": 2, "radial_mlp": [32, 32]},
+    "train": {"max_epochs": 25, "batch_size": 5, "lr": 1e-2, "warmup_epochs": 1.0},
+    "empp": {"enabled": True, "num_masks": 1, "weight": 1.0},
+}
+
+
+def read_yaml(path: Union[str, Path]) -> Dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"cannot parse {path} as YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must contain a mapping at the top level")
+    return data
+
+
+def apply_overrides(mapping: Dict[str, Any], overrides: List[str]) -> Dict[str, Any]:
+    """Apply ``key.sub=value`` strings (values parsed as YAML) to a nested mapping."""
+    result = _deepcopy(mapping)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        if not key:
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        node = result
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {key}: '{part}' is not a section")
+            node = child
+        node[parts[-1]] = value
+    return result
+
+
+def _deepcopy(d):
+    if isinstance(d, dict):
+        return {k: _deepcopy(v) for k, v in d.items()}
+    if isinstance(d, list):
+        return [_deepcopy(v) for v in d]
+    return d
+
+
+def load_config(path: Optional[Union[str, Path]] = None, overrides: Optional[List[str]] = None) -> Config:
+    """The demo config when ``path`` is None, then ``overrides`` on top."""
+    mapping = DEMO_CONFIG if path is None else read_yaml(path)
+    return config_from_dict(apply_overrides(mapping, list(overrides or [])))
+
+
+def dump_config(cfg: Config, path: Union[str, Path]) -> None:
+    from empp_ff.train.io import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))

@@ -1,0 +1,109 @@
+"""From a data config to a store, splits and statistics for training.
+
+Any supported input format is converted once into the ragged HDF5 store
+(``RUN_DIR/data/<name>.h5``), which training then reads lazily. Splits are
+saved in the run directory and reused on resume, so a resumed run sees exactly
+the same train/val/test structures.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, List
+
+import numpy as np
+
+from empp_ff.train.config import Config, ConfigError
+from empp_ff.train.io import write_json
+
+
+@dataclass
+class PreparedData:
+    store: object  # empp_ff.data.store.StructureStore
+    store_path: Path
+    source_path: Path
+    splits: Dict[str, np.ndarray]
+    species: List[int]
+    e0s: Dict[int, float]
+    statistics: Dict[str, float]
+
+
+def resolve_data_path(cfg: Config) -> Path:
+    if cfg.data.path:
+        path = Path(cfg.data.path).expanduser()
+        if not path.exists():
+            raise ConfigError(f"data.path: file not found: {path}")
+        return path.resolve()
+    from empp_ff.data.demo import demo_data_path
+
+    return demo_data_path()
+
+
+def open_store(source: Path, run_dir: Path, cfg: Config, log: Callable[[str], None]):
+    from empp_ff.data.readers import detect_format
+    from empp_ff.data.store import StructureStore, convert
+
+    fmt = cfg.data.format or detect_format(source)
+    if fmt == "store":
+        return StructureStore(source), source
+    target = run_dir / "data" / (source.stem + ".h5")
+    if not target.exists():  # conversion is atomic: an existing file is complete
+        log(f"converting {source} ({fmt}) -> {target}")
+        convert(source, target, fmt=fmt, energy_key=cfg.data.energy_key, forces_key=cfg.data.forces_key)
+    return StructureStore(target), target
+
+
+def _as_count(value, n: int) -> int:
+    return int(round(value * n)) if isinstance(value, float) and value < 1 else int(value)
+
+
+def prepare_data(cfg: Config, run_dir: Path, log: Callable[[str], None], write: bool = True) -> PreparedData:
+    from empp_ff.data.splits import load_splits, make_splits, save_splits
+    from empp_ff.data.statistics import compute_statistics, fit_e0s
+
+    source = resolve_data_path(cfg)
+    store, store_path = open_store(source, run_dir, cfg, log)
+    n = len(store)
+    splits_path = run_dir / "splits.json"
+    if splits_path.exists():
+        splits = load_splits(splits_path)
+        used = sum(len(v) for k, v in splits.items() if k in ("train", "val", "test"))
+        if max(int(np.max(v)) for v in splits.values() if len(v)) >= n or used > n:
+            raise ConfigError(f"{splits_path} does not fit the data ({n} structures): use a fresh run_dir")
+    else:
+        seed = cfg.seed if cfg.data.split_seed is None else cfg.data.split_seed
+        try:
+            splits = make_splits(n, cfg.data.n_train, cfg.data.n_val, cfg.data.n_test, seed=seed)
+        except ValueError as exc:
+            raise ConfigError(f"data split: {exc}") from exc
+        if write:
+            save_splits(splits_path, splits)
+    train_idx = np.asarray(splits["train"])
+    species = [int(z) for z in store.species()]
+
+    if cfg.task == "pretrain" or not store.has_energy:
+        e0s = {z: 0.0 for z in species}
+    elif isinstance(cfg.model.e0s, dict):
+        missing = sorted(set(species) - set(int(k) for k in cfg.model.e0s))
+        if missing:
+            raise ConfigError(f"model.e0s has no reference energy for atomic numbers {missing}")
+        e0s = {int(k): float(v) for k, v in cfg.model.e0s.items() if int(k) in species}
+    else:
+        e0s = {int(k): float(v) for k, v in fit_e0s(store, train_idx, species).items()}
+    stats = compute_statistics(store, train_idx, e0s, cfg.model.r_max)
+    stats = {k: (float(v) if v is not None else float("nan")) for k, v in stats.items()}
+    if write:
+        write_json(run_dir / "statistics.json", {
+            "n_structures": n,
+            "split_sizes": {k: int(len(v)) for k, v in splits.items() if hasattr(v, "__len__")},
+            "species": species,
+            "e0s": {str(k): v for k, v in e0s.items()},
+            **{k: (v if math.isfinite(v) else None) for k, v in stats.items()},
+        })
+    return PreparedData(store, store_path, source, splits, species, e0s, stats)
+
+
+def finite(value: float, default: float) -> float:
+    return float(value) if value is not None and math.isfinite(value) and value != 0 else default

@@ -1,0 +1,62 @@
+"""Evaluate a potential on a data loader: MAE/RMSE of energies and forces."""
+
+from __future__ import annotations
+
+from typing import Dict, Tuple
+
+import torch
+
+from empp_ff.train.metrics import ErrorAccumulator
+
+
+def predict(potential, batch, compute_forces: bool = True, create_graph: bool = False) -> Dict[str, torch.Tensor]:
+    return potential(
+        batch.positions,
+        batch.atomic_numbers,
+        batch.edge_index,
+        batch.shifts,
+        batch.batch,
+        int(batch.num_graphs),
+        compute_forces=compute_forces,
+        create_graph=create_graph,
+    )
+
+
+def evaluate(potential, loader, device: torch.device, keep_predictions: bool = False,
+             progress: bool = False, desc: str = "eval") -> Tuple[Dict[str, float], ErrorAccumulator]:
+    acc = ErrorAccumulator(keep_predictions=keep_predictions)
+    was_training = potential.training
+    potential.eval()
+    iterator = loader
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(loader, desc=desc, leave=False, dynamic_ncols=True)
+    try:
+        for batch in iterator:
+            batch = batch.to(device)
+            with torch.enable_grad():  # forces need autograd even at evaluation
+                pred = predict(potential, batch, compute_forces=bool(batch.has_forces.any()))
+            acc.add({k: v.detach() for k, v in pred.items()}, batch)
+    finally:
+        potential.train(was_training)
+    return acc.summary(), acc
+
+
+def format_error_table(metrics: Dict[str, float], per_element: Dict[str, float] | None = None, title: str = "") -> str:
+    rows = [
+        ("structures", f"{metrics.get('n_structures', 0)}", ""),
+        ("energy MAE", f"{metrics['energy_mae_mev']:.2f}", "meV"),
+        ("energy RMSE", f"{metrics['energy_rmse_mev']:.2f}", "meV"),
+        ("energy MAE / atom", f"{metrics['energy_per_atom_mae_mev']:.3f}", "meV/atom"),
+        ("forces MAE", f"{metrics['forces_mae_mev_per_a']:.2f}", "meV/Å"),
+        ("forces RMSE", f"{metrics['forces_rmse_mev_per_a']:.2f}", "meV/Å"),
+    ]
+    for symbol, value in (per_element or {}).items():
+        rows.append((f"forces MAE ({symbol})", f"{value:.2f}", "meV/Å"))
+    width = max(len(r[0]) for r in rows)
+    lines = [title] if title else []
+    lines.append("-" * (width + 24))
+    lines += [f"{name:<{width}}  {value:>12}  {unit}" for name, value, unit in rows]
+    lines.append("-" * (width + 24))
+    return "\n".join(lines)

@@ -1,0 +1,49 @@
+"""The trainable unit: the potential plus (optionally) the EMPP modules.
+
+One ``nn.Module`` whose forward does a whole training step's computation — the
+clean supervised pass and the batched masked EMPP pass — so that an optimiser,
+EMA and DistributedDataParallel each see one module and one forward per step.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Optional
+
+import torch
+
+from empp_ff.model.potential import Potential
+
+
+class TrainingModel(torch.nn.Module):
+    def __init__(self, potential: Potential, empp: Optional[torch.nn.Module] = None):
+        super().__init__()
+        self.potential = potential
+        self.empp = empp
+
+    def forward(
+        self,
+        batch,
+        supervised: bool = True,
+        compute_forces: bool = True,
+        generator: Optional[torch.Generator] = None,
+        use_labels: bool = True,
+    ) -> Dict[str, torch.Tensor]:
+        out: Dict[str, torch.Tensor] = {}
+        if supervised:
+            # Forces by autograd; create_graph so the force loss trains the weights.
+            out.update(
+                self.potential(
+                    batch.positions,
+                    batch.atomic_numbers,
+                    batch.edge_index,
+                    batch.shifts,
+                    batch.batch,
+                    int(batch.num_graphs),
+                    compute_forces=compute_forces,
+                    create_graph=compute_forces and self.training,
+                )
+            )
+        if self.empp is not None:
+            empp_out = self.empp(self.potential.backbone, batch, generator, use_labels=use_labels)
+            out.update({f"empp_{k}" if not k.startswith("empp") else k: v for k, v in empp_out.items()})
+        return out
