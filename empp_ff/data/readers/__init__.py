@@ -1,7 +1,7 @@
 """Format readers. Each yields :class:`~empp_ff.data.structure.Structure` in eV, Å, eV/Å.
 
 Format names are a user-facing contract (CLI ``--format``):
-``md17``, ``rmd17``, ``extxyz``, ``asedb``, ``geom_h5``, ``store``.
+``md17``, ``rmd17``, ``extxyz``, ``asedb``, ``geom_h5``, ``geom_msgpack``, ``store``.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ def _reader(fmt: str) -> Callable[..., Iterator[Structure]]:
         from empp_ff.data.readers.asedb import read_asedb as r
     elif fmt == "geom_h5":
         from empp_ff.data.readers.geom_h5 import read_geom_h5 as r
+    elif fmt == "geom_msgpack":
+        from empp_ff.data.readers.geom_msgpack import read_geom_msgpack as r
     elif fmt == "store":
         from empp_ff.data.readers.store import read_store as r
     else:
@@ -36,7 +38,7 @@ def _reader(fmt: str) -> Callable[..., Iterator[Structure]]:
     return r
 
 
-FORMATS: tuple[str, ...] = ("md17", "rmd17", "extxyz", "asedb", "geom_h5", "store")
+FORMATS: tuple[str, ...] = ("md17", "rmd17", "extxyz", "asedb", "geom_h5", "geom_msgpack", "store")
 
 
 def detect_format(path: str | os.PathLike) -> str:
@@ -60,6 +62,8 @@ def detect_format(path: str | os.PathLike) -> str:
         return "extxyz"
     if ext in (".db", ".json", ".aselmdb"):
         return "asedb"
+    if ext == ".msgpack":
+        return "geom_msgpack"
     import h5py
 
     if ext in (".h5", ".hdf5", ".hdf") or h5py.is_hdf5(p):
@@ -78,7 +82,7 @@ def detect_format(path: str | os.PathLike) -> str:
         )
     raise ValueError(
         f"{p!r}: unknown file type {ext!r}; expected .npz (md17/rmd17), .xyz/.extxyz, .db (asedb), "
-        f".h5/.hdf5 (geom_h5/store), or pass fmt= one of {list(FORMATS)}."
+        f".h5/.hdf5 (geom_h5/store), .msgpack (geom_msgpack), or pass fmt= one of {list(FORMATS)}."
     )
 
 
