@@ -1,0 +1,285 @@
+"""ASE calculator for exported empp-ff model files.
+
+Inference only: this module needs torch, numpy, ase and (for periodic or large
+systems) vesin. It never imports mace, e3nn, torch_geometric or the training
+stack, and it never changes process-wide state (torch's default dtype, torch
+thread settings, environment variables).
+
+Neighbour lists
+---------------
+* Molecules (no periodic direction) up to ``all_pairs_max_atoms`` atoms: all
+  pairs within ``r_max`` from a distance matrix computed with torch on the
+  model's device, every call (no host work, no skin needed).
+* Periodic (including mixed, e.g. slabs) or large systems: vesin on the host,
+  with a Verlet skin. The candidate pairs within ``r_max + skin`` and their
+  periodic shifts are kept and rebuilt only when an atom has moved more than
+  ``skin / 2`` since the last build or the cell, periodicity or atomic numbers
+  changed. Each call filters the candidates to ``r_max`` with the current
+  positions, so results are exact (never a truncated list).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Union
+
+import numpy as np
+import torch
+from ase.calculators.calculator import (
+    Calculator,
+    PropertyNotImplementedError,
+    all_changes,
+)
+from ase.data import chemical_symbols
+from ase.stress import full_3x3_to_voigt_6_stress
+
+from empp_ff.export.model_file import load_model_file
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def _species_text(species: List[int]) -> str:
+    return ", ".join(f"{chemical_symbols[z]} (Z={z})" for z in species)
+
+
+class EMPPCalculator(Calculator):
+    """Energy, per-atom energies, forces and (periodic cells) stress from an
+    empp-ff model file.
+
+    Parameters
+    ----------
+    model_path:
+        A file written by ``empp-ff export``.
+    device:
+        ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; default CUDA when available.
+    dtype:
+        ``"float32"``/``"float64"``; default (and only supported value) is the
+        file's own dtype. Re-export with ``empp-ff export --dtype`` for another.
+    min_distance:
+        Atoms closer than this (Å) trigger one warning per calculator. ``None``
+        disables the check.
+    skin:
+        Verlet skin (Å) of the cached neighbour list for periodic/large systems.
+    neighbor_list:
+        ``"auto"`` (default), ``"all_pairs"`` (non-periodic only) or ``"vesin"``.
+    all_pairs_max_atoms:
+        Largest non-periodic system handled by the on-device all-pairs list in
+        ``"auto"`` mode.
+    """
+
+    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
+
+    def __init__(
+        self,
+        model_path: Union[str, Path],
+        device: Optional[Union[str, torch.device]] = None,
+        dtype: Optional[str] = None,
+        min_distance: Optional[float] = 0.5,
+        skin: float = 0.5,
+        neighbor_list: str = "auto",
+        all_pairs_max_atoms: int = 1000,
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        self.model_path = Path(model_path)
+        self.model, self.metadata = load_model_file(self.model_path, device=self.device)
+        file_dtype = str(self.metadata["dtype"])
+        if dtype is not None and dtype not in _DTYPES:
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+        if dtype is not None and dtype != file_dtype:
+            raise ValueError(
+                f"{self.model_path} is a {file_dtype} model; running it as {dtype} is not "
+                f"supported (constants baked into the TorchScript code keep their dtype). "
+                f"Export a {dtype} file instead: `empp-ff export RUN_DIR -o model.pt --dtype {dtype}`"
+            )
+        if neighbor_list not in ("auto", "all_pairs", "vesin"):
+            raise ValueError(
+                f"neighbor_list must be 'auto', 'all_pairs' or 'vesin', got {neighbor_list!r}"
+            )
+        if skin < 0:
+            raise ValueError(f"skin must be >= 0, got {skin}")
+        self.dtype_name = file_dtype
+        self.dtype = _DTYPES[file_dtype]
+        self.r_max = float(self.metadata["r_max"])
+        self.species = [int(z) for z in self.metadata["species"]]
+        self.min_distance = min_distance
+        self.skin = float(skin)
+        self.neighbor_list = neighbor_list
+        self.all_pairs_max_atoms = int(all_pairs_max_atoms)
+        self._known = np.zeros(256, dtype=bool)
+        self._known[self.species] = True
+        self._warned_close = False
+        self._numbers: Optional[np.ndarray] = None
+        self._numbers_t: Optional[torch.Tensor] = None
+        self._nl: Optional[Dict[str, Any]] = None
+        self._vesin = None
+        self.nl_builds = 0  # how many host neighbour-list builds (for tests/diagnostics)
+
+    # -- validation -------------------------------------------------------------------
+    def _check_atoms(self, atoms) -> None:
+        n = len(atoms)
+        if n == 0:
+            raise ValueError("EMPPCalculator got an empty Atoms object (no atoms)")
+        numbers = atoms.numbers
+        if numbers.min() < 1 or numbers.max() >= len(self._known) or not self._known[numbers].all():
+            bad = sorted({int(z) for z in numbers if z < 1 or z >= len(self._known) or not self._known[z]})
+            names = ", ".join(
+                f"{chemical_symbols[z]} (Z={z})" if 0 < z < len(chemical_symbols) else f"Z={z}"
+                for z in bad
+            )
+            raise ValueError(
+                f"element(s) {names} not supported by the model {self.model_path.name}; "
+                f"it was trained on: {_species_text(self.species)}"
+            )
+        positions = atoms.positions
+        if not np.isfinite(positions).all():
+            bad = np.where(~np.isfinite(positions).all(axis=1))[0]
+            raise ValueError(
+                f"non-finite (NaN/inf) positions for atom(s) {bad[:10].tolist()}"
+                + (" ..." if len(bad) > 10 else "")
+            )
+        if atoms.pbc.any():
+            cell = atoms.cell.array
+            if not np.isfinite(cell).all():
+                raise ValueError("non-finite (NaN/inf) cell")
+            for axis in np.where(atoms.pbc)[0]:
+                if np.linalg.norm(cell[axis]) < 1e-8:
+                    raise ValueError(
+                        f"periodic direction {axis} has a zero cell vector; set a cell or pbc=False"
+                    )
+
+    def _numbers_tensor(self, numbers: np.ndarray) -> torch.Tensor:
+        if self._numbers is None or not np.array_equal(self._numbers, numbers):
+            self._numbers = numbers.copy()
+            self._numbers_t = torch.as_tensor(numbers, dtype=torch.long, device=self.device)
+        return self._numbers_t
+
+    # -- neighbour lists --------------------------------------------------------------
+    def _use_all_pairs(self, atoms) -> bool:
+        if self.neighbor_list == "all_pairs":
+            if atoms.pbc.any():
+                raise ValueError("neighbor_list='all_pairs' supports non-periodic systems only")
+            return True
+        if self.neighbor_list == "vesin":
+            return False
+        return (not atoms.pbc.any()) and len(atoms) <= self.all_pairs_max_atoms
+
+    def _all_pairs(self, pos: torch.Tensor):
+        with torch.no_grad():
+            dist = torch.cdist(pos, pos, compute_mode="donot_use_mm_for_euclid_dist")
+            mask = dist < self.r_max
+            mask.fill_diagonal_(False)
+            edge_index = mask.nonzero().t()
+            lengths = dist[edge_index[0], edge_index[1]]
+        shifts = torch.zeros((edge_index.shape[1], 3), dtype=pos.dtype, device=pos.device)
+        return edge_index, shifts, lengths
+
+    def _needs_rebuild(self, atoms) -> bool:
+        nl = self._nl
+        if nl is None:
+            return True
+        if (
+            len(atoms) != len(nl["positions"])
+            or not np.array_equal(atoms.pbc, nl["pbc"])
+            or not np.array_equal(atoms.cell.array, nl["cell"])
+            or not np.array_equal(atoms.numbers, nl["numbers"])
+        ):
+            return True
+        if self.skin == 0.0:
+            return True
+        moved2 = ((atoms.positions - nl["positions"]) ** 2).sum(axis=1).max()
+        return bool(moved2 > (0.5 * self.skin) ** 2)
+
+    def _build_vesin(self, atoms) -> None:
+        if self._vesin is None:
+            try:
+                import vesin
+            except ImportError as exc:  # pragma: no cover - vesin is a dependency
+                raise ImportError(
+                    "periodic systems need the `vesin` package: pip install vesin"
+                ) from exc
+            self._vesin = vesin.NeighborList(cutoff=self.r_max + self.skin, full_list=True)
+        cell = atoms.cell.array.copy()
+        pbc = atoms.pbc.copy()
+        positions = atoms.positions.copy()
+        i, j, s = self._vesin.compute(
+            points=positions, box=cell, periodic=pbc.tolist(), quantities="ijS"
+        )
+        sender = torch.as_tensor(i.astype(np.int64), device=self.device)
+        receiver = torch.as_tensor(j.astype(np.int64), device=self.device)
+        shifts = torch.as_tensor(s.astype(np.float64) @ cell, dtype=self.dtype, device=self.device)
+        self._nl = {
+            "positions": positions,
+            "cell": cell,
+            "pbc": pbc,
+            "numbers": atoms.numbers.copy(),
+            "sender": sender,
+            "receiver": receiver,
+            "shifts": shifts,
+        }
+        self.nl_builds += 1
+
+    def _skin_list(self, atoms, pos: torch.Tensor):
+        if self._needs_rebuild(atoms):
+            self._build_vesin(atoms)
+        nl = self._nl
+        with torch.no_grad():
+            vectors = pos[nl["receiver"]] - pos[nl["sender"]] + nl["shifts"]
+            lengths = torch.linalg.norm(vectors, dim=1)
+            keep = (lengths < self.r_max).nonzero().squeeze(1)
+        edge_index = torch.stack([nl["sender"][keep], nl["receiver"][keep]])
+        return edge_index, nl["shifts"][keep], lengths[keep]
+
+    def neighbor_edges(self, atoms):
+        """(edge_index [2, E], shifts [E, 3], lengths [E]) as passed to the model."""
+        pos = torch.as_tensor(atoms.positions, dtype=self.dtype, device=self.device)
+        if self._use_all_pairs(atoms):
+            return self._all_pairs(pos)
+        return self._skin_list(atoms, pos)
+
+    # -- ASE interface ----------------------------------------------------------------
+    def calculate(self, atoms=None, properties=None, system_changes=all_changes):
+        if properties is None:
+            properties = self.implemented_properties
+        super().calculate(atoms, properties, system_changes)
+        atoms = self.atoms
+        self._check_atoms(atoms)
+        periodic = bool(atoms.pbc.all())
+        if "stress" in properties and not periodic:
+            raise PropertyNotImplementedError(
+                "stress is defined only for cells periodic in all three directions "
+                f"(pbc={atoms.pbc.tolist()})"
+            )
+        pos = torch.as_tensor(atoms.positions, dtype=self.dtype, device=self.device)
+        numbers = self._numbers_tensor(atoms.numbers)
+        if self._use_all_pairs(atoms):
+            edge_index, shifts, lengths = self._all_pairs(pos)
+        else:
+            edge_index, shifts, lengths = self._skin_list(atoms, pos)
+        if self.min_distance is not None and not self._warned_close and lengths.numel() > 0:
+            closest = float(lengths.min())
+            if closest < self.min_distance:
+                self._warned_close = True
+                warnings.warn(
+                    f"atoms closer than {self.min_distance} Å (closest pair {closest:.3f} Å): "
+                    "the model was not trained on such geometries and its predictions "
+                    "there are unreliable (warned once per calculator)",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+        # The virial costs little on top of forces; compute it whenever the cell is
+        # periodic so MD with a barostat does not evaluate the model twice.
+        out = self.model(pos, numbers, edge_index, shifts, len(atoms), periodic)
+        energy = float(out["energy"].detach().cpu())
+        self.results["energy"] = energy
+        self.results["free_energy"] = energy
+        self.results["energies"] = out["node_energy"].detach().cpu().double().numpy()
+        self.results["forces"] = out["forces"].detach().cpu().double().numpy()
+        if periodic:
+            virial = out["virial"].detach().cpu().double().numpy()
+            stress = -virial / atoms.get_volume()
+            self.results["stress"] = full_3x3_to_voigt_6_stress(stress)

@@ -1,0 +1,104 @@
+"""Tiny untrained models for tests, examples and speed benchmarks.
+
+The weights are random (seeded): such a model has the architecture's cost and
+smoothness but no chemistry. Use a trained export for anything physical.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence, Union
+
+# Rough isolated-atom energies (eV) so that totals look like real ones.
+_E0 = {1: -13.6, 6: -1029.8, 7: -1485.3, 8: -2041.8}
+
+
+def demo_spec(
+    atomic_numbers: Sequence[int] = (1, 6, 8),
+    *,
+    num_channels: int = 8,
+    max_L: int = 1,
+    num_interactions: int = 2,
+    correlation: int = 3,
+    r_max: float = 4.0,
+    dtype: str = "float64",
+    avg_num_neighbors: float = 8.0,
+    **overrides: Any,
+):
+    from empp_ff.model.spec import BackboneSpec
+
+    species = sorted(int(z) for z in atomic_numbers)
+    kwargs: Dict[str, Any] = dict(
+        atomic_numbers=species,
+        atomic_energies=[_E0.get(z, -100.0 * z) for z in species],
+        num_channels=num_channels,
+        max_L=max_L,
+        num_interactions=num_interactions,
+        correlation=correlation,
+        r_max=r_max,
+        radial_mlp=[16, 16],
+        mlp_irreps="8x0e",
+        avg_num_neighbors=avg_num_neighbors,
+        scale=1.0,
+        shift=0.0,
+        dtype=dtype,
+    )
+    kwargs.update(overrides)
+    return BackboneSpec(**kwargs)
+
+
+def demo_potential(spec=None, seed: int = 0, **spec_kwargs: Any):
+    """A ``Potential`` with seeded random weights (eval mode)."""
+    import torch
+
+    from empp_ff.model.backbone import build_backbone
+    from empp_ff.model.potential import Potential
+
+    spec = spec if spec is not None else demo_spec(**spec_kwargs)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        potential = Potential(build_backbone(spec))
+    return potential.eval()
+
+
+def demo_checkpoint(
+    path: Union[str, Path],
+    spec=None,
+    seed: int = 0,
+    ema: bool = False,
+    val_metrics: Optional[Dict[str, float]] = None,
+    **spec_kwargs: Any,
+) -> Path:
+    """Write an empp-ff checkpoint holding a random-weight model (``ema``: also an
+    EMA state, a perturbed copy, so tests can tell the two apart)."""
+    import torch
+
+    from empp_ff.train.checkpoint import save_checkpoint
+
+    spec = spec if spec is not None else demo_spec(**spec_kwargs)
+    potential = demo_potential(spec, seed=seed)
+    state = {k: v.detach().clone() for k, v in potential.state_dict().items()}
+    ema_state = None
+    if ema:
+        gen = torch.Generator().manual_seed(seed + 1)
+        params = {name for name, _ in potential.named_parameters()}
+        ema_state = {
+            k: (v + 0.05 * torch.randn(v.shape, generator=gen, dtype=v.dtype))
+            if k in params
+            else v.clone()
+            for k, v in state.items()
+        }
+    save_checkpoint(
+        {
+            "config": {"demo": True, "note": "random weights, not trained"},
+            "backbone_spec": spec.to_dict(),
+            "potential_state": state,
+            "ema_potential_state": ema_state,
+            "empp_state": None,
+            "val_metrics": dict(val_metrics or {}),
+            "epoch": 0,
+            "step": 0,
+        },
+        path,
+    )
+    return Path(path)

@@ -1,0 +1,290 @@
+"""Export a trained ``Potential`` to a portable TorchScript model file.
+
+The model-file contract (version 1), relied on by ``EMPPCalculator`` and the
+LAMMPS pair style::
+
+    forward(positions: Tensor[N, 3], atomic_numbers: Tensor[N] int64,
+            edge_index: Tensor[2, E] int64, shifts: Tensor[E, 3],
+            n_local: int, compute_virial: bool) -> Dict[str, Tensor]
+
+* ``edge_index[0]`` is the sender, ``edge_index[1]`` the receiver; the edge
+  vector is ``pos[receiver] - pos[sender] + shifts`` (Cartesian, Å).
+* ``energy`` (0-d, eV) sums the per-atom energies of atoms ``0..n_local-1``
+  (LAMMPS passes local atoms first, then ghosts; ASE passes ``n_local = N``);
+  ``node_energy`` [N]; ``forces`` [N, 3] = −∂energy/∂positions for every atom,
+  ghosts included; ``virial`` [3, 3] (W = −∂E/∂ε, stress = −W/V) only when
+  ``compute_virial``.
+* Positions/shifts of any float dtype are cast to the model dtype; outputs are
+  in the model dtype. An atomic number outside the model's species raises.
+* Attributes readable from C++ with ``module.attr(name)``: ``r_max`` (float),
+  ``num_interactions`` (int), ``atomic_numbers`` (List[int]), ``model_dtype``
+  ("float32"/"float64"), ``format_version`` (int).
+* ``metadata.json`` is stored as a TorchScript extra file.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import json
+import os
+import platform
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Union
+
+import torch
+
+from empp_ff.export.model_file import FORMAT_VERSION, METADATA_NAME, MODEL_FILE_KIND
+
+_DTYPE_NAMES = {torch.float32: "float32", torch.float64: "float64"}
+
+
+class ExportedPotential(torch.nn.Module):
+    """One-structure TorchScript wrapper around ``empp_ff.model.Potential``."""
+
+    def __init__(self, potential: torch.nn.Module, atomic_numbers: List[int], model_dtype: str):
+        super().__init__()
+        self.potential = potential
+        self.r_max = float(potential.r_max)
+        self.num_interactions = int(potential.num_interactions)
+        self.atomic_numbers = [int(z) for z in atomic_numbers]
+        self.model_dtype = str(model_dtype)
+        self.format_version = int(FORMAT_VERSION)
+        dtype = torch.float64 if model_dtype == "float64" else torch.float32
+        known = torch.zeros(119, dtype=torch.bool)
+        known[torch.tensor(self.atomic_numbers, dtype=torch.long)] = True
+        self.register_buffer("known_species", known)
+        # A dtype carrier: ``.dtype`` of this buffer is the model dtype in TorchScript.
+        self.register_buffer("dtype_ref", torch.zeros(0, dtype=dtype))
+
+    def forward(
+        self,
+        positions: torch.Tensor,
+        atomic_numbers: torch.Tensor,
+        edge_index: torch.Tensor,
+        shifts: torch.Tensor,
+        n_local: int,
+        compute_virial: bool,
+    ) -> Dict[str, torch.Tensor]:
+        num_atoms = positions.shape[0]
+        if atomic_numbers.shape[0] != num_atoms:
+            raise ValueError("positions and atomic_numbers have different lengths")
+        if n_local < 0 or n_local > num_atoms:
+            raise ValueError("n_local must lie in [0, number of atoms]")
+        if num_atoms > 0:
+            z_min = int(atomic_numbers.min())
+            z_max = int(atomic_numbers.max())
+            if z_min < 0 or z_max > 118:
+                raise ValueError("atomic number outside 0..118")
+            if not bool(self.known_species[atomic_numbers].all()):
+                raise ValueError(
+                    "atomic number not in the model's species; see the atomic_numbers attribute"
+                )
+        dtype = self.dtype_ref.dtype
+        positions = positions.to(dtype)
+        shifts = shifts.to(dtype)
+        batch = torch.zeros(num_atoms, dtype=torch.long, device=positions.device)
+        energy_mask: Optional[torch.Tensor] = None
+        if n_local < num_atoms:
+            energy_mask = torch.arange(num_atoms, device=positions.device) < n_local
+        out = self.potential(
+            positions,
+            atomic_numbers,
+            edge_index,
+            shifts,
+            batch,
+            1,
+            True,
+            compute_virial,
+            False,
+            energy_mask,
+        )
+        result: Dict[str, torch.Tensor] = {
+            "energy": out["energy"][0],
+            "node_energy": out["node_energy"],
+            "forces": out["forces"],
+        }
+        if compute_virial:
+            result["virial"] = out["virial"][0]
+        return result
+
+
+def _versions() -> Dict[str, Optional[str]]:
+    from importlib import metadata as md
+
+    def version(dist: str) -> Optional[str]:
+        try:
+            return md.version(dist)
+        except md.PackageNotFoundError:
+            return None
+
+    return {
+        "torch": torch.__version__,
+        "e3nn": version("e3nn"),
+        "mace-torch": version("mace-torch"),
+        "ase": version("ase"),
+        "python": platform.python_version(),
+    }
+
+
+def _jsonable(obj: Any) -> Any:
+    """Best-effort conversion of configs/metrics to JSON (tensors, paths, numpy)."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, torch.Tensor):
+        return obj.tolist()
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    if hasattr(obj, "item"):  # numpy scalars
+        try:
+            return obj.item()
+        except (TypeError, ValueError):
+            pass
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    return str(obj)
+
+
+def build_metadata(
+    spec: Dict[str, Any],
+    *,
+    config: Optional[Dict[str, Any]] = None,
+    val_metrics: Optional[Dict[str, Any]] = None,
+    source_checkpoint: Optional[str] = None,
+    used_ema: bool = False,
+    epoch: Optional[int] = None,
+) -> Dict[str, Any]:
+    from ase.data import chemical_symbols
+
+    from empp_ff import __version__
+
+    species = [int(z) for z in spec["atomic_numbers"]]
+    r_max = float(spec["r_max"])
+    num_interactions = int(spec["num_interactions"])
+    return {
+        "kind": MODEL_FILE_KIND,
+        "format_version": FORMAT_VERSION,
+        "empp_ff_version": __version__,
+        "species": species,
+        "elements": [chemical_symbols[z] for z in species],
+        "r_max": r_max,
+        "num_interactions": num_interactions,
+        "ghost_cutoff": num_interactions * r_max,
+        "dtype": spec["dtype"],
+        "units": {"energy": "eV", "length": "Angstrom", "forces": "eV/Angstrom"},
+        "atomic_energies": {
+            chemical_symbols[z]: float(e) for z, e in zip(species, spec["atomic_energies"])
+        },
+        "backbone_spec": _jsonable(spec),
+        "versions": _versions(),
+        "training_config": _jsonable(config or {}),
+        "validation_metrics": _jsonable(val_metrics or {}),
+        "source_checkpoint": source_checkpoint,
+        "used_ema": bool(used_ema),
+        "epoch": epoch,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def script_potential(potential: torch.nn.Module) -> torch.jit.ScriptModule:
+    """TorchScript-compile a ``Potential`` in the one-structure wrapper (a deep copy
+    is compiled; the argument is left untouched)."""
+    from empp_ff.model._imports import import_e3nn_o3
+
+    import_e3nn_o3()  # e3nn's import needs weights-only loading relaxed, only during the import
+    from e3nn.util import jit as e3nn_jit
+
+    spec = potential.backbone.spec_dict
+    potential = copy.deepcopy(potential).eval()
+    for p in potential.parameters():
+        p.requires_grad_(False)
+    # Python-only properties (``MACEBackbone.spec`` returns a dataclass) must not
+    # be compiled. TorchScript reads ``__jit_unused_properties__`` from the class,
+    # so give the deep copy's modules a subclass that lists them.
+    for module in potential.modules():
+        cls = type(module)
+        props = [k for k, v in vars(cls).items() if isinstance(v, property)]
+        if props and cls.__module__.startswith("empp_ff."):
+            unused = list(getattr(cls, "__jit_unused_properties__", [])) + props
+            module.__class__ = type(cls.__name__, (cls,), {"__jit_unused_properties__": unused})
+    wrapper = ExportedPotential(potential, spec["atomic_numbers"], spec["dtype"])
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", message=".*TorchScript type system.*")
+        # e3nn compiles the (decorated) submodules in place; then script the wrapper.
+        wrapper = e3nn_jit.compile(wrapper)
+        scripted = torch.jit.script(wrapper)
+    return scripted
+
+
+def _atomic_save(scripted: torch.jit.ScriptModule, metadata: Dict[str, Any], out_path: Path) -> Path:
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=out_path.name + ".", suffix=".tmp", dir=out_path.parent)
+    os.close(fd)
+    try:
+        extra = {METADATA_NAME: json.dumps(metadata, indent=2, sort_keys=False)}
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            warnings.filterwarnings("ignore", category=FutureWarning)
+            torch.jit.save(scripted, tmp, _extra_files=extra)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, out_path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return out_path
+
+
+def export_potential(
+    potential: torch.nn.Module,
+    out_path: Union[str, Path],
+    *,
+    metadata_extra: Optional[Dict[str, Any]] = None,
+) -> Path:
+    """Export an in-memory ``Potential`` (its dtype is the file's dtype)."""
+    spec = dict(potential.backbone.spec_dict)
+    param = next(potential.parameters())
+    spec["dtype"] = _DTYPE_NAMES[param.dtype]
+    metadata = build_metadata(spec, **(metadata_extra or {}))
+    scripted = script_potential(potential)
+    return _atomic_save(scripted, metadata, Path(out_path))
+
+
+def export_model(
+    checkpoint_or_run_dir: Union[str, Path],
+    out_path: Union[str, Path],
+    dtype: Optional[str] = None,
+    use_ema: bool = True,
+) -> Path:
+    """Export a checkpoint (or a run directory's best/last checkpoint) to ``out_path``.
+
+    ``dtype`` ("float32"/"float64") overrides the training dtype; ``use_ema``
+    takes the EMA weights when the checkpoint has them. The file is written
+    atomically (temp file + ``os.replace``). Returns the output path.
+    """
+    from empp_ff.train.checkpoint import build_potential, load_checkpoint
+
+    if dtype is not None and dtype not in ("float32", "float64"):
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    state = load_checkpoint(checkpoint_or_run_dir)
+    used_ema = bool(use_ema and state.get("ema_potential_state") is not None)
+    potential = build_potential(state, use_ema=use_ema, dtype=dtype)
+    return export_potential(
+        potential,
+        out_path,
+        metadata_extra=dict(
+            config=state.get("config"),
+            val_metrics=state.get("val_metrics"),
+            source_checkpoint=str(Path(state["path"]).resolve()),
+            used_ema=used_ema,
+            epoch=state.get("epoch"),
+        ),
+    )

@@ -1,0 +1,318 @@
+"""Molecular dynamics and geometry optimisation drivers (ASE) for model files.
+
+Thin, explicit wrappers over ASE's integrators and optimisers: they set up the
+initial velocities, attach a trajectory writer, a log and a progress bar, and
+return a summary (for NVE, the energy drift per atom per ps). They change no
+global state apart from the random generator they are given (a seeded
+``numpy.random.Generator``, never numpy's global one).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Union
+
+import numpy as np
+from ase import Atoms, units
+
+ENSEMBLES = ("nve", "langevin", "nvt", "npt")
+OPTIMIZERS = ("BFGS", "FIRE", "LBFGS")
+
+
+def read_structure(path: Union[str, Path], index: Union[int, str] = -1) -> Atoms:
+    """Read one structure with ``ase.io.read`` (any format it knows), with a clear
+    error for a missing or unreadable file."""
+    import ase.io
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"structure file not found: {path}")
+    try:
+        atoms = ase.io.read(str(path), index=index)
+    except Exception as exc:
+        raise ValueError(
+            f"cannot read a structure from {path} ({type(exc).__name__}: {exc}); "
+            "use a format ase.io.read understands (xyz, extxyz, pdb, cif, POSCAR, ...)"
+        ) from exc
+    if isinstance(atoms, list):  # pragma: no cover - index=-1 returns one Atoms
+        atoms = atoms[-1]
+    if len(atoms) == 0:
+        raise ValueError(f"{path} contains no atoms")
+    return atoms
+
+
+def energy_drift(times_fs: np.ndarray, total_energies: np.ndarray, num_atoms: int) -> float:
+    """Slope of a least-squares line through E_total(t), in eV / atom / ps."""
+    times_fs = np.asarray(times_fs, dtype=np.float64)
+    total_energies = np.asarray(total_energies, dtype=np.float64)
+    if len(times_fs) < 2:
+        return 0.0
+    slope_ev_per_fs = np.polyfit(times_fs, total_energies, 1)[0]
+    return float(slope_ev_per_fs * 1000.0 / num_atoms)
+
+
+@dataclass
+class MDResult:
+    ensemble: str
+    steps: int
+    dt_fs: float
+    num_atoms: int
+    times_fs: List[float] = field(default_factory=list)
+    potential_energy: List[float] = field(default_factory=list)
+    kinetic_energy: List[float] = field(default_factory=list)
+    temperature: List[float] = field(default_factory=list)
+    drift_ev_per_atom_per_ps: Optional[float] = None
+    max_abs_fluctuation_ev_per_atom: Optional[float] = None
+    wall_s: float = 0.0
+
+    @property
+    def total_energy(self) -> np.ndarray:
+        return np.asarray(self.potential_energy) + np.asarray(self.kinetic_energy)
+
+    def summary(self) -> Dict[str, Any]:
+        d = asdict(self)
+        for key in ("times_fs", "potential_energy", "kinetic_energy", "temperature"):
+            d.pop(key)
+        d["mean_temperature_K"] = float(np.mean(self.temperature)) if self.temperature else None
+        d["steps_per_s"] = self.steps / self.wall_s if self.wall_s > 0 else None
+        return d
+
+
+def _make_dynamics(
+    atoms: Atoms,
+    ensemble: str,
+    dt_fs: float,
+    temperature: float,
+    friction: float,
+    rng: np.random.Generator,
+    pressure_bar: float,
+    tdamp_fs: Optional[float],
+    pdamp_fs: Optional[float],
+):
+    timestep = dt_fs * units.fs
+    tdamp = (tdamp_fs if tdamp_fs is not None else 100.0 * dt_fs) * units.fs
+    pdamp = (pdamp_fs if pdamp_fs is not None else 1000.0 * dt_fs) * units.fs
+    if ensemble == "nve":
+        from ase.md.verlet import VelocityVerlet
+
+        return VelocityVerlet(atoms, timestep=timestep)
+    if ensemble == "langevin":
+        from ase.md.langevin import Langevin
+
+        # friction given in 1/fs (ASE wants inverse ASE time units)
+        return Langevin(
+            atoms, timestep=timestep, temperature_K=temperature, friction=friction / units.fs, rng=rng
+        )
+    if ensemble == "nvt":
+        from ase.md.nose_hoover_chain import NoseHooverChainNVT
+
+        return NoseHooverChainNVT(atoms, timestep=timestep, temperature_K=temperature, tdamp=tdamp)
+    if ensemble == "npt":
+        if not atoms.pbc.all():
+            raise ValueError(
+                "npt needs a cell periodic in all three directions "
+                f"(this structure has pbc={atoms.pbc.tolist()}); use nvt or langevin for "
+                "molecules, or give the structure a periodic cell"
+            )
+        from ase.md.nose_hoover_chain import IsotropicMTKNPT
+
+        return IsotropicMTKNPT(
+            atoms,
+            timestep=timestep,
+            temperature_K=temperature,
+            pressure_au=pressure_bar * units.bar,
+            tdamp=tdamp,
+            pdamp=pdamp,
+        )
+    raise ValueError(f"ensemble must be one of {ENSEMBLES}, got {ensemble!r}")
+
+
+def run_md(
+    atoms: Atoms,
+    calculator,
+    *,
+    steps: int,
+    dt_fs: float = 0.5,
+    temperature: float = 300.0,
+    ensemble: str = "nve",
+    friction: float = 0.01,
+    seed: int = 0,
+    trajectory: Optional[Union[str, Path]] = None,
+    traj_interval: int = 10,
+    logfile: Optional[Union[str, Path]] = None,
+    log_interval: int = 10,
+    init_velocities: bool = True,
+    progress: bool = True,
+    pressure_bar: float = 1.0,
+    tdamp_fs: Optional[float] = None,
+    pdamp_fs: Optional[float] = None,
+) -> MDResult:
+    """Run ``steps`` MD steps of ``ensemble`` (nve | langevin | nvt | npt).
+
+    Velocities start from a Maxwell-Boltzmann distribution at ``temperature``
+    with zero centre-of-mass momentum (unless ``init_velocities=False``).
+    ``friction`` is the Langevin friction in 1/fs. Energies are recorded every
+    step; for NVE the result carries the drift of the total energy (linear fit,
+    eV/atom/ps) and the largest deviation from the mean (eV/atom).
+    """
+    import time
+
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+
+    ensemble = ensemble.lower()
+    if ensemble not in ENSEMBLES:
+        raise ValueError(f"ensemble must be one of {ENSEMBLES}, got {ensemble!r}")
+    if steps < 0 or dt_fs <= 0:
+        raise ValueError("steps must be >= 0 and dt_fs > 0")
+    rng = np.random.default_rng(seed)
+    atoms.calc = calculator
+    if init_velocities:
+        MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
+        Stationary(atoms)
+    dyn = _make_dynamics(
+        atoms, ensemble, dt_fs, temperature, friction, rng, pressure_bar, tdamp_fs, pdamp_fs
+    )
+    result = MDResult(ensemble=ensemble, steps=steps, dt_fs=dt_fs, num_atoms=len(atoms))
+
+    def record():
+        result.times_fs.append(dyn.get_number_of_steps() * dt_fs)
+        result.potential_energy.append(float(atoms.get_potential_energy()))
+        result.kinetic_energy.append(float(atoms.get_kinetic_energy()))
+        result.temperature.append(float(atoms.get_temperature()))
+
+    dyn.attach(record, interval=1)
+    writer = None
+    if trajectory is not None:
+        writer = _TrajectoryWriter(atoms, trajectory)
+        dyn.attach(writer, interval=max(1, traj_interval))
+    if logfile is not None:
+        from ase.md import MDLogger
+
+        logger = MDLogger(dyn, atoms, str(logfile), header=True, stress=False, peratom=True, mode="w")
+        dyn.attach(logger, interval=max(1, log_interval))
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=steps, desc=f"MD {ensemble}", unit="step", dynamic_ncols=True)
+
+        def tick():
+            if dyn.get_number_of_steps() == 0:
+                return  # ase calls observers once before the first step
+            bar.update(1)
+            if result.temperature and dyn.get_number_of_steps() % 10 == 0:
+                bar.set_postfix(T=f"{result.temperature[-1]:.0f}K", E=f"{result.total_energy[-1]:.4f}")
+
+        dyn.attach(tick, interval=1)
+    start = time.perf_counter()
+    try:
+        dyn.run(steps)  # observers fire at step 0 too, so step 0 is recorded
+    finally:
+        if bar is not None:
+            bar.close()
+        if writer is not None:
+            writer.close()
+        if logfile is not None:
+            logger.close()
+    result.wall_s = time.perf_counter() - start
+    if ensemble == "nve" and len(result.times_fs) > 1:
+        etot = result.total_energy
+        result.drift_ev_per_atom_per_ps = energy_drift(np.asarray(result.times_fs), etot, len(atoms))
+        result.max_abs_fluctuation_ev_per_atom = float(np.max(np.abs(etot - etot.mean())) / len(atoms))
+    return result
+
+
+class _TrajectoryWriter:
+    """Append frames to a .traj (ASE trajectory) or any format ase.io.write can append."""
+
+    def __init__(self, atoms: Atoms, path: Union[str, Path]):
+        self.atoms = atoms
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._traj = None
+        if self.path.suffix == ".traj":
+            from ase.io.trajectory import Trajectory
+
+            self._traj = Trajectory(str(self.path), "w", atoms)
+        elif self.path.exists():
+            self.path.unlink()
+
+    def __call__(self):
+        if self._traj is not None:
+            self._traj.write()
+        else:
+            import ase.io
+
+            from ase.calculators.singlepoint import SinglePointCalculator
+
+            frame = self.atoms.copy()
+            frame.calc = SinglePointCalculator(
+                frame,
+                energy=self.atoms.get_potential_energy(),
+                forces=self.atoms.get_forces(),
+            )
+            fmt = "extxyz" if self.path.suffix in (".xyz", ".extxyz") else None
+            ase.io.write(str(self.path), frame, format=fmt, append=True)
+
+    def close(self):
+        if self._traj is not None:
+            self._traj.close()
+
+
+@dataclass
+class OptResult:
+    converged: bool
+    steps: int
+    fmax: float
+    final_fmax: float
+    initial_energy: float
+    final_energy: float
+
+
+def optimize(
+    atoms: Atoms,
+    calculator,
+    *,
+    fmax: float = 0.01,
+    optimizer: str = "BFGS",
+    steps: int = 1000,
+    trajectory: Optional[Union[str, Path]] = None,
+    logfile: Optional[Union[str, Path]] = "-",
+) -> OptResult:
+    """Relax atomic positions until the largest force is below ``fmax`` (eV/Å)."""
+    import ase.optimize
+
+    name = optimizer.upper()
+    lookup = {o.upper(): o for o in OPTIMIZERS}
+    if name not in lookup:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+    atoms.calc = calculator
+    e0 = float(atoms.get_potential_energy())
+    cls = getattr(ase.optimize, lookup[name])
+    opt = cls(
+        atoms,
+        trajectory=str(trajectory) if trajectory is not None and Path(trajectory).suffix == ".traj" else None,
+        logfile=None if logfile is None else str(logfile),
+    )
+    converged = bool(opt.run(fmax=fmax, steps=steps))
+    forces = atoms.get_forces()
+    final_fmax = float(np.sqrt((forces**2).sum(axis=1)).max()) if len(atoms) else 0.0
+    if trajectory is not None and Path(trajectory).suffix != ".traj":
+        import ase.io
+
+        ase.io.write(str(trajectory), atoms)
+    return OptResult(
+        converged=converged,
+        steps=int(opt.get_number_of_steps()),
+        fmax=fmax,
+        final_fmax=final_fmax,
+        initial_energy=e0,
+        final_energy=float(atoms.get_potential_energy()),
+    )
+
+
+def temperature_from_kinetic(kinetic_ev: float, num_atoms: int) -> float:
+    """Instantaneous temperature (K) for 3N degrees of freedom."""
+    return 2.0 * kinetic_ev / (3.0 * num_atoms * units.kB) if num_atoms else math.nan
