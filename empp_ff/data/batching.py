@@ -52,10 +52,11 @@ def pack_batches(
     O(n_batches * log n) with ``searchsorted`` on the cumulative sizes.
     """
     order = np.asarray(order, dtype=np.int64)
-    s = np.asarray(sizes, dtype=np.int64)[order]
+    s = np.asarray(sizes)[order]
     if s.size and s.min() < 0:
         raise ValueError("sizes must be >= 0")
-    cum = np.concatenate([[0], np.cumsum(s)])  # cum[k] = sum of the first k items
+    cum = np.zeros(s.shape[0] + 1, dtype=np.int64)  # cum[k] = sum of the first k items
+    np.cumsum(s, dtype=np.int64, out=cum[1:])
     n = order.shape[0]
     batches: list[np.ndarray] = []
     start = 0
@@ -101,7 +102,11 @@ class BudgetBatchSampler(Sampler[list[int]]):
         max_graphs: int | None = None,
         oversize: str = "single",
     ) -> None:
-        self.sizes = np.asarray(sizes, dtype=np.int64).reshape(-1)
+        # int32: ~150 MB for GEOM-Drug's 37 M structures instead of 300 MB (sums are int64).
+        self.sizes = np.asarray(sizes).reshape(-1)
+        if self.sizes.size and self.sizes.max() >= 2**31:
+            raise ValueError(f"sizes must be < 2**31, got {self.sizes.max()}")
+        self.sizes = self.sizes.astype(np.int32)
         if int(max_size) < 1:
             raise ValueError(f"max_size must be >= 1, got {max_size}")
         if num_replicas < 1 or not 0 <= rank < num_replicas:
