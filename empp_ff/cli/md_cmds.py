@@ -1,0 +1,108 @@
+"""``empp-ff md`` and ``empp-ff opt``: run an exported model with ASE."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+
+def _calculator(model, device):
+    from empp_ff.calculator import EMPPCalculator
+    from empp_ff.export import ModelFileError
+
+    try:
+        return EMPPCalculator(model, device=device)
+    except (FileNotFoundError, ModelFileError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _structure(path):
+    from empp_ff.md import read_structure
+
+    try:
+        return read_structure(path)
+    except (FileNotFoundError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@click.command("md")
+@click.argument("model", type=click.Path())
+@click.argument("structure", type=click.Path())
+@click.option("--steps", default=1000, show_default=True, type=click.IntRange(min=0))
+@click.option("--dt", "dt_fs", default=0.5, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Time step (fs).")
+@click.option("--temperature", default=300.0, show_default=True, help="Initial / target temperature (K).")
+@click.option("--ensemble", type=click.Choice(["nve", "langevin", "nvt", "npt"]), default="nve",
+              show_default=True)
+@click.option("--friction", default=0.01, show_default=True, help="Langevin friction (1/fs).")
+@click.option("--pressure", "pressure_bar", default=1.0, show_default=True, help="NPT pressure (bar).")
+@click.option("--seed", default=0, show_default=True, help="Seed for velocities and Langevin noise.")
+@click.option("--out", "out", default="md.traj", show_default=True, type=click.Path(dir_okay=False),
+              help="Trajectory (.traj, or .xyz/.extxyz appended).")
+@click.option("--interval", default=10, show_default=True, help="Write/log every N steps.")
+@click.option("--log", "log", default=None, type=click.Path(dir_okay=False), help="MD log file.")
+@click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available).")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def md_cmd(model, structure, steps, dt_fs, temperature, ensemble, friction, pressure_bar, seed, out,
+           interval, log, device, no_progress):
+    """Molecular dynamics of STRUCTURE (any ase.io.read format) with MODEL."""
+    from empp_ff.md import run_md
+
+    atoms = _structure(structure)
+    calc = _calculator(model, device)
+    try:
+        result = run_md(atoms, calc, steps=steps, dt_fs=dt_fs, temperature=temperature,
+                        ensemble=ensemble, friction=friction, seed=seed, trajectory=out,
+                        traj_interval=interval, logfile=log, log_interval=interval,
+                        progress=not no_progress, pressure_bar=pressure_bar)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    s = result.summary()
+    click.echo(f"{steps} steps of {ensemble} in {s['wall_s']:.1f} s "
+               f"({s['steps_per_s'] or 0:.1f} steps/s), mean T {s['mean_temperature_K']:.1f} K; "
+               f"trajectory: {out}")
+    if ensemble == "nve" and result.drift_ev_per_atom_per_ps is not None:
+        click.echo(f"NVE energy drift: {result.drift_ev_per_atom_per_ps:.3e} eV/atom/ps "
+                   f"(max |E - <E>| {result.max_abs_fluctuation_ev_per_atom:.3e} eV/atom)")
+    if log:
+        click.echo(f"log: {log}")
+
+
+@click.command("opt")
+@click.argument("model", type=click.Path())
+@click.argument("structure", type=click.Path())
+@click.option("--fmax", default=0.01, show_default=True, help="Force convergence threshold (eV/Å).")
+@click.option("--optimizer", type=click.Choice(["BFGS", "FIRE", "LBFGS"], case_sensitive=False),
+              default="BFGS", show_default=True)
+@click.option("--steps", default=1000, show_default=True, type=click.IntRange(min=0))
+@click.option("--out", "out", default="opt.xyz", show_default=True, type=click.Path(dir_okay=False),
+              help="Final structure (any ase.io.write format; .traj keeps the whole path).")
+@click.option("--device", default=None)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def opt_cmd(model, structure, fmax, optimizer, steps, out, device, as_json):
+    """Relax STRUCTURE with MODEL until max force < FMAX."""
+    from dataclasses import asdict
+
+    from empp_ff.md import optimize
+
+    atoms = _structure(structure)
+    calc = _calculator(model, device)
+    try:
+        result = optimize(atoms, calc, fmax=fmax, optimizer=optimizer, steps=steps,
+                          trajectory=out, logfile=None if as_json else "-")
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps(asdict(result)))
+    else:
+        status = "converged" if result.converged else "NOT converged"
+        click.echo(f"{status} in {result.steps} steps: max force {result.final_fmax:.4f} eV/Å, "
+                   f"energy {result.initial_energy:.4f} -> {result.final_energy:.4f} eV; wrote {out}")
+    if not result.converged:
+        raise SystemExit(2)
+
+
+def register(group):
+    group.add_command(md_cmd)
+    group.add_command(opt_cmd)
