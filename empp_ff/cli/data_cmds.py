@@ -28,7 +28,7 @@ def convert_cmd(source, out, fmt, energy_key, forces_key):
     except (ValueError, FileNotFoundError, KeyError) as exc:
         raise click.ClickException(str(exc)) from exc
     with StructureStore(path) as store:
-        click.echo(f"wrote {path}: {len(store)} structures, species {list(store.species())}, "
+        click.echo(f"wrote {path}: {len(store)} structures, species {[int(z) for z in store.species()]}, "
                    f"energy={store.has_energy}, forces={store.has_forces}")
 
 

@@ -116,7 +116,9 @@ class MACEBackbone(torch.nn.Module):
         node_attrs = torch.nn.functional.one_hot(species, self.num_elements).to(positions.dtype)
         sender = edge_index[0]
         receiver = edge_index[1]
-        vectors = positions[receiver] - positions[sender] + shifts
+        # index_select (not fancy indexing): its backward is index_add, which is
+        # deterministic on CPU, so resumed runs reproduce uninterrupted ones bit for bit.
+        vectors = positions.index_select(0, receiver) - positions.index_select(0, sender) + shifts
         lengths = torch.linalg.norm(vectors, dim=-1, keepdim=True)
         node_heads = torch.zeros_like(species)
 

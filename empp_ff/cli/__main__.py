@@ -1,0 +1,3 @@
+from empp_ff.cli import main
+
+main()

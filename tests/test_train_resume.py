@@ -1,0 +1,96 @@
+"""Training runs resume exactly: after a clean stop and after kill -9."""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from empp_ff.train.checkpoint import load_checkpoint
+from empp_ff.train.config import load_config
+from empp_ff.train.trainer import run_training
+
+
+F64 = {"model.dtype": "float64"}
+
+
+def _weights(run_dir):
+    return load_checkpoint(run_dir / "checkpoints" / "last.pt", prefer="last")["potential_state"]
+
+
+def _assert_same_weights(a, b):
+    # Float64 training is reproducible to round-off, not bit for bit: PyTorch's
+    # vectorised CPU reductions split work by memory alignment, which changes the
+    # summation order between allocations (~1e-16 per step).
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.allclose(a[k], b[k], rtol=0, atol=1e-9), f"weights differ at {k}"
+
+
+def test_resume_ends_where_uninterrupted_run_ends(tmp_path, tiny_train_overrides):
+    quiet = lambda msg: None  # noqa: E731
+    straight = tmp_path / "straight"
+    run_training(load_config(None, tiny_train_overrides(straight, epochs=3, **F64)), log=quiet)
+
+    resumed = tmp_path / "resumed"
+
+    def interrupt_after_first_epoch(msg):
+        if msg.startswith("epoch    1/3"):  # logged after the epoch's checkpoint is written
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_training(load_config(None, tiny_train_overrides(resumed, epochs=3, **F64)),
+                     log=interrupt_after_first_epoch)
+    assert load_checkpoint(resumed, prefer="last")["epoch"] == 1
+    # The same command again continues from epoch 1.
+    run_training(load_config(None, tiny_train_overrides(resumed, epochs=3, **F64)), log=quiet)
+
+    _assert_same_weights(_weights(straight), _weights(resumed))
+    rows_a = list(csv.DictReader((straight / "metrics.csv").open()))
+    rows_b = list(csv.DictReader((resumed / "metrics.csv").open()))
+    assert len(rows_a) == len(rows_b) == 3
+    for a, b in zip(rows_a, rows_b):
+        for key in ("epoch", "step", "lr", "train_loss", "val_energy_mae_mev", "val_forces_mae_mev_per_a"):
+            assert float(a[key]) == pytest.approx(float(b[key]), rel=1e-9), key
+
+
+def test_resume_refuses_a_different_config(tmp_path, tiny_train_overrides):
+    from empp_ff.train.config import ConfigError
+
+    run_dir = tmp_path / "run"
+    run_training(load_config(None, tiny_train_overrides(run_dir, epochs=1)), log=lambda m: None)
+    with pytest.raises(ConfigError, match="different config.*train.lr"):
+        run_training(load_config(None, tiny_train_overrides(run_dir, epochs=2, **{"train.lr": 0.5})),
+                     log=lambda m: None)
+
+
+def test_kill_minus_9_then_same_command_resumes_and_completes(tmp_path, tiny_train_overrides):
+    run_dir = tmp_path / "killed"
+    args = tiny_train_overrides(run_dir, epochs=8)
+    cmd = [sys.executable, "-m", "empp_ff.cli", "train"] + [a for kv in args for a in ("--set", kv)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = run_dir / "checkpoints" / "last.pt"
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            if last.exists() and load_checkpoint(last, prefer="last")["epoch"] >= 2:
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, "training finished before it could be killed; make it longer"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    killed_at = load_checkpoint(last, prefer="last")["epoch"]
+    assert 2 <= killed_at < 8
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"resuming {run_dir} after epoch {killed_at}" in done.stdout
+    assert load_checkpoint(last, prefer="last")["epoch"] == 8
+    assert len((run_dir / "metrics.csv").read_text().splitlines()) == 9
+    assert (run_dir / "test_metrics.json").exists()
