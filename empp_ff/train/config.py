@@ -70,8 +70,11 @@ class LossConfig:
 @dataclass
 class TrainConfig:
     max_epochs: int = 100
-    batch_size: int = 8
+    batch_size: int = 8  # global (effective) batch; split evenly over DDP ranks
     eval_batch_size: int = 32
+    # Batch by an atom budget instead of a fixed count (drug-sized molecules):
+    # each rank's batch holds at most this many atoms.
+    max_atoms_per_batch: Optional[int] = None
     lr: float = 5e-3
     min_lr_ratio: float = 0.01  # cosine decays to lr * min_lr_ratio
     warmup_epochs: float = 1.0
@@ -205,6 +208,8 @@ def _check_values(cfg: Config) -> None:
     need(cfg.train.warmup_epochs >= 0, "train.warmup_epochs must be >= 0")
     need(cfg.train.grad_clip is None or cfg.train.grad_clip > 0, "train.grad_clip must be > 0 or null")
     need(cfg.train.threads is None or cfg.train.threads >= 1, "train.threads must be >= 1 or null")
+    need(cfg.train.max_atoms_per_batch is None or cfg.train.max_atoms_per_batch >= 1,
+         "train.max_atoms_per_batch must be >= 1 or null")
     need(
         cfg.train.device == "auto" or cfg.train.device == "cpu" or cfg.train.device.startswith("cuda"),
         f"train.device must be auto, cpu, cuda or cuda:N, got {cfg.train.device!r}",

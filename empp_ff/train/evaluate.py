@@ -23,7 +23,8 @@ def predict(potential, batch, compute_forces: bool = True, create_graph: bool = 
 
 
 def evaluate(potential, loader, device: torch.device, keep_predictions: bool = False,
-             progress: bool = False, desc: str = "eval") -> Tuple[Dict[str, float], ErrorAccumulator]:
+             progress: bool = False, desc: str = "eval", dist=None) -> Tuple[Dict[str, float], ErrorAccumulator]:
+    """Errors over ``loader``; with ``dist`` (DDP), sums are reduced over ranks."""
     acc = ErrorAccumulator(keep_predictions=keep_predictions)
     was_training = potential.training
     potential.eval()
@@ -40,6 +41,8 @@ def evaluate(potential, loader, device: torch.device, keep_predictions: bool = F
             acc.add({k: v.detach() for k, v in pred.items()}, batch)
     finally:
         potential.train(was_training)
+    if dist is not None:
+        acc.all_reduce(dist, device)
     return acc.summary(), acc
 
 

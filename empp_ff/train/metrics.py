@@ -78,6 +78,26 @@ class ErrorAccumulator:
                 self.predictions["forces_ref"].append(batch.forces[mask].double().cpu())
                 self.predictions["forces_pred"].append(pred["forces"][mask].detach().double().cpu())
 
+    _KEYS = ("n_structures", "e_abs", "e_sq", "e_n", "epa_abs", "f_abs", "f_sq", "f_n")
+
+    def all_reduce(self, dist, device) -> None:
+        """Sum the running totals over DDP ranks (no-op in a single process)."""
+        if not dist.enabled:
+            return
+        elements = list(range(1, 119))
+        values = [self.sums[k] for k in self._KEYS]
+        values += [self.element_sums[z] for z in elements] + [float(self.element_counts[z]) for z in elements]
+        totals = dist.all_reduce_sum(values, device)
+        for k, v in zip(self._KEYS, totals):
+            self.sums[k] = v
+        n = len(self._KEYS)
+        self.element_sums.clear()
+        self.element_counts.clear()
+        for i, z in enumerate(elements):
+            if totals[n + 118 + i] > 0:
+                self.element_sums[z] = totals[n + i]
+                self.element_counts[z] = int(totals[n + 118 + i])
+
     def summary(self) -> Dict[str, float]:
         s = self.sums
         out: Dict[str, float] = {"n_structures": int(s["n_structures"])}

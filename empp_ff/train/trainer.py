@@ -24,6 +24,7 @@ from empp_ff.model.spec import BackboneSpec
 from empp_ff.train.checkpoint import load_checkpoint, save_checkpoint
 from empp_ff.train.config import Config, ConfigError, dump_config
 from empp_ff.train.data_setup import PreparedData, finite, prepare_data
+from empp_ff.train.distributed import EpochShardSampler, init_distributed, reduce_mean_dict
 from empp_ff.train.ema import EMA
 from empp_ff.train.evaluate import evaluate, format_error_table
 from empp_ff.train.io import write_csv, write_json
@@ -58,20 +59,24 @@ def _flatten(d: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
 
 
 def select_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"train.device={name!r} but CUDA is not available on this machine")
-    return device
+    """``auto`` → CUDA when available, else CPU; a clear error for unusable CUDA."""
+    from empp_ff.train.distributed import _device
+
+    return _device(name, None)
 
 
 class Trainer:
     def __init__(self, cfg: Config, log: Callable[[str], None] = print):
         self.cfg = cfg
-        self.log = log
+        self.dist, self.device = init_distributed(cfg.train.device)
+        self.log = log if self.dist.is_main else (lambda msg: None)  # rank 0 alone reports
         self.run_dir = Path(cfg.run_dir)
-        self.device = select_device(cfg.train.device)
+        if cfg.train.batch_size % self.dist.world_size:
+            raise ConfigError(
+                f"train.batch_size={cfg.train.batch_size} must be divisible by the number of "
+                f"processes ({self.dist.world_size}): it is the global batch"
+            )
+        self.rank_batch_size = cfg.train.batch_size // self.dist.world_size
         self.dtype = torch.float64 if cfg.model.dtype == "float64" else torch.float32
         self.history: List[Dict[str, Any]] = []
         self.epoch = 0
@@ -82,13 +87,20 @@ class Trainer:
     # ------------------------------------------------------------------ set-up
     def setup(self) -> None:
         cfg = self.cfg
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        main = self.dist.is_main
+        if main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.dist.barrier()
         last = self.run_dir / "checkpoints" / "last.pt"
         resume_state = load_checkpoint(last) if last.exists() else None
         if resume_state is not None:
             self._check_resumable(resume_state["config"])
-        dump_config(cfg, self.run_dir / "config.yaml")
-        self.data: PreparedData = prepare_data(cfg, self.run_dir, self.log)
+        if main:  # rank 0 converts the data and writes the splits; the others then read them
+            dump_config(cfg, self.run_dir / "config.yaml")
+            self.data: PreparedData = prepare_data(cfg, self.run_dir, self.log)
+        self.dist.barrier()
+        if not main:
+            self.data = prepare_data(cfg, self.run_dir, self.log, write=False)
         self.supervised = cfg.task == "supervised" and self.data.store.has_energy
         if cfg.task == "supervised" and not self.data.store.has_energy:
             if not cfg.empp.enabled:
@@ -107,13 +119,23 @@ class Trainer:
         potential = Potential(build_backbone(spec))
         empp = self._build_empp(potential) if cfg.empp.enabled else None
         self.model = TrainingModel(potential, empp).to(self.device)
+        self.step_model = self.model
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            # EMPP's force encoder is idle on batches without forces: allow unused parameters.
+            self.step_model = DistributedDataParallel(
+                self.model,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=empp is not None,
+            )
         self.scale = float(spec.scale)
 
         self.train_set = self._dataset("train")
         self.val_set = self._dataset("val")
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
-        steps_per_epoch = max(1, math.ceil(len(self.train_set) / cfg.train.batch_size))
+        steps_per_epoch = max(1, len(self._loader(self.train_set, shuffle=True, epoch=0, train=True)))
         self.scheduler = warmup_cosine(
             self.optimizer,
             warmup_steps=round(cfg.train.warmup_epochs * steps_per_epoch),
@@ -161,11 +183,24 @@ class Trainer:
 
         return GraphDataset(self.data.store, self.data.splits[split], self.cfg.model.r_max, dtype=self.dtype)
 
-    def _loader(self, dataset, shuffle: bool, epoch: int, batch_size: int):
-        from empp_ff.data.dataset import make_loader
+    def _loader(self, dataset, shuffle: bool, epoch: int, train: bool):
+        """This rank's loader: training batches are 1/W of the global batch and
+        padded to equal length over ranks; evaluation shards are not padded."""
+        from torch_geometric.loader import DataLoader
 
-        return make_loader(dataset, batch_size, shuffle=shuffle, seed=self.cfg.seed, epoch=epoch,
-                           num_workers=self.cfg.data.num_workers)
+        cfg, d = self.cfg, self.dist
+        common = dict(num_workers=cfg.data.num_workers, pin_memory=self.device.type == "cuda",
+                      persistent_workers=False)
+        if train and cfg.train.max_atoms_per_batch:
+            from empp_ff.data.batching import make_budget_loader
+
+            return make_budget_loader(dataset, cfg.train.max_atoms_per_batch, shuffle=shuffle, seed=cfg.seed,
+                                      epoch=epoch, num_workers=cfg.data.num_workers,
+                                      num_replicas=d.world_size, rank=d.rank)
+        sampler = EpochShardSampler(len(dataset), cfg.seed, epoch, d.rank, d.world_size,
+                                    shuffle=shuffle, pad=train)
+        batch_size = self.rank_batch_size if train else cfg.train.eval_batch_size
+        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, **common)
 
     def _check_resumable(self, saved: Dict[str, Any]) -> None:
         old, new = _flatten(saved), _flatten(self.cfg.to_dict())
@@ -259,7 +294,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ epochs
     def _batch_losses(self, batch, generator) -> Dict[str, torch.Tensor]:
-        out = self.model(batch, supervised=self.supervised, compute_forces=self.train_forces,
+        out = self.step_model(batch, supervised=self.supervised, compute_forces=self.train_forces,
                          generator=generator, use_labels=self.supervised)
         losses: Dict[str, torch.Tensor] = {}
         total = batch.positions.new_zeros(())
@@ -278,13 +313,14 @@ class Trainer:
         from empp_ff.data.dataset import epoch_generator
 
         self.model.train()
-        loader = self._loader(self.train_set, shuffle=True, epoch=epoch, batch_size=self.cfg.train.batch_size)
-        mask_generator = epoch_generator(self.cfg.seed + 7919, epoch)  # EMPP masks, replayable
+        loader = self._loader(self.train_set, shuffle=True, epoch=epoch, train=True)
+        # EMPP masks: replayable after a resume, and different on every rank.
+        mask_generator = epoch_generator(self.cfg.seed + 7919 + 104729 * self.dist.rank, epoch)
         errors = ErrorAccumulator()
         sums: Dict[str, float] = {}
         count = 0
         bar = None
-        if self.cfg.train.progress:
+        if self.cfg.train.progress and self.dist.is_main:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=len(loader), desc=f"epoch {epoch + 1}/{self.cfg.train.max_epochs}",
@@ -317,8 +353,10 @@ class Trainer:
                 bar.set_postfix(loss=f"{losses['loss'].item():.4g}")
         if bar is not None:
             bar.close()
-        result = {("train_" + k if not k.startswith("empp") else k): v / max(count, 1) for k, v in sums.items()}
+        means = reduce_mean_dict(self.dist, sums, count, self.device)
+        result = {("train_" + k if not k.startswith("empp") else k): v for k, v in means.items()}
         if self.supervised:
+            errors.all_reduce(self.dist, self.device)
             summary = errors.summary()
             result["train_energy_mae_mev"] = summary["energy_mae_mev"]
             result["train_forces_mae_mev_per_a"] = summary["forces_mae_mev_per_a"]
@@ -330,7 +368,7 @@ class Trainer:
         generator = epoch_generator(self.cfg.seed + 104729, 0)  # same masks every epoch
         sums, count = {}, 0
         self.model.eval()
-        loader = self._loader(self.val_set, shuffle=False, epoch=0, batch_size=self.cfg.train.eval_batch_size)
+        loader = self._loader(self.val_set, shuffle=False, epoch=0, train=False)
         with torch.no_grad():
             for batch in loader:
                 batch = batch.to(self.device)
@@ -338,15 +376,15 @@ class Trainer:
                 for k in ("loss", "radius_kl", "direction_kl"):
                     sums[k] = sums.get(k, 0.0) + float(out[k])
                 count += 1
-        return {f"val_empp_{k}": v / max(count, 1) for k, v in sums.items()}
+        return {f"val_empp_{k}": v for k, v in reduce_mean_dict(self.dist, sums, count, self.device).items()}
 
     def validate(self) -> Dict[str, float]:
         result: Dict[str, float] = {}
         context = self.ema.applied() if self.ema is not None else _nullcontext()
         with context:
             if self.supervised:
-                loader = self._loader(self.val_set, shuffle=False, epoch=0, batch_size=self.cfg.train.eval_batch_size)
-                metrics, _ = evaluate(self.model.potential, loader, self.device)
+                loader = self._loader(self.val_set, shuffle=False, epoch=0, train=False)
+                metrics, _ = evaluate(self.model.potential, loader, self.device, dist=self.dist)
                 result.update({f"val_{k}": v for k, v in metrics.items() if k != "n_structures"})
             if self.model.empp is not None:
                 result.update(self._val_empp())
@@ -376,11 +414,13 @@ class Trainer:
                 improved = row["val_loss"] < self.best_val or not math.isfinite(self.best_val)
                 if improved:
                     self.best_val = row["val_loss"]
-                state = self._state()
-                save_checkpoint(state, self.run_dir / "checkpoints" / "last.pt")
-                if improved:
-                    save_checkpoint(state, self.run_dir / "checkpoints" / "best.pt")
-                write_csv(self.run_dir / "metrics.csv", self.history, METRIC_COLUMNS)
+                if self.dist.is_main:
+                    state = self._state()
+                    save_checkpoint(state, self.run_dir / "checkpoints" / "last.pt")
+                    if improved:
+                        save_checkpoint(state, self.run_dir / "checkpoints" / "best.pt")
+                    write_csv(self.run_dir / "metrics.csv", self.history, METRIC_COLUMNS)
+                self.dist.barrier()
                 if writer is not None:
                     for key, value in row.items():
                         if key != "epoch" and isinstance(value, (int, float)) and math.isfinite(value):
@@ -393,7 +433,7 @@ class Trainer:
         return self.finish()
 
     def _tensorboard(self):
-        if not self.cfg.train.tensorboard:
+        if not self.cfg.train.tensorboard or not self.dist.is_main:
             return None
         try:
             from torch.utils.tensorboard import SummaryWriter
@@ -417,6 +457,8 @@ class Trainer:
         from empp_ff.train.checkpoint import build_potential
         from empp_ff.train.plots import learning_curves, parity_plots
 
+        if not self.dist.is_main:  # rank 0 alone evaluates the test set and reports
+            return {}
         plots = self.run_dir / "plots"
         if self.history:
             learning_curves(self.history, plots)
@@ -429,7 +471,9 @@ class Trainer:
             from empp_ff.data.dataset import GraphDataset
 
             test_set = GraphDataset(self.data.store, test_idx, self.cfg.model.r_max, dtype=self.dtype)
-            loader = self._loader(test_set, shuffle=False, epoch=0, batch_size=self.cfg.train.eval_batch_size)
+            from torch_geometric.loader import DataLoader
+
+            loader = DataLoader(test_set, batch_size=self.cfg.train.eval_batch_size, shuffle=False)
             metrics, acc = evaluate(potential, loader, self.device, keep_predictions=True,
                                     progress=self.cfg.train.progress, desc="test")
             parity_plots(acc.stacked_predictions(), plots)
@@ -455,9 +499,12 @@ def run_training(cfg: Config, log: Callable[[str], None] = print) -> Dict[str, A
     previous_threads = torch.get_num_threads()
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
+    trainer = None
     try:
         trainer = Trainer(cfg, log)
         trainer.setup()
         return trainer.fit()
     finally:
         torch.set_num_threads(previous_threads)
+        if trainer is not None:
+            trainer.dist.shutdown()
