@@ -4,6 +4,7 @@
 
 #include "atom.h"
 #include "comm.h"
+#include "domain.h"
 #include "error.h"
 #include "force.h"
 #include "memory.h"
@@ -22,6 +23,7 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <unordered_map>
 
 using namespace LAMMPS_NS;
 
@@ -148,12 +150,14 @@ void PairEMPP::settings(int narg, char **arg)
       if (num_threads < 1) error->all(FLERR, "pair_style empp: threads must be >= 1");
     } else if (key == "jit_optimize") {
       jit_optimize = utils::logical(FLERR, val, false, lmp);
+    } else if (key == "fold") {
+      fold = utils::logical(FLERR, val, false, lmp);
     } else if (key == "ghost_cutoff") {
       ghost_cutoff_user = utils::numeric(FLERR, val, false, lmp);
     } else {
       error->all(FLERR,
                  "Unknown pair_style empp keyword '{}' "
-                 "(valid: device, threads, jit_optimize, ghost_cutoff)",
+                 "(valid: device, threads, jit_optimize, fold, ghost_cutoff)",
                  key);
     }
     iarg += 2;
@@ -306,6 +310,11 @@ void PairEMPP::init_style()
 
   neighbor->add_request(this, NeighConst::REQ_FULL | NeighConst::REQ_GHOST);
 
+  // folded graphs carry periodic shifts: the virial comes from the model, not from f.r
+  if (folding() && atom->tag_enable == 0)
+    error->all(FLERR, "pair_style empp requires atom IDs (atom_modify id yes)");
+  no_virial_fdotr_compute = folding() ? 1 : 0;
+
   const double needed = num_interactions * r_max + neighbor->skin;
   if (ghost_cutoff_user > 0.0) {
     if (ghost_cutoff_user < needed && comm->me == 0)
@@ -328,6 +337,136 @@ double PairEMPP::init_one(int i, int j)
 
 /* ---------------------------------------------------------------------- */
 
+bool PairEMPP::folding() const
+{
+  return fold && !domain->triclinic;
+}
+
+/* ----------------------------------------------------------------------
+   Graph with every local and ghost atom as a node (fold no, triclinic boxes):
+   edges centred on all atoms, zero shifts, virial by f.r.
+------------------------------------------------------------------------- */
+
+void PairEMPP::build_graph_ghosts()
+{
+  double **x = atom->x;
+  const int nall = atom->nlocal + atom->nghost;
+  const int ntotal = list->inum + list->gnum;
+  const double cutsq_model = r_max * r_max;
+
+  node_atom.resize(nall);
+  for (int i = 0; i < nall; ++i) node_atom[i] = i;
+  senders.clear();
+  receivers.clear();
+  for (int ii = 0; ii < ntotal; ++ii) {
+    const int i = list->ilist[ii];
+    const double xi = x[i][0], yi = x[i][1], zi = x[i][2];
+    const int *jlist = list->firstneigh[i];
+    const int jnum = list->numneigh[i];
+    for (int jj = 0; jj < jnum; ++jj) {
+      const int j = jlist[jj] & NEIGHMASK;
+      const double dx = x[j][0] - xi, dy = x[j][1] - yi, dz = x[j][2] - zi;
+      if (dx * dx + dy * dy + dz * dz < cutsq_model) {
+        senders.push_back(j);
+        receivers.push_back(i);
+      }
+    }
+  }
+  shift_buf.clear();
+}
+
+/* ----------------------------------------------------------------------
+   Folded graph (default, orthogonal boxes). All copies of one atom (local atom
+   and its periodic images, or several images of a remote atom) become ONE node:
+   the copy nearest to this subdomain (the local atom when owned here); edges to
+   other copies carry the shift x[copy] - x[rep]. Only nodes that can influence
+   local energies receive edges: local atoms and ghosts within
+   (num_interactions-1)*r_max + skin of the subdomain. This is exact (the
+   representative has the most complete environment of all copies), makes a
+   serial periodic run evaluate exactly the N-atom periodic graph, and cuts the
+   edge count under MPI. Shifts break f.r, so the virial comes from the model.
+------------------------------------------------------------------------- */
+
+void PairEMPP::build_graph_folded()
+{
+  double **x = atom->x;
+  const tagint *tag = atom->tag;
+  const int nlocal = atom->nlocal;
+  const int nall = nlocal + atom->nghost;
+  const double *lo = domain->sublo, *hi = domain->subhi;
+  const double cutsq_model = r_max * r_max;
+  const double recv_cut = (num_interactions - 1) * r_max + neighbor->skin;
+  const double recv_cut2 = recv_cut * recv_cut;
+
+  // representative copy per atom ID
+  std::unordered_map<tagint, int> best;
+  best.reserve(2 * (size_t) nall);
+  dist2.resize(nall);
+  rep.resize(nall);
+  for (int i = 0; i < nlocal; ++i) {
+    dist2[i] = 0.0;
+    best[tag[i]] = i;
+  }
+  for (int j = nlocal; j < nall; ++j) {
+    double d2 = 0.0;
+    for (int k = 0; k < 3; ++k) {
+      const double d = x[j][k] < lo[k] ? lo[k] - x[j][k] : (x[j][k] > hi[k] ? x[j][k] - hi[k] : 0.0);
+      d2 += d * d;
+    }
+    dist2[j] = d2;
+    auto it = best.find(tag[j]);
+    if (it == best.end())
+      best.emplace(tag[j], j);
+    else if (it->second >= nlocal && d2 < dist2[it->second])
+      it->second = j;
+  }
+  for (int i = 0; i < nlocal; ++i) rep[i] = i;
+  for (int j = nlocal; j < nall; ++j) rep[j] = best[tag[j]];
+
+  node_of_atom.assign(nall, -1);
+  node_atom.clear();
+  for (int i = 0; i < nlocal; ++i) {
+    node_of_atom[i] = i;
+    node_atom.push_back(i);
+  }
+  auto node = [&](int a) -> int64_t {
+    if (node_of_atom[a] < 0) {
+      node_of_atom[a] = (int) node_atom.size();
+      node_atom.push_back(a);
+    }
+    return node_of_atom[a];
+  };
+
+  senders.clear();
+  receivers.clear();
+  shift_buf.clear();
+  const int ntotal = list->inum + list->gnum;
+  for (int ii = 0; ii < ntotal; ++ii) {
+    const int i = list->ilist[ii];
+    if (i >= nlocal && (rep[i] != i || dist2[i] > recv_cut2)) continue;
+    const double xi = x[i][0], yi = x[i][1], zi = x[i][2];
+    const int *jlist = list->firstneigh[i];
+    const int jnum = list->numneigh[i];
+    int64_t ni = -1;
+    for (int jj = 0; jj < jnum; ++jj) {
+      const int j = jlist[jj] & NEIGHMASK;
+      const double dx = x[j][0] - xi, dy = x[j][1] - yi, dz = x[j][2] - zi;
+      if (dx * dx + dy * dy + dz * dz < cutsq_model) {
+        if (ni < 0) ni = node(i);
+        const int rj = rep[j];
+        senders.push_back(node(rj));
+        receivers.push_back(ni);
+        // model: vec = pos[receiver] - pos[sender] + shift must equal x[i] - x[j]
+        shift_buf.push_back(x[rj][0] - x[j][0]);
+        shift_buf.push_back(x[rj][1] - x[j][1]);
+        shift_buf.push_back(x[rj][2] - x[j][2]);
+      }
+    }
+  }
+}
+
+/* ---------------------------------------------------------------------- */
+
 void PairEMPP::compute(int eflag, int vflag)
 {
   ev_init(eflag, vflag);
@@ -341,78 +480,79 @@ void PairEMPP::compute(int eflag, int vflag)
   const int *type = atom->type;
   const int nlocal = atom->nlocal;
   const int nall = nlocal + atom->nghost;
+  const bool folded = folding();
 
-  if (nlocal == 0 || nall == 0) {
+  if (nlocal == 0) {    // no local energy on this rank: no forces, no virial
     if (vflag_fdotr) virial_fdotr_compute();
     return;
   }
 
-  // ---- edges within r_max, centred on local and ghost atoms (receiver = centre i)
-  const int ntotal = list->inum + list->gnum;
-  const int *ilist = list->ilist;
-  const int *numneigh = list->numneigh;
-  int **firstneigh = list->firstneigh;
-  const double cutsq_model = r_max * r_max;
+  if (folded)
+    build_graph_folded();
+  else
+    build_graph_ghosts();
 
-  senders.clear();
-  receivers.clear();
-  for (int ii = 0; ii < ntotal; ++ii) {
-    const int i = ilist[ii];
-    const double xi = x[i][0], yi = x[i][1], zi = x[i][2];
-    const int *jlist = firstneigh[i];
-    const int jnum = numneigh[i];
-    for (int jj = 0; jj < jnum; ++jj) {
-      const int j = jlist[jj] & NEIGHMASK;
-      const double dx = x[j][0] - xi, dy = x[j][1] - yi, dz = x[j][2] - zi;
-      if (dx * dx + dy * dy + dz * dz < cutsq_model) {
-        senders.push_back(j);
-        receivers.push_back(i);
-      }
-    }
-  }
+  const int64_t nnodes = (int64_t) node_atom.size();
   const int64_t nedges = (int64_t) senders.size();
-
-  znodes.resize(nall);
-  for (int i = 0; i < nall; ++i) znodes[i] = type2z[type[i]];
+  pos_buf.resize(3 * nnodes);
+  znodes.resize(nnodes);
+  for (int64_t n = 0; n < nnodes; ++n) {
+    const int a = node_atom[n];
+    pos_buf[3 * n + 0] = x[a][0];
+    pos_buf[3 * n + 1] = x[a][1];
+    pos_buf[3 * n + 2] = x[a][2];
+    znodes[n] = type2z[type[a]];
+  }
 
   auto cpu_i64 = torch::TensorOptions().dtype(torch::kInt64);
-  torch::Tensor pos = torch::from_blob(&x[0][0], {nall, 3}, torch::kFloat64);
-  torch::Tensor z = torch::from_blob(znodes.data(), {nall}, cpu_i64);
+  auto cpu_f64 = torch::TensorOptions().dtype(torch::kFloat64);
+  torch::Tensor pos = torch::from_blob(pos_buf.data(), {nnodes, 3}, cpu_f64);
+  torch::Tensor z = torch::from_blob(znodes.data(), {nnodes}, cpu_i64);
   torch::Tensor edge_index = torch::empty({2, nedges}, cpu_i64);
   if (nedges > 0) {
     std::memcpy(edge_index.data_ptr<int64_t>(), senders.data(), nedges * sizeof(int64_t));
     std::memcpy(edge_index.data_ptr<int64_t>() + nedges, receivers.data(), nedges * sizeof(int64_t));
   }
+  torch::Tensor shifts;
+  if (folded && nedges > 0)
+    shifts = torch::from_blob(shift_buf.data(), {nedges, 3}, cpu_f64).to(dtype);
+  else
+    shifts = torch::zeros({nedges, 3}, torch::TensorOptions().dtype(dtype));
   if (device.is_cuda()) {
     pos = pos.to(device);
     z = z.to(device);
     edge_index = edge_index.to(device);
+    shifts = shifts.to(device);
   } else {
-    pos = pos.clone();    // the model may mark it requires_grad; never alias atom->x
+    pos = pos.clone();    // the model may mark it requires_grad; keep our buffer private
+    z = z.clone();
+    if (folded && nedges > 0) shifts = shifts.clone();
   }
-  torch::Tensor shifts = torch::zeros({nedges, 3}, torch::TensorOptions().dtype(dtype).device(device));
 
-  std::vector<torch::jit::IValue> inputs{pos, z, edge_index, shifts, (int64_t) nlocal, false};
-  torch::Tensor energy, forces, node_energy;
+  const bool want_virial = folded && vflag_global;
+  std::vector<torch::jit::IValue> inputs{pos, z, edge_index, shifts, (int64_t) nlocal, want_virial};
+  torch::Tensor energy, forces, node_energy, model_virial;
   try {
     auto out = model.forward(inputs).toGenericDict();
     energy = out.at("energy").toTensor();
     forces = out.at("forces").toTensor();
     if (eflag_atom) node_energy = out.at("node_energy").toTensor();
+    if (want_virial) model_virial = out.at("virial").toTensor();
   } catch (const std::exception &e) {
     error->one(FLERR, "pair_style empp: model evaluation failed: {}", e.what());
   }
 
   const double conv = unit_factor();
   forces = forces.to(torch::kCPU, torch::kFloat64).contiguous();
-  if (forces.size(0) != nall || forces.size(1) != 3)
-    error->one(FLERR, "pair_style empp: model returned forces of shape [{}, {}], expected [{}, 3]",
-               forces.size(0), forces.size(1), nall);
+  if (forces.dim() != 2 || forces.size(0) != nnodes || forces.size(1) != 3)
+    error->one(FLERR, "pair_style empp: model returned forces with {} rows, expected [{}, 3]",
+               (int64_t) forces.size(0), nnodes);
   const double *fm = forces.data_ptr<double>();
-  for (int i = 0; i < nall; ++i) {
-    f[i][0] += conv * fm[3 * i + 0];
-    f[i][1] += conv * fm[3 * i + 1];
-    f[i][2] += conv * fm[3 * i + 2];
+  for (int64_t n = 0; n < nnodes; ++n) {
+    const int a = node_atom[n];
+    f[a][0] += conv * fm[3 * n + 0];
+    f[a][1] += conv * fm[3 * n + 1];
+    f[a][2] += conv * fm[3 * n + 2];
   }
 
   if (eflag_global) eng_vdwl += conv * energy.to(torch::kCPU, torch::kFloat64).item<double>();
@@ -422,6 +562,16 @@ void PairEMPP::compute(int eflag, int vflag)
     for (int i = 0; i < nlocal; ++i) eatom[i] += conv * em[i];
   }
 
+  if (want_virial) {
+    model_virial = model_virial.to(torch::kCPU, torch::kFloat64).contiguous();
+    const double *w = model_virial.data_ptr<double>();
+    virial[0] += conv * w[0];
+    virial[1] += conv * w[4];
+    virial[2] += conv * w[8];
+    virial[3] += conv * 0.5 * (w[1] + w[3]);
+    virial[4] += conv * 0.5 * (w[2] + w[6]);
+    virial[5] += conv * 0.5 * (w[5] + w[7]);
+  }
   if (vflag_fdotr) virial_fdotr_compute();
 }
 

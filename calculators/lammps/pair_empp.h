@@ -12,6 +12,7 @@
 #include <torch/script.h>
 
 #include <cstdint>
+#include <unordered_map>
 #include <string>
 #include <vector>
 
@@ -39,6 +40,7 @@ class PairEMPP : public Pair {
   int num_threads = 0;           // 0 = leave torch's setting alone
   int jit_optimize = 0;          // profiling graph executor on/off
   double ghost_cutoff_user = -1; // testing only: override num_interactions*r_max + skin
+  int fold = 1;                  // fold periodic images / duplicate ghosts onto one node
 
   // model
   torch::jit::Module model;
@@ -52,9 +54,19 @@ class PairEMPP : public Pair {
 
   std::vector<int64_t> type2z;    // LAMMPS type (1..ntypes) -> atomic number
 
-  // reusable buffers
-  std::vector<int64_t> senders, receivers;
+  bool folding() const;
+  void build_graph_ghosts();
+  void build_graph_folded();
+
+  // graph of the current step (reusable buffers)
+  std::vector<int64_t> senders, receivers;   // node indices
+  std::vector<double> shift_buf;             // [E*3], folded graph only
+  std::vector<int> node_atom;                // node -> LAMMPS atom index
+  std::vector<int> node_of_atom;             // atom -> node (-1: not a node)
+  std::vector<int> rep;                      // atom -> representative copy
+  std::vector<double> dist2;                 // ghost atom -> squared distance to subdomain
   std::vector<int64_t> znodes;
+  std::vector<double> pos_buf;
 };
 
 }    // namespace LAMMPS_NS

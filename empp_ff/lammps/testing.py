@@ -96,21 +96,29 @@ def make_model(
     num_interactions: int = 2,
     r_max: float = 3.5,
     seed: int = 0,
+    perturb: float = 0.05,
+    scale: Optional[float] = None,
 ) -> Path:
-    """Write a small untrained model file obeying the model-file contract."""
+    """Write a small untrained model file obeying the model-file contract.
+
+    ``perturb`` adds seeded noise to all weights (so that the untrained model is far
+    from flat: sensitive accuracy tests); ``perturb=0`` gives a gentler model."""
     import torch
 
     path = Path(path)
     spec = _spec(atomic_numbers, dtype, num_channels, num_interactions, r_max, seed)
+    if scale is not None:
+        spec.scale = float(scale)
     torch.manual_seed(seed)
     from empp_ff.model.backbone import build_backbone
     from empp_ff.model.potential import Potential
 
     potential = Potential(build_backbone(spec))
     # perturb the (zero-initialised) parts so that the model is not trivially flat
-    with torch.no_grad():
-        for p in potential.parameters():
-            p.add_(0.05 * torch.randn_like(p))
+    if perturb:
+        with torch.no_grad():
+            for p in potential.parameters():
+                p.add_(perturb * torch.randn_like(p))
     potential.eval()
 
     exporter = _find_exporter()
