@@ -58,7 +58,7 @@ def _coefficients(module, backbone, batch, idx):
 
 @pytest.mark.parametrize("reflect", [False, True])
 def test_head_coefficients_transform_with_wigner_d(backbone, reflect):
-    module = EMPPModule(EMPPConfig(enabled=True, num_masks=2, head_channels=6), backbone, STATS)
+    module = EMPPModule(EMPPConfig(enabled=True, num_masks=2, head_channels=6, grid_res=[10, 11]), backbone, STATS)
     R = _random_rotation(11, reflect)
     idx = torch.tensor([[0, 6], [3, 5]])
     A = _coefficients(module, backbone, _molecules(), idx)
@@ -105,3 +105,24 @@ def test_direction_head_in_coefficient_space_equals_grid_evaluation():
     assert torch.allclose(log_p, torch.log_softmax(naive / 0.1, -1), atol=1e-10)
     # a single pair keeps its pair dimension (the reference's bare squeeze() lost it)
     assert head(A[:1]).shape == (1, 12 * 15)
+
+
+def test_fused_grid_mlp_matches_plain_autograd_in_value_and_gradient(monkeypatch):
+    import empp_ff.empp.direction as direction
+
+    monkeypatch.setattr(direction, "_CHUNK_ELEMENTS", 2 * 4 * 30)  # several chunks of 2 pairs
+    a = torch.randn(5, 4, 6, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, dtype=torch.float64, requires_grad=True)
+    Y = torch.randn(6, 30, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda a, w: direction._GridMLP.apply(a, Y, w), (a, w))
+    torch.manual_seed(1)
+    head = DirectionHead(2, [10, 11], 5, 4, tau=0.1, dtype=torch.float64)
+    A = torch.randn(7, 5, 9, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(7, 110, dtype=torch.float64)
+    grads = []
+    for fn in (head.logits, head.logits_reference):
+        out = (fn(A) * weights).sum()
+        grads.append(torch.autograd.grad(out, [A, *head.parameters()]))
+    assert torch.allclose(head.logits(A), head.logits_reference(A), atol=1e-12)
+    for g1, g2 in zip(*grads):
+        assert torch.allclose(g1, g2, atol=1e-10)

@@ -30,7 +30,7 @@ def backbone():
 @pytest.fixture(scope="module")
 def module(backbone):
     torch.manual_seed(1)
-    return EMPPModule(EMPPConfig(enabled=True, num_masks=3, mask_loss_reduction="sum"), backbone, STATS)
+    return EMPPModule(EMPPConfig(enabled=True, num_masks=3, mask_loss_reduction="sum", grid_res=[30, 31]), backbone, STATS)
 
 
 def _batch(sizes=(6, 5, 4), seed=0, energy=True, forces=True):
