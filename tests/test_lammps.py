@@ -345,3 +345,37 @@ def test_bad_input_errors(model64, water_dir, case, text, expected):
     assert "ERROR" in out, out[-2000:]
     error_line = next(line for line in out.splitlines() if "ERROR" in line)
     assert re.search(expected, error_line), error_line
+
+
+# ---------------------------------------------------------------------------------- examples / CLI
+def test_example_aspirin_nvt_two_ranks_via_cli(model64, tmp_path):
+    """md_examples/lammps/in.aspirin_nvt runs with `empp-ff lammps run --np 2`."""
+    import shutil
+    from pathlib import Path
+
+    ex = Path(__file__).resolve().parents[1] / "md_examples" / "lammps"
+    for name in ("in.aspirin_nvt", "aspirin.data"):
+        shutil.copy(ex / name, tmp_path / name)
+    proc = subprocess.run(
+        [sys.executable, "-m", "empp_ff.cli", "lammps", "run", "in.aspirin_nvt", "--np", "2",
+         "--var", "model", str(model64), "--var", "steps", "10"],
+        cwd=tmp_path, text=True, capture_output=True, timeout=180,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    log = (tmp_path / "log.lammps").read_text()
+    assert "Loop time of" in log and "on 2 procs for 10 steps with 21 atoms" in log
+    assert (tmp_path / "aspirin_nvt.lammpstrj").exists()
+
+
+def test_cli_md_command(model64, box, tmp_path):
+    from ase.io import write
+
+    write(tmp_path / "box.extxyz", box)
+    proc = subprocess.run(
+        [sys.executable, "-m", "empp_ff.cli", "lammps", "md", str(model64), str(tmp_path / "box.extxyz"),
+         "--steps", "4", "--dt", "0.25", "--ensemble", "nve", "--thermo", "2", "--workdir", str(tmp_path / "run")],
+        text=True, capture_output=True, timeout=180,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert (tmp_path / "run" / "in.md").exists()
+    assert "for 4 steps with 96 atoms" in (tmp_path / "run" / "log.lammps").read_text()

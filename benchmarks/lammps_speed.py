@@ -1,0 +1,215 @@
+"""Speed of pair_style empp in LAMMPS vs the raw model call (the floor) and the ASE
+calculator, for aspirin (21 atoms) and a periodic water/methanol box (1000+ atoms),
+with 1 and 2 MPI ranks.
+
+    python benchmarks/lammps_speed.py [--n-side 7] [--steps 5] [--channels 8]
+
+Writes benchmarks/results/lammps_speed_cpu.json and .md. Every process uses one
+torch thread (OMP_NUM_THREADS=1, `pair_style empp threads 1`) and the TorchScript
+profiling executor off (the plugin's default, set the same way for the Python
+runs). The model is a random-weight MACE (r_max 5 A, 2 interactions, float64):
+cost, not chemistry. The first model calls (load, warm-up) are excluded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "md_examples" / "lammps"))
+
+
+def loadavg():
+    return [round(v, 2) for v in os.getloadavg()]
+
+
+def cpu_name():
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def floor_ms(model_path, atoms, repeats):
+    """The bare model call on the periodic N-atom graph (neighbour list excluded)."""
+    import torch
+
+    from empp_ff.lammps.testing import _neighbours
+
+    model = torch.jit.load(str(model_path))
+    pos = atoms.get_positions()
+    cell = atoms.cell.array
+    i, j, S = _neighbours(pos, cell, np.asarray(atoms.pbc), float(model.r_max))
+    ei = torch.tensor(np.stack([j, i]).astype(np.int64))
+    sh = torch.tensor(-(S @ cell))
+    z = torch.tensor(atoms.get_atomic_numbers(), dtype=torch.long)
+    p = torch.tensor(pos)
+    times = []
+    for k in range(repeats + 2):
+        t = time.perf_counter()
+        model(p, z, ei, sh, len(atoms), False)
+        if k >= 2:
+            times.append(time.perf_counter() - t)
+    return 1e3 * float(np.median(times)), int(ei.shape[1])
+
+
+def ase_ms(model_path, atoms, repeats):
+    try:
+        from empp_ff.calculator import EMPPCalculator
+    except ImportError:
+        return None
+    a = atoms.copy()
+    a.calc = EMPPCalculator(str(model_path), device="cpu")
+    rng = np.random.default_rng(0)
+    times = []
+    for k in range(repeats + 2):
+        a.positions += rng.normal(scale=1e-3, size=a.positions.shape)
+        t = time.perf_counter()
+        a.get_forces()
+        if k >= 2:
+            times.append(time.perf_counter() - t)
+    return 1e3 * float(np.median(times))
+
+
+LMP_INPUT = """
+units metal
+atom_style atomic
+boundary p p p
+newton on
+read_data {data}
+pair_style empp threads 1 {extra}
+pair_coeff * * {model} H C O
+neighbor 1.0 bin
+neigh_modify every 1 delay 0 check yes
+timestep 0.0005
+velocity all create 300 4928 mom yes rot yes dist gaussian
+fix 1 all nve
+thermo 1000
+run {warmup}
+run {steps}
+"""
+
+
+def lammps_ms(model_path, data, np_ranks, steps, warmup=2, extra=""):
+    from empp_ff.lammps.runner import lammps_command, lammps_env
+
+    with tempfile.TemporaryDirectory() as tmp:
+        Path(tmp, "in.bench").write_text(
+            LMP_INPUT.format(data=data, model=model_path, steps=steps, warmup=warmup, extra=extra)
+        )
+        env = lammps_env()
+        env["OMP_NUM_THREADS"] = "1"
+        proc = subprocess.run(
+            lammps_command(np_ranks) + ["-in", "in.bench", "-log", "none", "-nocite"],
+            cwd=tmp, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stdout[-3000:])
+    loops = re.findall(r"Loop time of (\S+) on (\d+) procs for (\d+) steps", proc.stdout)
+    t, _, n = loops[-1]
+    ghosts = re.findall(r"Nghost:\s+(\S+) ave", proc.stdout)
+    return 1e3 * float(t) / int(n), float(ghosts[-1]) if ghosts else None
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n-side", type=int, default=7, help="box of n^3 molecules (7 -> ~1240 atoms)")
+    ap.add_argument("--steps", type=int, default=5, help="timed MD steps per LAMMPS run (large system)")
+    ap.add_argument("--aspirin-steps", type=int, default=200)
+    ap.add_argument("--channels", type=int, default=8)
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "lammps_speed_cpu"))
+    args = ap.parse_args()
+
+    import torch
+    from ase.io import read
+
+    from empp_ff.lammps.build import build_plugin
+    from empp_ff.lammps.testing import make_model
+    from make_data import aspirin, liquid_box, write
+
+    torch.set_num_threads(1)
+    torch._C._set_graph_executor_optimize(False)  # as the plugin (jit_optimize no)
+    build_plugin()
+    work = Path(tempfile.mkdtemp(prefix="empp_bench_"))
+    model = make_model(work / "bench.pt", atomic_numbers=(1, 6, 8), dtype="float64",
+                       num_channels=args.channels, num_interactions=2, r_max=5.0, perturb=0.0)
+    systems = {"aspirin": aspirin(), "box": liquid_box(args.n_side)}
+    results = {
+        "command": "python " + " ".join([sys.argv[0]] + sys.argv[1:]),
+        "machine": {"cpu": cpu_name(), "ncpu": os.cpu_count(), "platform": platform.platform()},
+        "torch": torch.__version__,
+        "model": {"r_max": 5.0, "num_interactions": 2, "num_channels": args.channels, "dtype": "float64",
+                  "weights": "random (cost only)"},
+        "loadavg_start": loadavg(),
+        "systems": {},
+    }
+    for name, atoms in systems.items():
+        write(atoms, work / f"{name}.data")
+        steps = args.aspirin_steps if name == "aspirin" else args.steps
+        repeats = 20 if name == "aspirin" else 3
+        row = {"atoms": len(atoms), "box_A": float(atoms.cell.lengths()[0])}
+        row["floor_ms"], row["edges"] = floor_ms(model, atoms, repeats)
+        row["ase_ms"] = ase_ms(model, atoms, repeats)
+        for npr in (1, 2):
+            ms, ghosts = lammps_ms(model, work / f"{name}.data", npr, steps)
+            row[f"lammps_np{npr}_ms"] = ms
+            row[f"lammps_np{npr}_ghosts_per_rank"] = ghosts
+        if name == "box":
+            ms, ghosts = lammps_ms(model, work / f"{name}.data", 1, max(2, steps // 2), extra="fold no")
+            row["lammps_np1_fold_no_ms"] = ms
+        row["overhead_np1_vs_floor"] = row["lammps_np1_ms"] / row["floor_ms"] - 1.0
+        row["speedup_np2_vs_np1"] = row["lammps_np1_ms"] / row["lammps_np2_ms"]
+        row["loadavg_after"] = loadavg()
+        results["systems"][name] = row
+        print(name, json.dumps(row, indent=1), flush=True)
+    results["loadavg_end"] = loadavg()
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
+    lines = [
+        "# pair_style empp speed (CPU)",
+        "",
+        f"Command: `{results['command']}`  ",
+        f"Machine: {results['machine']['cpu']}, {results['machine']['ncpu']} CPUs ({results['machine']['platform']}), torch {results['torch']}  ",
+        f"Load average (1/5/15 min) at start {results['loadavg_start']}, end {results['loadavg_end']} "
+        "(other jobs share the 2 CPUs: treat differences below ~20% as noise).  ",
+        f"Model: random-weight MACE, r_max 5 A, 2 interactions, {args.channels} channels, float64; "
+        "1 torch thread per process; profiling executor off.",
+        "",
+        "| system | atoms | edges | floor (model call) ms | ASE calculator ms | LAMMPS 1 rank ms/step | LAMMPS 2 ranks ms/step | overhead vs floor | 2-rank speed-up |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in results["systems"].items():
+        ase = f"{r['ase_ms']:.1f}" if r["ase_ms"] is not None else "n/a"
+        lines.append(
+            f"| {name} | {r['atoms']} | {r['edges']} | {r['floor_ms']:.1f} | {ase} | {r['lammps_np1_ms']:.1f} | "
+            f"{r['lammps_np2_ms']:.1f} | {100 * r['overhead_np1_vs_floor']:+.0f}% | {r['speedup_np2_vs_np1']:.2f}x |"
+        )
+    box = results["systems"]["box"]
+    lines += [
+        "",
+        f"Box without folding (`pair_style empp fold no`: every ghost atom is a graph node), 1 rank: "
+        f"{box['lammps_np1_fold_no_ms']:.1f} ms/step.",
+        "",
+    ]
+    out.with_suffix(".md").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
