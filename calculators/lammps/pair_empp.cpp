@@ -81,7 +81,7 @@ PairEMPP::PairEMPP(LAMMPS *lmp) : Pair(lmp)
   manybody_flag = 1;
   no_virial_fdotr_compute = 0;
   ghostneigh = 1;    // message passing: ghost atoms need their own edges
-  centroidstressflag = 3;    // CENTROID_NOTAVAIL
+  centroidstressflag = CENTROID_NOTAVAIL;    // per-atom (centroid) virial not available
 }
 
 PairEMPP::~PairEMPP()
