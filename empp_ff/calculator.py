@@ -68,11 +68,12 @@ class EMPPCalculator(Calculator):
         ``"auto"`` mode.
     jit_optimize:
         Run the TorchScript graph executor's profiling optimisations (fusion,
-        specialisation). ``None`` (default): only on CUDA. On CPU they bring no
-        steady-state gain for these models but cost seconds of re-profiling on
-        the first calls and whenever the number of edges changes. Applied with
-        ``torch.jit.optimized_execution`` around each call (thread-local,
-        restored afterwards).
+        specialisation). Default off: on CPU they bring no steady-state gain
+        for these models but cost seconds of re-profiling on the first calls
+        and when input shapes change (the number of edges changes during MD).
+        Untested on GPU, where fusion might pay off; try ``True`` there.
+        Applied with ``torch.jit.optimized_execution`` around each call
+        (thread-local, restored afterwards).
     """
 
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
@@ -86,7 +87,7 @@ class EMPPCalculator(Calculator):
         skin: float = 0.5,
         neighbor_list: str = "auto",
         all_pairs_max_atoms: int = 1000,
-        jit_optimize: Optional[bool] = None,
+        jit_optimize: bool = False,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
@@ -118,7 +119,7 @@ class EMPPCalculator(Calculator):
         self.skin = float(skin)
         self.neighbor_list = neighbor_list
         self.all_pairs_max_atoms = int(all_pairs_max_atoms)
-        self.jit_optimize = (self.device.type == "cuda") if jit_optimize is None else bool(jit_optimize)
+        self.jit_optimize = bool(jit_optimize)
         self._known = np.zeros(256, dtype=bool)
         self._known[self.species] = True
         self._warned_close = False

@@ -1,0 +1,257 @@
+#!/usr/bin/env python
+"""ASE MD speed: EMPPCalculator vs mace's MACECalculator on the same network.
+
+Systems: aspirin (21 atoms, no pbc) and a periodic box of 350 water molecules
+(1050 atoms, 1 g/cm^3, random orientations on a grid). For each system we time
+VelocityVerlet steps/s (after warm-up) with
+
+* ``empp``: EMPPCalculator on an exported model file (TorchScript);
+* ``mace``: ``mace.calculators.MACECalculator`` on the *same* ScaleShiftMACE
+  (our backbone's ``.mace`` module holds the same weights; saved as a .model);
+* ``floor``: the exported module's forward+backward alone, on precomputed
+  edges (no neighbour list, no ASE) — the cost no calculator can beat.
+
+Weights are random (untrained): speed does not depend on training. Writes
+benchmarks/results/ase_md_speed_cpu.json and .md.
+
+    python benchmarks/ase_md_speed.py [--threads 2] [--channels 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def cpu_model() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def loadavg():
+    try:
+        return [float(x) for x in open("/proc/loadavg").read().split()[:3]]
+    except OSError:
+        return None
+
+
+def water_box(n_molecules: int = 350, density: float = 1.0, seed: int = 0):
+    from ase import Atoms
+    from scipy.spatial.transform import Rotation
+
+    mass = 18.015 * 1.66054e-24  # g
+    volume = n_molecules * mass / density * 1e24  # Å^3
+    length = volume ** (1 / 3)
+    grid = int(np.ceil(n_molecules ** (1 / 3)))
+    rng = np.random.default_rng(seed)
+    sites = np.array(list(np.ndindex(grid, grid, grid)), dtype=float)
+    sites = sites[rng.choice(len(sites), n_molecules, replace=False)]
+    sites = (sites + 0.5) * (length / grid)
+    water = np.array([[0.0, 0.0, 0.0], [0.9572, 0.0, 0.0], [-0.2400, 0.9266, 0.0]])
+    rotations = Rotation.random(n_molecules, random_state=seed).as_matrix()
+    positions = np.concatenate([site + water @ rot.T for site, rot in zip(sites, rotations)])
+    return Atoms("OH2" * n_molecules, positions=positions, cell=np.eye(3) * length, pbc=True)
+
+
+def aspirin():
+    from ase.io import read
+
+    return read(ROOT / "md_examples" / "aspirin.xyz")
+
+
+class MDRunner:
+    """One VelocityVerlet trajectory; ``step()`` advances one step and returns seconds."""
+
+    def __init__(self, atoms, calc):
+        from ase import units
+        from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+        from ase.md.verlet import VelocityVerlet
+
+        self.atoms = atoms.copy()
+        self.atoms.calc = calc
+        MaxwellBoltzmannDistribution(self.atoms, temperature_K=300, rng=np.random.default_rng(0))
+        self.dyn = VelocityVerlet(self.atoms, timestep=0.5 * units.fs)
+
+    def step(self) -> float:
+        t = time.perf_counter()
+        self.dyn.run(1)
+        return time.perf_counter() - t
+
+
+class FloorRunner:
+    """Forward + backward of the exported module on precomputed edges (no NL, no ASE)."""
+
+    def __init__(self, model, atoms, calc):
+        import torch
+
+        self.torch = torch
+        self.model = model
+        self.edge_index, self.shifts, _ = calc.neighbor_edges(atoms)
+        self.pos = torch.as_tensor(atoms.positions, dtype=calc.dtype)
+        self.z = torch.as_tensor(atoms.numbers, dtype=torch.long)
+        self.n = len(atoms)
+        self.periodic = bool(atoms.pbc.all())
+        self.optimize = calc.jit_optimize
+
+    def step(self) -> float:
+        t = time.perf_counter()
+        with self.torch.jit.optimized_execution(self.optimize):
+            out = self.model(self.pos, self.z, self.edge_index, self.shifts, self.n, self.periodic)
+            out["forces"].sum().item()
+        return time.perf_counter() - t
+
+
+def interleaved(runners: dict, steps: int, warmup: int) -> dict:
+    """Step all runners in rotating order, so load changes on the shared CPU hit
+    all of them alike; median seconds per step after warm-up."""
+    names = list(runners)
+    times = {name: [] for name in names}
+    for i in range(warmup + steps):
+        order = names[i % len(names):] + names[: i % len(names)]
+        for name in order:
+            dt = runners[name].step()
+            if i >= warmup:
+                times[name].append(dt)
+    return {
+        name: {
+            "steps": steps,
+            "median_ms_per_step": 1e3 * statistics.median(ts),
+            "mean_ms_per_step": 1e3 * statistics.fmean(ts),
+            "steps_per_s": 1.0 / statistics.median(ts),
+        }
+        for name, ts in times.items()
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--channels", type=int, default=32)
+    parser.add_argument("--max-L", type=int, default=1)
+    parser.add_argument("--r-max", type=float, default=5.0)
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    parser.add_argument("--aspirin-steps", type=int, default=40)
+    parser.add_argument("--water-steps", type=int, default=10)
+    parser.add_argument("--water-molecules", type=int, default=350)
+    parser.add_argument("--out", default=str(RESULTS / "ase_md_speed_cpu"))
+    args = parser.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)  # entry point: set explicitly, never in the library
+    from empp_ff.calculator import EMPPCalculator
+    from empp_ff.export import export_potential, load_model_file
+    from empp_ff.export.demo import demo_potential, demo_spec
+
+    load_start = loadavg()
+    spec = demo_spec(
+        num_channels=args.channels, max_L=args.max_L, num_interactions=2, correlation=3,
+        r_max=args.r_max, dtype=args.dtype, radial_mlp=[64, 64, 64], mlp_irreps="16x0e",
+        avg_num_neighbors=20.0,
+    )
+    potential = demo_potential(spec, seed=0)
+    tmp = Path(tempfile.mkdtemp(prefix="ase_md_speed_"))
+    model_file = export_potential(potential, tmp / "model.pt")
+    mace_file = tmp / "mace.model"
+    torch.save(potential.backbone.mace, mace_file)
+
+    systems = {"aspirin_21": (aspirin(), args.aspirin_steps, 5),
+               f"water_{3 * args.water_molecules}_pbc": (water_box(args.water_molecules), args.water_steps, 2)}
+    # MACECalculator sets torch's global default dtype (to the model's dtype here).
+    from mace.calculators import MACECalculator
+
+    results = {}
+    checks = {}
+    for name, (atoms, steps, warmup) in systems.items():
+        print(f"== {name}: {len(atoms)} atoms", flush=True)
+        calc = EMPPCalculator(model_file, device="cpu")
+        mcalc = MACECalculator(model_paths=str(mace_file), device="cpu", default_dtype=args.dtype)
+        model, _ = load_model_file(model_file)
+        runners = {
+            "empp": MDRunner(atoms, calc),
+            "mace": MDRunner(atoms, mcalc),
+            "floor": FloorRunner(model, atoms, EMPPCalculator(model_file, device="cpu")),
+        }
+        results[name] = interleaved(runners, steps, warmup)
+        for key, value in results[name].items():
+            print(f"  {key:5s} {value}", flush=True)
+        a, b = atoms.copy(), atoms.copy()
+        a.calc, b.calc = EMPPCalculator(model_file, device="cpu"), mcalc
+        checks[name] = {
+            "energy_diff_eV": abs(a.get_potential_energy() - b.get_potential_energy()),
+            "max_force_diff_eV_per_A": float(np.abs(a.get_forces() - b.get_forces()).max()),
+        }
+        results[name]["num_edges"] = int(runners["floor"].edge_index.shape[1])
+
+    for name, r in results.items():
+        r["empp_speedup_vs_mace"] = r["empp"]["steps_per_s"] / r["mace"]["steps_per_s"]
+        r["empp_overhead_vs_floor_pct"] = 100.0 * (
+            r["empp"]["median_ms_per_step"] / r["floor"]["median_ms_per_step"] - 1.0
+        )
+    from importlib import metadata as md
+
+    report = {
+        "machine": {"cpu": cpu_model(), "logical_cpus": os.cpu_count(), "torch_threads": args.threads,
+                    "loadavg_start": load_start, "loadavg_end": loadavg()},
+        "model": {"weights": "random (untrained); speed does not depend on training",
+                  "architecture": f"MACE {args.channels}x0e+{args.channels}x1o (max_L {args.max_L}), "
+                                  f"2 interactions, correlation 3, max_ell 3, r_max {args.r_max} Å",
+                  "dtype": args.dtype},
+        "versions": {"torch": torch.__version__, "mace-torch": md.version("mace-torch"),
+                     "ase": md.version("ase"), "python": platform.python_version()},
+        "integrator": "ase VelocityVerlet, 0.5 fs; median time per step after warm-up; "
+                      "the three runners are stepped in rotating order (interleaved) so that "
+                      "load from other processes on the shared CPU affects them alike",
+        "same_model_check": checks,
+        "results": results,
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(report, indent=2))
+    lines = [
+        "# ASE MD speed: EMPPCalculator vs MACECalculator (CPU)",
+        "",
+        f"- CPU: {report['machine']['cpu']} ({report['machine']['logical_cpus']} logical CPUs, shared); "
+        f"torch threads {args.threads}; load average at start {load_start}, at end {report['machine']['loadavg_end']}",
+        f"- Model: {report['model']['architecture']}, {args.dtype}, **random weights** (untrained)",
+        f"- torch {torch.__version__}, mace-torch {report['versions']['mace-torch']}, ase {report['versions']['ase']}",
+        "- VelocityVerlet 0.5 fs, median wall time per step after warm-up; the three runners are "
+        "stepped interleaved (rotating order) so load from other processes hits them alike. "
+        "`floor` = exported module forward+backward on precomputed edges (no neighbour list, no ASE).",
+        "",
+        "| system | EMPPCalculator steps/s | MACECalculator steps/s | floor steps/s | EMPP / MACE | EMPP overhead vs floor |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, r in results.items():
+        lines.append(
+            f"| {name} | {r['empp']['steps_per_s']:.2f} | {r['mace']['steps_per_s']:.2f} | "
+            f"{r['floor']['steps_per_s']:.2f} | {r['empp_speedup_vs_mace']:.2f}x | "
+            f"{r['empp_overhead_vs_floor_pct']:+.1f}% |"
+        )
+    lines += ["", "Same weights in both calculators (energy / max force difference):", ""]
+    for name, c in checks.items():
+        lines.append(f"- {name}: |ΔE| = {c['energy_diff_eV']:.2e} eV, max |ΔF| = {c['max_force_diff_eV_per_A']:.2e} eV/Å")
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
