@@ -176,7 +176,8 @@ class Trainer:
     def _build_empp(self, potential: Potential):
         from empp_ff.empp.module import EMPPModule
 
-        return EMPPModule(self.cfg.empp, potential.backbone, self.label_stats()).to(self.dtype)
+        # Built in the backbone dtype; its label statistics stay float64 buffers.
+        return EMPPModule(self.cfg.empp, potential.backbone, self.label_stats())
 
     def _dataset(self, split: str):
         from empp_ff.data.dataset import GraphDataset
