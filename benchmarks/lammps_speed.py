@@ -132,7 +132,7 @@ def main():
     ap.add_argument("--fold-no", action="store_true",
                     help="also time `pair_style empp fold no` on the box (slow: every ghost is a node)")
     ap.add_argument("--steps", type=int, default=5, help="timed MD steps per LAMMPS run (large system)")
-    ap.add_argument("--aspirin-steps", type=int, default=200)
+    ap.add_argument("--aspirin-steps", type=int, default=300)
     ap.add_argument("--channels", type=int, default=8)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "lammps_speed_cpu"))
     args = ap.parse_args()
@@ -163,7 +163,7 @@ def main():
     for name, atoms in systems.items():
         write(atoms, work / f"{name}.data")
         steps = args.aspirin_steps if name == "aspirin" else args.steps
-        repeats = 20 if name == "aspirin" else 3
+        repeats = 300 if name == "aspirin" else 3
         row = {"atoms": len(atoms), "box_A": float(atoms.cell.lengths()[0])}
         row["floor_ms"], row["edges"] = floor_ms(model, atoms, repeats)
         row["ase_ms"] = ase_ms(model, atoms, repeats)

@@ -124,6 +124,28 @@ def test_check_diagnoses_load_errors():
     assert "LAMMPS version mismatch" in diagnose_load_error(msg)
 
 
+def test_check_reports_torch_mismatch_and_missing_build(plugin, tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    from empp_ff.lammps import _paths
+    from empp_ff.lammps.check import check_plugin
+
+    stale = tmp_path / "stale"
+    stale.mkdir()
+    shutil.copy(plugin, stale / plugin.name)
+    info = json.loads((plugin.parent / "build_info.json").read_text())
+    info["torch"] = "1.0.0"
+    (stale / "build_info.json").write_text(json.dumps(info))
+    monkeypatch.setenv("EMPP_FF_LAMMPS_PLUGIN_DIR", str(stale))
+    items = {it.name: it for it in check_plugin(python_module=False)}
+    assert not items["torch match"].ok and "build --force" in items["torch match"].detail
+
+    monkeypatch.setattr(_paths, "candidate_dirs", lambda: [tmp_path / "nothing"])
+    items = {it.name: it for it in check_plugin(python_module=False)}
+    assert not items["plugin built"].ok and "empp-ff lammps build" in items["plugin built"].detail
+
+
 def test_create_lammps_python_module(plugin, model64, box, box_reference, tmp_path):
     """The lammps Python module: libmpi preloaded, plugin available, same numbers."""
     from empp_ff.lammps.inputs import write_data
