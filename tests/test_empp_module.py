@@ -175,6 +175,8 @@ def test_single_atom_molecules_are_skipped(backbone, module):
     # 3 masks: 4-atom molecule gives 3 copies x 3 pairs, 2-atom molecule 2 copies x 1 pair
     assert out["num_pairs"].item() == 3 * 3 + 2 * 1
     assert torch.isfinite(out["loss"])
+    out = module(backbone, _batch((1, 1)), torch.Generator().manual_seed(0))
+    assert out["num_pairs"].item() == 0 and out["loss"].item() == 0.0
 
 
 def test_missing_label_statistics_and_bad_config_are_clear_errors(backbone):

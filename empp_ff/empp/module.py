@@ -144,10 +144,16 @@ class EMPPModule(torch.nn.Module):
 
         Returns scalar tensors ``loss`` (reduced over pairs and masks, NOT multiplied
         by ``config.weight``), ``direction_kl`` and ``radius_kl`` (mean per pair, for
-        logging) and ``num_pairs``. ``mask_indices`` [n, B] (global atom indices,
+        logging) and ``num_pairs``. With no (masked atom, neighbour) pair at all (only
+        single-atom molecules) everything is a zero constant without a graph.
+        ``mask_indices`` [n, B] (global atom indices,
         −1 = skip) replaces the random masks (tests, reproducibility).
         """
         mb = self.masked_batch(batch, generator, mask_indices)
+        if mb.num_pairs == 0:  # e.g. only single-atom molecules: nothing to predict
+            zero = torch.zeros((), dtype=torch.float32, device=batch.positions.device)
+            return {"loss": zero, "direction_kl": zero, "radius_kl": zero,
+                    "num_pairs": torch.zeros((), dtype=torch.long, device=zero.device)}
         per_layer = self.conditioning_vectors(batch, mb, use_labels)
         with backbone.conditioning(per_layer, mb.batch):
             _, feats = backbone(mb.positions, mb.atomic_numbers, mb.edge_index, mb.shifts)
