@@ -309,6 +309,7 @@ void PairEMPP::init_style()
     error->all(FLERR, "pair_style empp requires comm_modify mode single");
 
   neighbor->add_request(this, NeighConst::REQ_FULL | NeighConst::REQ_GHOST);
+  report_graph = true;
 
   // folded graphs carry periodic shifts: the virial comes from the model, not from f.r
   if (folding() && atom->tag_enable == 0)
@@ -494,6 +495,15 @@ void PairEMPP::compute(int eflag, int vflag)
 
   const int64_t nnodes = (int64_t) node_atom.size();
   const int64_t nedges = (int64_t) senders.size();
+  if (report_graph) {
+    report_graph = false;
+    if (comm->me == 0)
+      utils::logmesg(lmp,
+                     "pair_style empp: rank 0 graph: {} local + {} ghost atoms -> {} nodes, {} edges "
+                     "({})\n",
+                     nlocal, nall - nlocal, nnodes, nedges,
+                     folded ? "folded" : "all ghosts are nodes");
+  }
   pos_buf.resize(3 * nnodes);
   znodes.resize(nnodes);
   for (int64_t n = 0; n < nnodes; ++n) {

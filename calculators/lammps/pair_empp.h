@@ -41,6 +41,7 @@ class PairEMPP : public Pair {
   int jit_optimize = 0;          // profiling graph executor on/off
   double ghost_cutoff_user = -1; // testing only: override num_interactions*r_max + skin
   int fold = 1;                  // fold periodic images / duplicate ghosts onto one node
+  bool report_graph = true;      // log the graph size once after each init
 
   // model
   torch::jit::Module model;
