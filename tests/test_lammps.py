@@ -192,13 +192,16 @@ def test_python_module_under_mpirun(plugin, model64, box, box_reference, tmp_pat
         ''')
         pe = lmp.get_thermo("pe")
         n = lmp.extract_setting("world_size")
-        print("PE", repr(pe), "NP", n)
+        rank = lmp.extract_setting("world_rank")
+        with open(f"{tmp_path}/rank{{rank}}.txt", "w") as fh:
+            fh.write(f"PE {{pe!r}} NP {{n}} ")
     """))
     proc = subprocess.run([find_mpirun(), "-np", "2", sys.executable, str(script)], text=True,
                           capture_output=True, timeout=180)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    pes = [float(m) for m in re.findall(r"PE (\S+) NP 2", proc.stdout)]
-    assert len(pes) == 2, proc.stdout
+    out = "".join((tmp_path / f"rank{r}.txt").read_text() for r in (0, 1))
+    pes = [float(m) for m in re.findall(r"PE (\S+) NP 2", out)]
+    assert len(pes) == 2, proc.stdout + out
     for pe in pes:
         assert abs(pe - box_reference["energy"]) <= 1e-8 * abs(box_reference["energy"])
 
