@@ -20,8 +20,10 @@ from empp_ff.model.backbone import MACEBackbone
 
 
 def _scatter_sum(src: torch.Tensor, index: torch.Tensor, dim_size: int) -> torch.Tensor:
-    out = torch.zeros(dim_size, dtype=src.dtype, device=src.device)
-    return out.index_add(0, index, src)
+    # Accumulate in float64: per-atom energies include large reference energies,
+    # and a float32 running sum over thousands of atoms loses several meV/atom.
+    out = torch.zeros(dim_size, dtype=torch.float64, device=src.device)
+    return out.index_add(0, index, src.to(torch.float64)).to(src.dtype)
 
 
 class Potential(torch.nn.Module):
