@@ -37,6 +37,7 @@ class GraphDataset(Dataset):
         indices: Sequence[int] | np.ndarray | None,
         r_max: float,
         dtype: torch.dtype = torch.float64,
+        use_forces: bool = True,
     ) -> None:
         self.store = store if isinstance(store, StructureStore) else StructureStore(store)
         n = len(self.store)
@@ -45,6 +46,8 @@ class GraphDataset(Dataset):
             raise IndexError(f"indices out of range for store {self.store.path!r} with {n} structures")
         self.r_max = float(r_max)
         self.dtype = dtype
+        # False: serve the data as energy-only (force labels ignored), e.g. GEOM-Drug.
+        self.use_forces = bool(use_forces)
 
     def __len__(self) -> int:
         return int(self.indices.shape[0])
@@ -54,15 +57,16 @@ class GraphDataset(Dataset):
         ei, shifts = neighbour_graph(s.positions, self.r_max, s.cell, s.pbc)
         n = s.n_atoms
         dt = self.dtype
+        forces = s.forces if self.use_forces else None
         return Data(
             positions=torch.as_tensor(s.positions, dtype=dt),
             atomic_numbers=torch.as_tensor(s.atomic_numbers, dtype=torch.long),
             edge_index=torch.as_tensor(ei, dtype=torch.long),
             shifts=torch.as_tensor(shifts, dtype=dt),
             energy=torch.tensor([np.nan if s.energy is None else s.energy], dtype=dt),
-            forces=torch.zeros((n, 3), dtype=dt) if s.forces is None else torch.as_tensor(s.forces, dtype=dt),
+            forces=torch.zeros((n, 3), dtype=dt) if forces is None else torch.as_tensor(forces, dtype=dt),
             has_energy=torch.tensor([s.energy is not None]),
-            has_forces=torch.tensor([s.forces is not None]),
+            has_forces=torch.tensor([forces is not None]),
             cell=torch.as_tensor(np.zeros((3, 3)) if s.cell is None else s.cell, dtype=dt).reshape(1, 3, 3),
             n_atoms=torch.tensor([n], dtype=torch.long),
             num_nodes=n,

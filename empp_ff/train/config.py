@@ -34,6 +34,7 @@ class DataConfig:
     format: Optional[str] = None  # auto-detected from the file when None
     energy_key: str = "energy"
     forces_key: str = "forces"
+    energy_only: bool = False  # ignore force labels (GEOM-Drug style energy-only training)
     n_train: Number = 950  # an int (count) or a fraction in (0, 1)
     n_val: Number = 50
     n_test: Optional[Number] = None  # None: all remaining structures

@@ -109,7 +109,8 @@ class Trainer:
                     "for self-supervised pre-training"
                 )
             self.log("the data have no energy labels: training with EMPP alone (self-supervised)")
-        self.train_forces = self.supervised and self.data.store.has_forces and cfg.loss.forces_weight > 0
+        self.has_forces = self.data.store.has_forces and not cfg.data.energy_only
+        self.train_forces = self.supervised and self.has_forces and cfg.loss.forces_weight > 0
 
         torch.manual_seed(cfg.seed)  # weight initialisation
         if resume_state is not None:
@@ -182,7 +183,8 @@ class Trainer:
     def _dataset(self, split: str):
         from empp_ff.data.dataset import GraphDataset
 
-        return GraphDataset(self.data.store, self.data.splits[split], self.cfg.model.r_max, dtype=self.dtype)
+        return GraphDataset(self.data.store, self.data.splits[split], self.cfg.model.r_max, dtype=self.dtype,
+                            use_forces=self.has_forces)
 
     def _loader(self, dataset, shuffle: bool, epoch: int, train: bool):
         """This rank's loader: training batches are 1/W of the global batch and
@@ -471,7 +473,8 @@ class Trainer:
             potential = build_potential(best, use_ema=True).to(self.device)
             from empp_ff.data.dataset import GraphDataset
 
-            test_set = GraphDataset(self.data.store, test_idx, self.cfg.model.r_max, dtype=self.dtype)
+            test_set = GraphDataset(self.data.store, test_idx, self.cfg.model.r_max, dtype=self.dtype,
+                                    use_forces=self.has_forces)
             from torch_geometric.loader import DataLoader
 
             loader = DataLoader(test_set, batch_size=self.cfg.train.eval_batch_size, shuffle=False)
