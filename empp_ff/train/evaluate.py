@@ -47,14 +47,19 @@ def evaluate(potential, loader, device: torch.device, keep_predictions: bool = F
 
 
 def format_error_table(metrics: Dict[str, float], per_element: Dict[str, float] | None = None, title: str = "") -> str:
-    rows = [
-        ("structures", f"{metrics.get('n_structures', 0)}", ""),
-        ("energy MAE", f"{metrics['energy_mae_mev']:.2f}", "meV"),
-        ("energy RMSE", f"{metrics['energy_rmse_mev']:.2f}", "meV"),
-        ("energy MAE / atom", f"{metrics['energy_per_atom_mae_mev']:.3f}", "meV/atom"),
-        ("forces MAE", f"{metrics['forces_mae_mev_per_a']:.2f}", "meV/Å"),
-        ("forces RMSE", f"{metrics['forces_rmse_mev_per_a']:.2f}", "meV/Å"),
-    ]
+    import math
+
+    rows = [("structures", f"{metrics.get('n_structures', 0)}", "")]
+    for label, key, fmt, unit in [
+        ("energy MAE", "energy_mae_mev", ".2f", "meV"),
+        ("energy RMSE", "energy_rmse_mev", ".2f", "meV"),
+        ("energy MAE / atom", "energy_per_atom_mae_mev", ".3f", "meV/atom"),
+        ("forces MAE", "forces_mae_mev_per_a", ".2f", "meV/Å"),
+        ("forces RMSE", "forces_rmse_mev_per_a", ".2f", "meV/Å"),
+    ]:
+        value = metrics.get(key, float("nan"))
+        if math.isfinite(value):  # energy-only data has no force rows
+            rows.append((label, format(value, fmt), unit))
     for symbol, value in (per_element or {}).items():
         rows.append((f"forces MAE ({symbol})", f"{value:.2f}", "meV/Å"))
     width = max(len(r[0]) for r in rows)
