@@ -206,7 +206,9 @@ class Trainer:
         return DataLoader(dataset, batch_size=batch_size, sampler=sampler, **common)
 
     def _check_resumable(self, saved: Dict[str, Any]) -> None:
-        old, new = _flatten(saved), _flatten(self.cfg.to_dict())
+        # A key that did not exist when the run started (newer empp-ff) had its default then.
+        defaults = _flatten(Config().to_dict())
+        old, new = {**defaults, **_flatten(saved)}, _flatten(self.cfg.to_dict())
         changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in _RESUMABLE_CHANGES)
         if changed:
             details = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed[:8])
