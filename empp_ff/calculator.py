@@ -128,6 +128,10 @@ class EMPPCalculator(Calculator):
         self._nl: Optional[Dict[str, Any]] = None
         self._vesin = None
         self.nl_builds = 0  # how many host neighbour-list builds (for tests/diagnostics)
+        # The virial is computed only once someone has asked for the stress (NPT,
+        # cell relaxation); from then on with every call, so a barostat never
+        # makes the model run twice per step. NVE/NVT MD never pays for it.
+        self._stress_wanted = False
 
     # -- validation -------------------------------------------------------------------
     def _check_atoms(self, atoms) -> None:
@@ -281,16 +285,17 @@ class EMPPCalculator(Calculator):
                     RuntimeWarning,
                     stacklevel=2,
                 )
-        # The virial costs little on top of forces; compute it whenever the cell is
-        # periodic so MD with a barostat does not evaluate the model twice.
+        if "stress" in properties:
+            self._stress_wanted = True
+        want_virial = periodic and self._stress_wanted
         with torch.jit.optimized_execution(self.jit_optimize):
-            out = self.model(pos, numbers, edge_index, shifts, len(atoms), periodic)
+            out = self.model(pos, numbers, edge_index, shifts, len(atoms), want_virial)
         energy = float(out["energy"].detach().cpu())
         self.results["energy"] = energy
         self.results["free_energy"] = energy
         self.results["energies"] = out["node_energy"].detach().cpu().double().numpy()
         self.results["forces"] = out["forces"].detach().cpu().double().numpy()
-        if periodic:
+        if want_virial:
             virial = out["virial"].detach().cpu().double().numpy()
             stress = -virial / atoms.get_volume()
             self.results["stress"] = full_3x3_to_voigt_6_stress(stress)

@@ -280,3 +280,16 @@ def test_no_global_state_changes(model64):
     assert torch.get_num_threads() == threads
     assert dict(os.environ) == env
     assert torch._C._get_graph_executor_optimize() is True
+
+
+def test_virial_only_once_stress_is_asked_for(model64):
+    calc = fresh(model64, min_distance=None)
+    atoms = small_cell()
+    atoms.calc = calc
+    atoms.get_forces()
+    assert "stress" not in calc.results  # NVE/NVT MD never pays for the virial
+    stress = atoms.get_stress()
+    atoms.positions[0, 0] += 0.01
+    atoms.get_forces()
+    assert "stress" in calc.results  # from now on computed with the forces (NPT: one call per step)
+    assert not np.allclose(calc.results["stress"], stress)
