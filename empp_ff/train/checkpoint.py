@@ -18,8 +18,7 @@ it survives package upgrades. Keys:
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 from pathlib import Path
 from typing import Any, Dict, Union
 
@@ -30,22 +29,13 @@ CHECKPOINT_VERSION = 1
 
 
 def save_checkpoint(state: Dict[str, Any], path: Union[str, Path]) -> None:
-    """Write ``state`` to ``path`` atomically: temp file in the same directory,
-    fsync, then rename, so a kill at any moment leaves the previous file intact."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = dict(state, format=CHECKPOINT_FORMAT, format_version=CHECKPOINT_VERSION)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write ``state`` to ``path`` atomically (temp file, fsync, rename), so a kill
+    at any moment leaves the previous checkpoint intact."""
+    from empp_ff.train.io import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    torch.save(dict(state, format=CHECKPOINT_FORMAT, format_version=CHECKPOINT_VERSION), buffer)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def resolve_checkpoint(target: Union[str, Path], prefer: str = "best") -> Path:

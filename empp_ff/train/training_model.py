@@ -12,6 +12,7 @@ from typing import Dict, Optional
 import torch
 
 from empp_ff.model.potential import Potential
+from empp_ff.train.evaluate import predict
 
 
 class TrainingModel(torch.nn.Module):
@@ -31,18 +32,8 @@ class TrainingModel(torch.nn.Module):
         out: Dict[str, torch.Tensor] = {}
         if supervised:
             # Forces by autograd; create_graph so the force loss trains the weights.
-            out.update(
-                self.potential(
-                    batch.positions,
-                    batch.atomic_numbers,
-                    batch.edge_index,
-                    batch.shifts,
-                    batch.batch,
-                    int(batch.num_graphs),
-                    compute_forces=compute_forces,
-                    create_graph=compute_forces and self.training,
-                )
-            )
+            out.update(predict(self.potential, batch, compute_forces=compute_forces,
+                               create_graph=compute_forces and self.training))
         if self.empp is not None:
             empp_out = self.empp(self.potential.backbone, batch, generator, use_labels=use_labels)
             out.update({f"empp_{k}" if not k.startswith("empp") else k: v for k, v in empp_out.items()})
