@@ -241,7 +241,7 @@ DEMO_CONFIG: Dict[str, Any] = {
     "run_dir": "runs/demo",
     "data": {"path": "", "n_train": 200, "n_val": 50, "n_test": 250},
     "model": {"num_channels": 32, "max_L": 1, "num_interactions": 2, "correlation": 2, "radial_mlp": [32, 32]},
-    "train": {"max_epochs": 25, "batch_size": 5, "lr": 1e-2, "warmup_epochs": 1.0},
+    "train": {"max_epochs": 12, "batch_size": 5, "lr": 1e-2, "warmup_epochs": 1.0},
     "empp": {"enabled": True, "num_masks": 1, "weight": 1.0},
 }
 
