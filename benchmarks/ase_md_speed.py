@@ -107,13 +107,13 @@ class FloorRunner:
         self.pos = torch.as_tensor(atoms.positions, dtype=calc.dtype)
         self.z = torch.as_tensor(atoms.numbers, dtype=torch.long)
         self.n = len(atoms)
-        self.periodic = bool(atoms.pbc.all())
+        self.compute_virial = False  # VelocityVerlet needs forces only (as EMPPCalculator does)
         self.optimize = calc.jit_optimize
 
     def step(self) -> float:
         t = time.perf_counter()
         with self.torch.jit.optimized_execution(self.optimize):
-            out = self.model(self.pos, self.z, self.edge_index, self.shifts, self.n, self.periodic)
+            out = self.model(self.pos, self.z, self.edge_index, self.shifts, self.n, self.compute_virial)
             out["forces"].sum().item()
         return time.perf_counter() - t
 
