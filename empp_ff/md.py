@@ -99,11 +99,17 @@ def _make_dynamics(
 
         return VelocityVerlet(atoms, timestep=timestep)
     if ensemble == "langevin":
+        from ase.constraints import FixCom
         from ase.md.langevin import Langevin
 
+        # Keep the centre of mass fixed the way ASE recommends (FixCom, not the
+        # deprecated fixcm=True, which does not sample NVT exactly).
+        if not any(isinstance(c, FixCom) for c in atoms.constraints):
+            atoms.set_constraint(list(atoms.constraints) + [FixCom()])
         # friction given in 1/fs (ASE wants inverse ASE time units)
         return Langevin(
-            atoms, timestep=timestep, temperature_K=temperature, friction=friction / units.fs, rng=rng
+            atoms, timestep=timestep, temperature_K=temperature, friction=friction / units.fs,
+            fixcm=False, rng=rng,
         )
     if ensemble == "nvt":
         from ase.md.nose_hoover_chain import NoseHooverChainNVT
