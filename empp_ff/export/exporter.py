@@ -208,15 +208,6 @@ def script_potential(potential: torch.nn.Module) -> torch.jit.ScriptModule:
         potential = copy.deepcopy(potential).eval()
         for p in potential.parameters():
             p.requires_grad_(False)
-        # Python-only properties (``MACEBackbone.spec`` returns a dataclass) must not
-        # be compiled. TorchScript reads ``__jit_unused_properties__`` from the class,
-        # so give the deep copy's modules a subclass that lists them.
-        for module in potential.modules():
-            cls = type(module)
-            props = [k for k, v in vars(cls).items() if isinstance(v, property)]
-            if props and cls.__module__.startswith("empp_ff."):
-                unused = list(getattr(cls, "__jit_unused_properties__", [])) + props
-                module.__class__ = type(cls.__name__, (cls,), {"__jit_unused_properties__": unused})
         wrapper = ExportedPotential(potential, spec["atomic_numbers"], spec["dtype"])
         # e3nn compiles the (decorated) submodules in place; then script the wrapper.
         wrapper = e3nn_jit.compile(wrapper)

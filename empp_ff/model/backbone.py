@@ -71,6 +71,9 @@ def _build_mace(spec: BackboneSpec):
 class MACEBackbone(torch.nn.Module):
     """Per-atom energies and last-layer node features from a MACE network."""
 
+    # ``spec`` returns a Python dataclass: TorchScript must not try to compile it.
+    __jit_unused_properties__ = ["spec"]
+
     def __init__(self, spec: BackboneSpec):
         super().__init__()
         self.spec_dict = spec.to_dict()  # plain dict: survives scripting as an ignored attr
