@@ -10,6 +10,8 @@ import os
 
 import numpy as np
 
+from empp_ff._atomic import atomic_path
+
 __all__ = ["make_splits", "save_splits", "load_splits"]
 
 
@@ -57,11 +59,9 @@ def save_splits(path: str | os.PathLike, splits: dict[str, np.ndarray], seed: in
     doc: dict = {k: [int(i) for i in np.asarray(v).tolist()] for k, v in splits.items() if k not in ("seed", "n")}
     doc["seed"] = None if seed is None else int(seed)
     doc["n"] = None if n is None else int(n)
-    p = os.fspath(path)
-    tmp = f"{p}.tmp-{os.getpid()}"
-    with open(tmp, "w") as fh:
-        json.dump(doc, fh)
-    os.replace(tmp, p)
+    with atomic_path(path) as tmp:
+        with open(tmp, "w") as fh:
+            json.dump(doc, fh)
 
 
 def load_splits(path: str | os.PathLike, n: int | None = None) -> dict[str, np.ndarray]:

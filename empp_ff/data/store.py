@@ -29,6 +29,8 @@ from typing import Any
 import h5py
 import numpy as np
 
+from empp_ff._atomic import atomic_path
+
 from empp_ff.data.structure import Structure
 
 __all__ = ["STORE_VERSION", "write_store", "StructureStore", "convert", "sha256_file"]
@@ -125,10 +127,7 @@ def write_store(
     object with ``update(n)``. Returns ``out_path``.
     """
     out = os.fspath(out_path)
-    d = os.path.dirname(os.path.abspath(out))
-    os.makedirs(d, exist_ok=True)
-    tmp = f"{out}.tmp-{os.getpid()}"
-    try:
+    with atomic_path(out) as tmp:
         with h5py.File(tmp, "w") as f:
             w = _Writer(f, compression)
             buf: list[Structure] = []
@@ -158,11 +157,6 @@ def write_store(
             a["n_structures"] = w.n
             a["n_atoms_total"] = w.n_atoms
             a["species"] = np.array(sorted(w.species), dtype=np.int64)
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
     return out
 
 

@@ -27,15 +27,14 @@ from __future__ import annotations
 import copy
 import datetime
 import json
-import os
 import platform
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
 import torch
 
+from empp_ff._atomic import atomic_path
 from empp_ff.export.model_file import FORMAT_VERSION, METADATA_NAME, MODEL_FILE_KIND
 
 _DTYPE_NAMES = {torch.float32: "float32", torch.float64: "float64"}
@@ -216,24 +215,13 @@ def script_potential(potential: torch.nn.Module) -> torch.jit.ScriptModule:
 
 
 def _atomic_save(scripted: torch.jit.ScriptModule, metadata: Dict[str, Any], out_path: Path) -> Path:
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=out_path.name + ".", suffix=".tmp", dir=out_path.parent)
-    os.close(fd)
-    try:
-        extra = {METADATA_NAME: json.dumps(metadata, indent=2, sort_keys=False)}
+    extra = {METADATA_NAME: json.dumps(metadata, indent=2, sort_keys=False)}
+    with atomic_path(out_path) as tmp:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=DeprecationWarning)
             warnings.filterwarnings("ignore", category=FutureWarning)
             torch.jit.save(scripted, tmp, _extra_files=extra)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, out_path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return out_path
+    return Path(out_path)
 
 
 def export_potential(

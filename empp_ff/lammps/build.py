@@ -22,11 +22,11 @@ import platform
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
+from empp_ff._atomic import atomic_path
 from empp_ff.lammps._paths import BUILD_INFO, PLUGIN_NAME, default_install_dir, source_dir
 
 SOURCES = ("emppplugin.cpp", "pair_empp.cpp", "pair_empp.h", "CMakeLists.txt")
@@ -192,11 +192,8 @@ def build_plugin(
     out = (_build_cmake if use_cmake else _build_direct)(src, build, max(1, int(jobs)), log)
 
     # atomic install: a running LAMMPS keeps its mapping of the old file
-    fd, tmp = tempfile.mkstemp(prefix=".emppplugin.", suffix=".tmp", dir=dest)
-    os.close(fd)
-    shutil.copyfile(out, tmp)
-    os.chmod(tmp, 0o755)
-    os.replace(tmp, target)
+    with atomic_path(target, mode=0o755) as tmp:
+        shutil.copyfile(out, tmp)
     info.update(
         {
             "built": time.strftime("%Y-%m-%dT%H:%M:%S"),

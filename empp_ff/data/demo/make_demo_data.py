@@ -48,10 +48,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import platform
 import sys
-import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
@@ -163,22 +161,13 @@ def start_structure(seed: int, method: str = "auto"):
     return Atoms(symbols=symbols, positions=pos), "embedded"
 
 
-def _atomic_write(path: Path, write_fn, suffix: str) -> None:
+def _atomic_write(path: Path, write_fn) -> None:
     """Write via ``write_fn(fileobj)`` to a temp file in path's dir, then os.replace."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix + ".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
+    from empp_ff._atomic import atomic_path
+
+    with atomic_path(path, mode=0o644) as tmp:
+        with open(tmp, "wb") as fh:
             write_fn(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def finite_difference_check(numbers, positions, forces_stored, n_components=8, h=2.5e-4,
@@ -389,11 +378,11 @@ def main(argv=None) -> int:
         fd.update(finite_difference_check(data["z"], data["R"][m], data["F"][m], seed=args.seed))
         prov["finite_difference_check"] = fd
 
-    _atomic_write(out, lambda fh: np.savez_compressed(fh, **data), ".npz")
+    _atomic_write(out, lambda fh: np.savez_compressed(fh, **data))
     prov["npz_file"] = out.name
     prov["npz_bytes"] = out.stat().st_size
     text = json.dumps(prov, indent=2) + "\n"
-    _atomic_write(json_path, lambda fh: fh.write(text.encode()), ".json")
+    _atomic_write(json_path, lambda fh: fh.write(text.encode()))
 
     print(f"wrote {out} ({prov['npz_bytes'] / 1e6:.2f} MB, {args.frames} frames), {json_path}")
     print(f"wall {prov['wall_s']['total']:.1f} s, {prov['wall_s']['ms_per_md_step']:.1f} ms/step, "
