@@ -31,18 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
+from _machine import cpu_model  # benchmarks/_machine.py (scripts run from this folder's path)
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-
-
-def cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def loadavg():

@@ -16,25 +16,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
+
+from _machine import cpu_model  # benchmarks/_machine.py (scripts run from this folder's path)
 
 VARIANTS = {
     "no_empp": {"empp.enabled": False},
     "empp_n1": {"empp.enabled": True, "empp.num_masks": 1},
     "empp_n3": {"empp.enabled": True, "empp.num_masks": 3},
 }
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main() -> None:
@@ -86,7 +77,7 @@ def main() -> None:
     report = {
         "command": "python benchmarks/empp_accuracy.py " + " ".join(
             f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in vars(args).items()),
-        "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "device": "cpu", "threads": args.threads},
+        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "device": "cpu", "threads": args.threads},
         "torch": torch.__version__,
         "data": args.data, "protocol": "950 train / 50 val / rest test, split seed = run seed",
         "results": results,

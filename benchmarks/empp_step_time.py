@@ -20,7 +20,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import time
@@ -29,18 +28,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from _machine import cpu_model  # benchmarks/_machine.py (scripts run from this folder's path)
+
 KCAL_TO_EV = 0.0433641
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def load_aspirin(path: str):

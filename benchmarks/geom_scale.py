@@ -36,6 +36,8 @@ import sys
 import tempfile
 import time
 
+from _machine import cpu_model  # benchmarks/_machine.py (scripts run from this folder's path)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 MILESTONES = (1_000, 10_000, 100_000, 250_000, 500_000, 750_000, 1_000_000, 2_000_000, 5_000_000)
 
@@ -51,17 +53,6 @@ def mem() -> dict:
             if line.startswith(("VmRSS:", "VmHWM:")):
                 out[line.split(":")[0]] = int(line.split()[1]) / 1024.0
     return {"rss_mib": round(out.get("VmRSS", float("nan")), 1), "peak_rss_mib": round(out.get("VmHWM", float("nan")), 1)}
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 # ----------------------------------------------------------------------------- phases

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from _machine import cpu_model  # benchmarks/_machine.py (scripts run from this folder's path)
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "md_examples" / "lammps"))
 
@@ -34,28 +36,17 @@ def loadavg():
     return [round(v, 2) for v in os.getloadavg()]
 
 
-def cpu_name():
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
 def floor_ms(model_path, atoms, repeats):
     """The bare model call on the periodic N-atom graph (neighbour list excluded)."""
     import torch
 
-    from empp_ff.lammps.testing import _neighbours
+    from empp_ff.data.graph import neighbour_graph
 
     model = torch.jit.load(str(model_path))
     pos = atoms.get_positions()
-    cell = atoms.cell.array
-    i, j, S = _neighbours(pos, cell, np.asarray(atoms.pbc), float(model.r_max))
-    ei = torch.tensor(np.stack([j, i]).astype(np.int64))
-    sh = torch.tensor(-(S @ cell))
+    edge_index, shifts = neighbour_graph(pos, float(model.r_max), atoms.cell.array, np.asarray(atoms.pbc))
+    ei = torch.tensor(edge_index)
+    sh = torch.tensor(shifts)
     z = torch.tensor(atoms.get_atomic_numbers(), dtype=torch.long)
     p = torch.tensor(pos)
     times = []
@@ -138,7 +129,6 @@ def main():
     args = ap.parse_args()
 
     import torch
-    from ase.io import read
 
     from empp_ff.lammps.build import build_plugin
     from empp_ff.lammps.testing import make_model
@@ -153,7 +143,7 @@ def main():
     systems = {"aspirin": aspirin(), "box": liquid_box(args.n_side)}
     results = {
         "command": "python " + " ".join([sys.argv[0]] + sys.argv[1:]),
-        "machine": {"cpu": cpu_name(), "ncpu": os.cpu_count(), "platform": platform.platform()},
+        "machine": {"cpu": cpu_model(), "ncpu": os.cpu_count(), "platform": platform.platform()},
         "torch": torch.__version__,
         "model": {"r_max": 5.0, "num_interactions": 2, "num_channels": args.channels, "dtype": "float64",
                   "weights": "random (cost only)"},

@@ -1,15 +1,12 @@
 """Small models and reference evaluations for the LAMMPS tests, examples and benchmarks.
 
-``make_model`` writes a model file that obeys the model-file contract (see
-``empp_ff/export``). It uses the real exporter when it is available and otherwise
-scripts a tiny untrained MACE potential itself with the same interface.
-``reference`` evaluates a model file in Python with a periodic neighbour list
-(the ASE calculator when it exists), which is what LAMMPS must reproduce.
+``make_model`` writes a small untrained model file with the real exporter.
+``reference`` evaluates a model file through the ASE calculator, which is what
+LAMMPS must reproduce.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -38,53 +35,6 @@ def _spec(atomic_numbers, dtype, num_channels, num_interactions, r_max, seed):
         scale=3.0,
         dtype=dtype,
     )
-
-
-def _build_contract_module(potential, spec):
-    import torch
-
-    class ExportedPotential(torch.nn.Module):
-        def __init__(self, potential, spec):
-            super().__init__()
-            self.potential = potential
-            self.r_max = float(spec.r_max)
-            self.num_interactions = int(spec.num_interactions)
-            self.atomic_numbers: List[int] = [int(z) for z in spec.atomic_numbers]
-            self.model_dtype = str(spec.dtype)
-            self.format_version = 1
-            self.register_buffer(
-                "_dtype_probe", torch.zeros(1, dtype=getattr(torch, spec.dtype)), persistent=False
-            )
-
-        def forward(
-            self,
-            positions: torch.Tensor,
-            atomic_numbers: torch.Tensor,
-            edge_index: torch.Tensor,
-            shifts: torch.Tensor,
-            n_local: int,
-            compute_virial: bool = False,
-        ) -> Dict[str, torch.Tensor]:
-            dtype = self._dtype_probe.dtype
-            positions = positions.to(dtype)
-            shifts = shifts.to(dtype)
-            n = positions.shape[0]
-            batch = torch.zeros(n, dtype=torch.long, device=positions.device)
-            mask = torch.arange(n, device=positions.device) < n_local
-            out = self.potential(
-                positions, atomic_numbers, edge_index, shifts, batch, 1,
-                True, compute_virial, False, mask,
-            )
-            res: Dict[str, torch.Tensor] = {
-                "energy": out["energy"][0],
-                "node_energy": out["node_energy"],
-                "forces": out["forces"],
-            }
-            if compute_virial:
-                res["virial"] = out["virial"][0]
-            return res
-
-    return ExportedPotential(potential, spec)
 
 
 def make_model(
@@ -121,124 +71,30 @@ def make_model(
                 p.add_(perturb * torch.randn_like(p))
     potential.eval()
 
-    exporter = _find_exporter()
-    if exporter is not None:
-        exporter(potential, path)
-        return path
+    from empp_ff.export import export_potential
 
-    from empp_ff.model._imports import import_e3nn_o3
-
-    import_e3nn_o3()
-    from e3nn.util import jit as e3nn_jit
-
-    import warnings
-
-    # the backbone's python-only conveniences (spec property) are not scriptable
-    potential.backbone.__jit_ignored_attributes__ = ["spec", "spec_dict"]
-    module = _build_contract_module(potential, spec)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        scripted = torch.jit.script(e3nn_jit.compile(module))
-    meta = {
-        "format_version": 1,
-        "r_max": float(spec.r_max),
-        "num_interactions": int(spec.num_interactions),
-        "atomic_numbers": list(spec.atomic_numbers),
-        "model_dtype": spec.dtype,
-        "units": {"energy": "eV", "length": "Angstrom"},
-        "ghost_cutoff": spec.num_interactions * spec.r_max,
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.jit.save(scripted, str(path), _extra_files={"metadata.json": json.dumps(meta)})
+    export_potential(potential, path)
     return path
-
-
-def _find_exporter():
-    """The real exporter, as ``f(potential, path)``, or None while it does not exist."""
-    try:
-        from empp_ff.export import export_potential
-    except ImportError:
-        return None
-    return export_potential
 
 
 # ----------------------------------------------------------------------------------------------
 def reference(model_path, atoms, *, compute_virial: bool = True) -> Dict[str, np.ndarray]:
-    """Energy (eV), forces (eV/A) and stress (eV/A^3, ASE sign) of ``atoms`` in Python:
-    the ASE calculator (``empp_ff.EMPPCalculator``) when it exists, else the model
-    called directly with a periodic (vesin/ASE) neighbour list."""
-    try:
-        from empp_ff.calculator import EMPPCalculator
-    except ImportError:
-        EMPPCalculator = None
-    if EMPPCalculator is not None:
-        a = atoms.copy()
-        a.calc = EMPPCalculator(str(model_path), device="cpu")
-        res = {
-            "energy": float(a.get_potential_energy()),
-            "forces": np.asarray(a.get_forces()),
-            "node_energy": np.asarray(a.get_potential_energies()),
-        }
-        if compute_virial and a.pbc.all():
-            from ase.stress import voigt_6_to_full_3x3_stress
+    """Energy (eV), forces (eV/A), per-atom energies and stress (eV/A^3, ASE sign) of
+    ``atoms`` from the ASE calculator: what LAMMPS must reproduce."""
+    from empp_ff.calculator import EMPPCalculator
 
-            res["stress"] = voigt_6_to_full_3x3_stress(a.get_stress())
-        return res
-    return reference_direct(model_path, atoms, compute_virial=compute_virial)
-
-
-def reference_direct(model_path, atoms, *, compute_virial: bool = True) -> Dict[str, np.ndarray]:
-    """The model called directly with a periodic neighbour list (no ASE calculator)."""
-    import torch
-
-    model = torch.jit.load(str(model_path))
-    r_max = float(model.r_max)
-    pos = np.asarray(atoms.get_positions(), dtype=np.float64)
-    pbc = np.asarray(atoms.pbc, dtype=bool)
-    cell = np.asarray(atoms.cell.array, dtype=np.float64)
-    i, j, S = _neighbours(pos, cell, pbc, r_max)
-    # edge: sender j -> receiver i, vector = pos[i] - pos[j] + shift
-    # ase/vesin give d = pos[j] - pos[i] + S @ cell for pair (i, j); as edge j->i:
-    # pos[i] - pos[j] - S @ cell, i.e. shift = -S @ cell.
-    shifts = -(S @ cell)
-    edge_index = torch.tensor(np.stack([j, i]), dtype=torch.long)
-    out = model(
-        torch.tensor(pos),
-        torch.tensor(atoms.get_atomic_numbers(), dtype=torch.long),
-        edge_index,
-        torch.tensor(shifts),
-        len(atoms),
-        compute_virial,
-    )
+    a = atoms.copy()
+    a.calc = EMPPCalculator(str(model_path), device="cpu")
     res = {
-        "energy": float(out["energy"].double()),
-        "forces": out["forces"].double().detach().numpy(),
-        "node_energy": out["node_energy"].double().detach().numpy(),
+        "energy": float(a.get_potential_energy()),
+        "forces": np.asarray(a.get_forces()),
+        "node_energy": np.asarray(a.get_potential_energies()),
     }
-    if compute_virial:
-        virial = out["virial"].double().detach().numpy()
-        res["virial"] = virial
-        if pbc.all():
-            res["stress"] = -virial / atoms.get_volume()
+    if compute_virial and a.pbc.all():
+        from ase.stress import voigt_6_to_full_3x3_stress
+
+        res["stress"] = voigt_6_to_full_3x3_stress(a.get_stress())
     return res
-
-
-def _neighbours(pos, cell, pbc, cutoff):
-    try:
-        from vesin import NeighborList
-
-        nl = NeighborList(cutoff=cutoff, full_list=True)
-        box = cell if pbc.any() else np.zeros((3, 3))
-        i, j, S = nl.compute(points=pos, box=box, periodic=bool(pbc.all()), quantities="ijS")
-        return np.asarray(i), np.asarray(j), np.asarray(S, dtype=np.float64)
-    except Exception:
-        from ase.neighborlist import neighbor_list
-
-        from ase import Atoms
-
-        a = Atoms(positions=pos, cell=cell, pbc=pbc)
-        i, j, S = neighbor_list("ijS", a, cutoff)
-        return i, j, S.astype(np.float64)
 
 
 # ----------------------------------------------------------------------------------------------
