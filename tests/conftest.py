@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import pytest
 import torch
 
@@ -41,3 +42,34 @@ def tiny_train_overrides(tmp_path):
         return [f"{k}={v}" for k, v in items.items()]
 
     return make
+
+
+# C2H6O, a slightly distorted ethanol (Å): a small molecule for calculator and MD tests.
+ETHANOL_POSITIONS = np.array(
+    [
+        [0.00, 0.00, 0.00],
+        [1.52, 0.05, 0.02],
+        [2.01, 1.38, -0.10],
+        [-0.38, -1.02, 0.08],
+        [-0.40, 0.52, 0.88],
+        [-0.37, 0.49, -0.90],
+        [1.90, -0.47, 0.90],
+        [1.88, -0.44, -0.88],
+        [2.95, 1.35, -0.05],
+    ]
+)
+
+
+def ethanol():
+    from ase import Atoms
+
+    return Atoms("CCOHHHHHH", positions=ETHANOL_POSITIONS.copy())
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module (faster on the shared 2-core CPU); restored after."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

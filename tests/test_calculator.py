@@ -17,28 +17,10 @@ from empp_ff import EMPPCalculator
 from empp_ff.export import ModelFileError, export_model
 from empp_ff.export.demo import demo_checkpoint
 
-POSITIONS = np.array(
-    [
-        [0.00, 0.00, 0.00],
-        [1.52, 0.05, 0.02],
-        [2.01, 1.38, -0.10],
-        [-0.38, -1.02, 0.08],
-        [-0.40, 0.52, 0.88],
-        [-0.37, 0.49, -0.90],
-        [1.90, -0.47, 0.90],
-        [1.88, -0.44, -0.88],
-        [2.95, 1.35, -0.05],
-    ]
-)
-SYMBOLS = "CCOHHHHHH"
+from conftest import ethanol
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)  # shared CPU: one thread is faster under load; restored after
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -53,16 +35,12 @@ def calc(model64):
     return EMPPCalculator(model64, device="cpu")
 
 
-def molecule():
-    return Atoms(SYMBOLS, positions=POSITIONS.copy())
-
-
 def fresh(model, **kw):
     return EMPPCalculator(model, device="cpu", **kw)
 
 
 def test_properties_and_shapes(calc):
-    atoms = molecule()
+    atoms = ethanol()
     atoms.calc = calc
     e = atoms.get_potential_energy()
     assert isinstance(e, float) and np.isfinite(e)
@@ -77,7 +55,7 @@ def test_properties_and_shapes(calc):
 
 
 def test_forces_are_minus_gradient(calc):
-    atoms = molecule()
+    atoms = ethanol()
     atoms.calc = calc
     forces = atoms.get_forces()
     h = 1e-4
@@ -93,7 +71,7 @@ def test_forces_are_minus_gradient(calc):
 
 
 def test_rotation_translation_permutation_invariance(calc):
-    atoms = molecule()
+    atoms = ethanol()
     atoms.calc = calc
     e0, f0 = atoms.get_potential_energy(), atoms.get_forces()
     rot = Rotation.random(random_state=1).as_matrix()
@@ -111,9 +89,9 @@ def test_rotation_translation_permutation_invariance(calc):
 
 
 def test_molecule_in_big_periodic_box_matches_non_periodic(calc, model64):
-    atoms = molecule()
+    atoms = ethanol()
     atoms.calc = calc
-    boxed = molecule()
+    boxed = ethanol()
     boxed.cell = np.diag([25.0, 26.0, 27.0])
     boxed.pbc = True
     boxed.positions += 5.0
@@ -125,7 +103,7 @@ def test_molecule_in_big_periodic_box_matches_non_periodic(calc, model64):
     stress = boxed.get_stress(voigt=False)
     np.testing.assert_allclose(stress, -0.5 * (virial + virial.T) / boxed.get_volume(), atol=1e-10)
     # vesin on a molecule agrees with the on-device all-pairs list
-    via_vesin = molecule()
+    via_vesin = ethanol()
     via_vesin.calc = fresh(model64, neighbor_list="vesin")
     assert via_vesin.get_potential_energy() == pytest.approx(atoms.get_potential_energy(), abs=1e-9)
 
@@ -222,7 +200,7 @@ def test_unknown_element_is_named(calc):
 
 
 def test_bad_inputs(model64, calc, tmp_path):
-    atoms = molecule()
+    atoms = ethanol()
     atoms.positions[3, 1] = np.nan
     atoms.calc = calc
     with pytest.raises(ValueError, match="NaN"):
@@ -270,7 +248,7 @@ def test_no_global_state_changes(model64):
     dtype = torch.get_default_dtype()
     threads = torch.get_num_threads()
     calc = EMPPCalculator(model64, device="cpu")
-    atoms = molecule()
+    atoms = ethanol()
     atoms.calc = calc
     atoms.get_forces()
     boxed = small_cell()

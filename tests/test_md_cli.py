@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from ase import Atoms
 from click.testing import CliRunner
 
@@ -15,28 +14,10 @@ from empp_ff.cli import main
 from empp_ff.export.demo import demo_checkpoint
 from empp_ff.md import energy_drift, optimize, run_md
 
-# C2H6O, a slightly distorted ethanol (Å)
-POSITIONS = np.array(
-    [
-        [0.00, 0.00, 0.00],
-        [1.52, 0.05, 0.02],
-        [2.01, 1.38, -0.10],
-        [-0.38, -1.02, 0.08],
-        [-0.40, 0.52, 0.88],
-        [-0.37, 0.49, -0.90],
-        [1.90, -0.47, 0.90],
-        [1.88, -0.44, -0.88],
-        [2.95, 1.35, -0.05],
-    ]
-)
+from conftest import ethanol
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)  # shared CPU: one thread is faster under load; restored after
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -49,10 +30,6 @@ def workdir(tmp_path_factory):
     assert result.exit_code == 0, result.output
     assert "wrote" in result.output
     return root
-
-
-def ethanol():
-    return Atoms("CCOHHHHHH", positions=POSITIONS.copy())
 
 
 def test_energy_drift_fit():
