@@ -60,7 +60,7 @@ def test_direction_target_is_normalised_peaked_at_u_with_spec_information(grid3,
 def test_direction_target_is_a_function_of_the_angle_to_u_only(grid3):
     # rotating u by a rotation that maps grid points to grid points (alpha shift by one
     # grid step about e3nn's y axis) permutes the target exactly
-    Y, xyz = sphere_grid_matrix(2, [20, 24]), sphere_grid_points([20, 24])
+    Y = sphere_grid_matrix(2, [20, 24])
     u = _random_units(3, 4)
     a = 2 * math.pi / 24
     # find the rotation about y that maps alpha -> alpha + a, as e3nn defines alpha

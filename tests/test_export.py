@@ -23,7 +23,6 @@ from empp_ff.export import (
     ModelFileError,
     export_model,
     load_model_file,
-    read_metadata,
 )
 from empp_ff.export.demo import demo_checkpoint
 from empp_ff.train.checkpoint import build_potential, load_checkpoint

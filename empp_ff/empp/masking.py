@@ -126,7 +126,6 @@ def build_masked_batch(
     m_batch = copy_of_node * B + batch[atom]
 
     sender, receiver = edge_index[0], edge_index[1]
-    E = sender.shape[0]
     offs = (copy_ids * N)[:, None]  # [n, 1]
     s_all = (sender[None, :] + offs).reshape(-1)
     r_all = (receiver[None, :] + offs).reshape(-1)

@@ -16,7 +16,7 @@ The backbone is assembled from mace-torch's blocks (a ScaleShiftMACE built with
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 import torch

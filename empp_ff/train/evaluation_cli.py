@@ -6,10 +6,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-import numpy as np
-import torch
 
-from empp_ff.train.checkpoint import build_potential, load_checkpoint, resolve_checkpoint
+from empp_ff.train.checkpoint import build_potential, load_checkpoint
 from empp_ff.train.evaluate import evaluate
 from empp_ff.train.trainer import select_device
 
