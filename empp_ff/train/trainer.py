@@ -10,6 +10,7 @@ uninterrupted run would.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from pathlib import Path
@@ -152,18 +153,18 @@ class Trainer:
             self._load_pretrained(cfg.finetune_from)
 
     def _backbone_spec(self) -> BackboneSpec:
-        m, d = self.cfg.model, self.data
+        """Architecture from ``model:`` (the fields the two share), chemistry and
+        output scale from the training data."""
+        d = self.data
+        spec_fields = {f.name for f in dataclasses.fields(BackboneSpec)}
+        architecture = {k: v for k, v in dataclasses.asdict(self.cfg.model).items() if k in spec_fields}
         return BackboneSpec(
             atomic_numbers=d.species,
             atomic_energies=[d.e0s[z] for z in d.species],
-            r_max=m.r_max, num_channels=m.num_channels, max_L=m.max_L,
-            num_interactions=m.num_interactions, correlation=m.correlation, max_ell=m.max_ell,
-            num_bessel=m.num_bessel, num_polynomial_cutoff=m.num_polynomial_cutoff,
-            radial_mlp=list(m.radial_mlp), mlp_irreps=m.mlp_irreps,
             avg_num_neighbors=finite(d.statistics.get("avg_num_neighbors"), 1.0),
             scale=finite(d.statistics.get("rms_forces"), 1.0),
             shift=finite(d.statistics.get("mean_interaction_energy_per_atom"), 0.0) if self.supervised else 0.0,
-            dtype=m.dtype,
+            **architecture,
         )
 
     def label_stats(self) -> Dict[str, float]:
