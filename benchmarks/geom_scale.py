@@ -5,7 +5,7 @@ Phases, each in its own subprocess so each peak RSS (VmHWM) is that phase's own:
 1. generate  a synthetic GEOM-like ``drugs_crude``-schema msgpack file, streamed
              to disk: molecules of 15-40 atoms (H, C, N, O, S), conformers =
              perturbed copies of a few base geometries, ``totalenergy`` in Hartree.
-2. convert   ``empp_ff.data.store.convert`` (the code path of ``empp-ff data
+2. convert   ``empp_ff.data.conversion.convert`` (the code path of ``empp-ff data
              convert``) into the ragged HDF5 store; RSS is sampled after 1k, 10k,
              100k, ..., 1M conformers through a counting wrapper around the reader.
              Also times the reader alone on the first 100k conformers, so the
@@ -122,7 +122,8 @@ def phase_generate(a) -> dict:
 
 def phase_convert(a) -> dict:
     import empp_ff.data.readers as readers
-    from empp_ff.data.store import StructureStore, convert
+    from empp_ff.data.conversion import convert
+    from empp_ff.data.store import StructureStore
 
     # Reader alone on the first 100k conformers (where the time goes: reader vs writer).
     t0 = time.perf_counter()

@@ -10,7 +10,8 @@ import h5py
 import numpy as np
 import pytest
 
-from empp_ff.data.store import StructureStore, convert, write_store
+from empp_ff.data.conversion import convert
+from empp_ff.data.store import StructureStore, write_store
 from empp_ff.data.structure import Structure
 
 

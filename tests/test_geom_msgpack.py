@@ -9,7 +9,8 @@ from ase import units
 msgpack = pytest.importorskip("msgpack")
 
 from empp_ff.data.readers import detect_format, read_structures  # noqa: E402
-from empp_ff.data.store import StructureStore, convert  # noqa: E402
+from empp_ff.data.conversion import convert  # noqa: E402
+from empp_ff.data.store import StructureStore  # noqa: E402
 
 # Two chunks, three molecules, as the published files: a stream of maps SMILES -> molecule.
 MOLS = {

@@ -21,7 +21,8 @@ def data_group():
 @click.option("--forces-key", default="forces", show_default=True)
 def convert_cmd(source, out, fmt, energy_key, forces_key):
     """Convert SOURCE into one ragged HDF5 store OUT (eV, Å, eV/Å)."""
-    from empp_ff.data.store import StructureStore, convert
+    from empp_ff.data.conversion import convert
+    from empp_ff.data.store import StructureStore
 
     try:
         path = convert(source, out, fmt=fmt, energy_key=energy_key, forces_key=forces_key, progress=True)

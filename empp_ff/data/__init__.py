@@ -16,7 +16,7 @@ _WHERE = {
     "FORMATS": "empp_ff.data.readers",
     "write_store": "empp_ff.data.store",
     "StructureStore": "empp_ff.data.store",
-    "convert": "empp_ff.data.store",
+    "convert": "empp_ff.data.conversion",
     "make_splits": "empp_ff.data.splits",
     "save_splits": "empp_ff.data.splits",
     "load_splits": "empp_ff.data.splits",

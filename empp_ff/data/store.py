@@ -20,7 +20,6 @@ Layout (format version 1)::
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import os
 from collections.abc import Iterable, Iterator
@@ -30,10 +29,9 @@ import h5py
 import numpy as np
 
 from empp_ff._atomic import atomic_path
-
 from empp_ff.data.structure import Structure
 
-__all__ = ["STORE_VERSION", "write_store", "StructureStore", "convert", "sha256_file"]
+__all__ = ["STORE_VERSION", "write_store", "StructureStore"]
 
 STORE_VERSION = 1
 _ATOM_CHUNK = 8192  # HDF5 chunk rows for per-atom datasets (~200 kB for positions)
@@ -184,7 +182,7 @@ class StructureStore:
             if "empp_ff_store" not in f.attrs:
                 raise ValueError(
                     f"{self.path!r} is not an empp-ff store (no 'empp_ff_store' attribute; found attributes "
-                    f"{sorted(f.attrs)}). Convert it first with empp_ff.data.store.convert()."
+                    f"{sorted(f.attrs)}). Convert it first with empp_ff.data.conversion.convert()."
                 )
             v = int(f.attrs["empp_ff_store"])
             if v != STORE_VERSION:
@@ -331,54 +329,3 @@ class StructureStore:
 
     def __repr__(self) -> str:
         return f"StructureStore({self.path!r}, n={len(self)})"
-
-
-def sha256_file(path: str | os.PathLike, block: int = 1 << 20) -> str:
-    """Streamed sha256 of a file (constant memory)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(block):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def convert(
-    in_path: str | os.PathLike,
-    out_path: str | os.PathLike,
-    fmt: str | None = None,
-    energy_key: str = "energy",
-    forces_key: str = "forces",
-    progress: bool = True,
-    chunk: int = 4096,
-) -> str:
-    """Convert any supported dataset to a store; returns the store path.
-
-    Provenance records the input path, its format, its sha256, the keys used,
-    the empp_ff version and the time, so a store can be traced to its source.
-    """
-    from empp_ff import __version__
-    from empp_ff.data.readers import detect_format, read_structures
-    from empp_ff.data.readers._common import check_exists
-
-    src = check_exists(in_path)
-    fmt = fmt or detect_format(src)
-    prov = {
-        "input": os.path.abspath(src),
-        "format": fmt,
-        "sha256": sha256_file(src),
-        "energy_key": energy_key,
-        "forces_key": forces_key,
-        "empp_ff_version": __version__,
-        "time": _dt.datetime.now(_dt.timezone.utc).isoformat(),
-    }
-    structures = read_structures(src, fmt=fmt, energy_key=energy_key, forces_key=forces_key)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(desc=f"convert {os.path.basename(src)}", unit="struct")
-    try:
-        return write_store(structures, out_path, prov, chunk=chunk, source=prov["input"], source_format=fmt, progress=bar)
-    finally:
-        if bar is not None:
-            bar.close()

@@ -24,7 +24,8 @@ def run_eval(target, data: Optional[str], split: str = "auto", batch_size: int =
     from empp_ff.data.dataset import GraphDataset, make_loader
     from empp_ff.data.readers import detect_format
     from empp_ff.data.splits import load_splits
-    from empp_ff.data.store import StructureStore, convert
+    from empp_ff.data.conversion import convert
+    from empp_ff.data.store import StructureStore
 
     state = load_checkpoint(target)
     ckpt_path = Path(state["path"])
