@@ -34,9 +34,9 @@ from ase.calculators.calculator import (
 from ase.data import chemical_symbols
 from ase.stress import full_3x3_to_voigt_6_stress
 
+from empp_ff._dtypes import check_dtype_name, torch_dtype
+from empp_ff._elements import TABLE_SIZE
 from empp_ff.export.model_file import load_model_file
-
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 def _species_text(species: List[int]) -> str:
@@ -97,9 +97,7 @@ class EMPPCalculator(Calculator):
         self.model_path = Path(model_path)
         self.model, self.metadata = load_model_file(self.model_path, device=self.device)
         file_dtype = str(self.metadata["dtype"])
-        if dtype is not None and dtype not in _DTYPES:
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-        if dtype is not None and dtype != file_dtype:
+        if dtype is not None and check_dtype_name(dtype) != file_dtype:
             raise ValueError(
                 f"{self.model_path} is a {file_dtype} model; running it as {dtype} is not "
                 f"supported (constants baked into the TorchScript code keep their dtype). "
@@ -112,7 +110,7 @@ class EMPPCalculator(Calculator):
         if skin < 0:
             raise ValueError(f"skin must be >= 0, got {skin}")
         self.dtype_name = file_dtype
-        self.dtype = _DTYPES[file_dtype]
+        self.dtype = torch_dtype(file_dtype)
         self.r_max = float(self.metadata["r_max"])
         self.species = [int(z) for z in self.metadata["species"]]
         self.min_distance = min_distance
@@ -120,7 +118,7 @@ class EMPPCalculator(Calculator):
         self.neighbor_list = neighbor_list
         self.all_pairs_max_atoms = int(all_pairs_max_atoms)
         self.jit_optimize = bool(jit_optimize)
-        self._known = np.zeros(256, dtype=bool)
+        self._known = np.zeros(TABLE_SIZE, dtype=bool)
         self._known[self.species] = True
         self._warned_close = False
         self._numbers: Optional[np.ndarray] = None

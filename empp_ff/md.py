@@ -9,7 +9,6 @@ global state apart from the random generator they are given (a seeded
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
@@ -318,7 +317,3 @@ def optimize(
         final_energy=float(atoms.get_potential_energy()),
     )
 
-
-def temperature_from_kinetic(kinetic_ev: float, num_atoms: int) -> float:
-    """Instantaneous temperature (K) for 3N degrees of freedom."""
-    return 2.0 * kinetic_ev / (3.0 * num_atoms * units.kB) if num_atoms else math.nan

@@ -6,12 +6,14 @@ import json
 
 import click
 
+from empp_ff._dtypes import DTYPE_NAMES
+
 
 @click.command("export")
 @click.argument("source", type=click.Path(exists=False))
 @click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False),
               help="Model file to write (e.g. model.pt).")
-@click.option("--dtype", type=click.Choice(["float32", "float64"]), default=None,
+@click.option("--dtype", type=click.Choice(DTYPE_NAMES), default=None,
               help="Model precision (default: the training dtype).")
 @click.option("--ema/--no-ema", default=True, show_default=True,
               help="Use the EMA weights when the checkpoint has them.")

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from empp_ff._elements import MAX_ATOMIC_NUMBER
+
 __all__ = ["Structure"]
 
 
@@ -38,9 +40,9 @@ class Structure:
                 raise ValueError(f"Structure {self.name!r}: atomic_numbers must be integers, got {z.dtype}")
         self.atomic_numbers = z.astype(np.int64, copy=False)
         n = z.shape[0]
-        if n and (self.atomic_numbers.min() < 1 or self.atomic_numbers.max() > 118):
+        if n and (self.atomic_numbers.min() < 1 or self.atomic_numbers.max() > MAX_ATOMIC_NUMBER):
             raise ValueError(
-                f"Structure {self.name!r}: atomic_numbers must be in 1..118, got range "
+                f"Structure {self.name!r}: atomic_numbers must be in 1..{MAX_ATOMIC_NUMBER}, got range "
                 f"{self.atomic_numbers.min()}..{self.atomic_numbers.max()}"
             )
         pos = np.asarray(self.positions, dtype=np.float64)

@@ -24,12 +24,10 @@ from typing import List, Optional, Sequence
 
 import torch
 
+from empp_ff._elements import z_table
 from empp_ff.empp.sphere import real_sh
 from empp_ff.model._imports import import_e3nn_o3
-
-
-def force_sh_irreps(lmax: int) -> str:
-    return "+".join(f"1x{l}{'e' if l % 2 == 0 else 'o'}" for l in range(lmax + 1))
+from empp_ff.model.irreps import irreps_up_to
 
 
 class GaussianCode(torch.nn.Module):
@@ -69,15 +67,14 @@ class LabelConditioning(torch.nn.Module):
     def __init__(self, config, atomic_numbers: Sequence[int], message_irreps: Sequence):
         super().__init__()
         self.num_species = len(atomic_numbers)
-        z_to_index = torch.full((119,), -1, dtype=torch.long)
-        z_to_index[torch.tensor(list(atomic_numbers))] = torch.arange(len(atomic_numbers))
+        z_to_index = z_table(atomic_numbers, torch.arange(len(atomic_numbers)), -1, torch.long)
         self.register_buffer("z_to_index", z_to_index, persistent=False)
         self.use_energy = bool(config.use_energy_label)
         self.use_force = bool(config.use_force_label)
         self.force_lmax = int(config.force_sh_lmax)
         low, high = config.energy_gauss_range
         self.gauss = GaussianCode(config.energy_gauss_num, low, high)
-        force_irreps = force_sh_irreps(self.force_lmax) if self.use_force else None
+        force_irreps = irreps_up_to(1, self.force_lmax) if self.use_force else None
         self.layers = torch.nn.ModuleList(
             LayerConditioning(irreps, self.num_species, config.cond_dim, config.energy_gauss_num,
                               force_irreps, self.use_energy)

@@ -13,14 +13,7 @@ import torch
 
 from empp_ff.empp.norm import IrrepsRMSNorm
 from empp_ff.model._imports import import_e3nn_o3
-
-
-def _parity(l: int) -> str:
-    return "e" if l % 2 == 0 else "o"
-
-
-def head_output_irreps(channels: int, lmax: int) -> str:
-    return "+".join(f"{channels}x{l}{_parity(l)}" for l in range(lmax + 1))
+from empp_ff.model.irreps import irreps_up_to, parity
 
 
 class PositionHead(torch.nn.Module):
@@ -34,7 +27,7 @@ class PositionHead(torch.nn.Module):
         for l in range(lmax + 1):
             if (l, (-1) ** l) not in present:
                 raise ValueError(
-                    f"position head: the backbone features {feature_irreps} carry no {l}{_parity(l)} "
+                    f"position head: the backbone features {feature_irreps} carry no {l}{parity(l)} "
                     f"irrep, needed for head degree l={l} (lmax={lmax})"
                 )
         scalars = o3.Irreps([(mul, ir) for mul, ir in feature_irreps if ir.l == 0])
@@ -47,7 +40,7 @@ class PositionHead(torch.nn.Module):
         )
         self.norm = IrrepsRMSNorm(feature_irreps)
         self.linear_in = o3.Linear(feature_irreps, self.gate.irreps_in)
-        self.irreps_out = o3.Irreps(head_output_irreps(channels, lmax))
+        self.irreps_out = o3.Irreps(irreps_up_to(channels, lmax))
         self.linear_out = o3.Linear(self.gate.irreps_out, self.irreps_out)
         self.channels = int(channels)
         self.lmax = int(lmax)

@@ -15,15 +15,13 @@ from typing import Tuple
 import torch
 import torch.nn.functional as F
 
+from empp_ff.model.scatter import scatter_sum
+
 
 def kl_per_pair(log_p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     """``[P]`` KL(q‖p) for log-probabilities ``log_p [P, K]`` and targets ``q [P, K]``."""
     dtype = torch.promote_types(torch.promote_types(log_p.dtype, q.dtype), torch.float32)
     return F.kl_div(log_p.to(dtype), q.to(dtype), reduction="none").sum(-1)
-
-
-def _scatter_sum(values: torch.Tensor, index: torch.Tensor, size: int) -> torch.Tensor:
-    return torch.zeros(size, dtype=values.dtype, device=values.device).index_add(0, index, values)
 
 
 def per_copy_loss(
@@ -36,16 +34,16 @@ def per_copy_loss(
     ones = torch.ones_like(pair_loss)
     copy_of_pair = torch.div(g_idx, num_sources, rounding_mode="floor")
     if pair_reduction == "global_mean":
-        total = _scatter_sum(pair_loss, copy_of_pair, num_copies)
-        count = _scatter_sum(ones, copy_of_pair, num_copies)
+        total = scatter_sum(pair_loss, copy_of_pair, num_copies)
+        count = scatter_sum(ones, copy_of_pair, num_copies)
     elif pair_reduction == "per_atom_mean":
-        atom_total = _scatter_sum(pair_loss, g_idx, num_graphs)
-        atom_count = _scatter_sum(ones, g_idx, num_graphs)
+        atom_total = scatter_sum(pair_loss, g_idx, num_graphs)
+        atom_count = scatter_sum(ones, g_idx, num_graphs)
         has = atom_count > 0
         atom_mean = atom_total / atom_count.clamp(min=1)
         graph_copy = torch.arange(num_graphs, device=g_idx.device) // num_sources
-        total = _scatter_sum(atom_mean, graph_copy, num_copies)
-        count = _scatter_sum(has.to(pair_loss.dtype), graph_copy, num_copies)
+        total = scatter_sum(atom_mean, graph_copy, num_copies)
+        count = scatter_sum(has.to(pair_loss.dtype), graph_copy, num_copies)
     else:
         raise ValueError(f"pair_reduction must be 'global_mean' or 'per_atom_mean', got {pair_reduction!r}")
     return total / count.clamp(min=1), count > 0

@@ -30,7 +30,9 @@ from empp_ff.empp.loss import kl_per_pair, per_copy_loss, reduce_copies
 from empp_ff.empp.masking import MaskedBatch, build_masked_batch, sample_mask_indices
 from empp_ff.empp.radius import RadiusHead
 from empp_ff.empp.targets import direction_target, radius_bin_centres, radius_target
+from empp_ff._elements import z_table
 from empp_ff.model.backbone import default_dtype
+from empp_ff.model.scatter import scatter_sum
 
 
 def _feature_lmax(irreps) -> int:
@@ -72,8 +74,7 @@ class EMPPModule(torch.nn.Module):
         self.register_buffer("energy_mean", torch.tensor(float(stats.get("energy_per_atom_mean", 0.0)), dtype=torch.float64))
         self.register_buffer("energy_std", torch.tensor(float(stats.get("energy_per_atom_std", 1.0)), dtype=torch.float64))
         self.register_buffer("force_scale", torch.tensor(float(stats.get("force_scale", 1.0)), dtype=torch.float64))
-        e0 = torch.zeros(119, dtype=torch.float64)
-        e0[torch.tensor(list(spec.atomic_numbers))] = torch.tensor(list(spec.atomic_energies), dtype=torch.float64)
+        e0 = z_table(spec.atomic_numbers, list(spec.atomic_energies), 0.0, torch.float64)
         self.register_buffer("e0_by_z", e0, persistent=False)
 
         with default_dtype(dtype):
@@ -90,7 +91,7 @@ class EMPPModule(torch.nn.Module):
         """y [B] = ((E − Σ E0[z]) / N − mean) / std (clamped if configured); NaN where E is missing."""
         B = int(batch.num_graphs)
         e0 = self.e0_by_z[batch.atomic_numbers]
-        e0_sum = torch.zeros(B, dtype=torch.float64, device=e0.device).index_add(0, batch.batch, e0)
+        e0_sum = scatter_sum(e0, batch.batch, B)
         n = torch.bincount(batch.batch, minlength=B).to(torch.float64)
         e = (batch.energy.to(torch.float64) - e0_sum) / n.clamp(min=1)
         y = (e - self.energy_mean) / self.energy_std

@@ -35,9 +35,10 @@ from typing import Any, Dict, List, Optional, Union
 import torch
 
 from empp_ff._atomic import atomic_path
+from empp_ff._dtypes import check_dtype_name, dtype_name, torch_dtype
+from empp_ff._elements import z_table
+from empp_ff._versions import package_version
 from empp_ff.export.model_file import FORMAT_VERSION, METADATA_NAME, MODEL_FILE_KIND
-
-_DTYPE_NAMES = {torch.float32: "float32", torch.float64: "float64"}
 
 
 class ExportedPotential(torch.nn.Module):
@@ -51,12 +52,9 @@ class ExportedPotential(torch.nn.Module):
         self.atomic_numbers = [int(z) for z in atomic_numbers]
         self.model_dtype = str(model_dtype)
         self.format_version = int(FORMAT_VERSION)
-        dtype = torch.float64 if model_dtype == "float64" else torch.float32
-        known = torch.zeros(119, dtype=torch.bool)
-        known[torch.tensor(self.atomic_numbers, dtype=torch.long)] = True
-        self.register_buffer("known_species", known)
+        self.register_buffer("known_species", z_table(self.atomic_numbers, True, False, torch.bool))
         # A dtype carrier: ``.dtype`` of this buffer is the model dtype in TorchScript.
-        self.register_buffer("dtype_ref", torch.zeros(0, dtype=dtype))
+        self.register_buffer("dtype_ref", torch.zeros(0, dtype=torch_dtype(model_dtype)))
 
     def forward(
         self,
@@ -75,7 +73,7 @@ class ExportedPotential(torch.nn.Module):
         if num_atoms > 0:
             z_min = int(atomic_numbers.min())
             z_max = int(atomic_numbers.max())
-            if z_min < 0 or z_max > 118:
+            if z_min < 0 or z_max >= self.known_species.shape[0]:
                 raise ValueError("atomic number outside 0..118")
             if not bool(self.known_species[atomic_numbers].all()):
                 raise ValueError(
@@ -111,19 +109,11 @@ class ExportedPotential(torch.nn.Module):
 
 
 def _versions() -> Dict[str, Optional[str]]:
-    from importlib import metadata as md
-
-    def version(dist: str) -> Optional[str]:
-        try:
-            return md.version(dist)
-        except md.PackageNotFoundError:
-            return None
-
     return {
         "torch": torch.__version__,
-        "e3nn": version("e3nn"),
-        "mace-torch": version("mace-torch"),
-        "ase": version("ase"),
+        "e3nn": package_version("e3nn"),
+        "mace-torch": package_version("mace-torch"),
+        "ase": package_version("ase"),
         "python": platform.python_version(),
     }
 
@@ -233,7 +223,7 @@ def export_potential(
     """Export an in-memory ``Potential`` (its dtype is the file's dtype)."""
     spec = dict(potential.backbone.spec_dict)
     param = next(potential.parameters())
-    spec["dtype"] = _DTYPE_NAMES[param.dtype]
+    spec["dtype"] = dtype_name(param.dtype)
     metadata = build_metadata(spec, **(metadata_extra or {}))
     scripted = script_potential(potential)
     return _atomic_save(scripted, metadata, Path(out_path))
@@ -253,8 +243,8 @@ def export_model(
     """
     from empp_ff.train.checkpoint import build_potential, load_checkpoint
 
-    if dtype is not None and dtype not in ("float32", "float64"):
-        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    if dtype is not None:
+        check_dtype_name(dtype)
     state = load_checkpoint(checkpoint_or_run_dir)
     used_ema = bool(use_ema and state.get("ema_potential_state") is not None)
     potential = build_potential(state, use_ema=use_ema, dtype=dtype)

@@ -159,10 +159,7 @@ def entry_point_registered() -> bool:
     try:
         from importlib import metadata
 
-        try:
-            eps = metadata.entry_points(group="lammps.plugins")
-        except TypeError:  # Python < 3.10
-            eps = metadata.entry_points().get("lammps.plugins", [])
+        eps = metadata.entry_points(group="lammps.plugins")
         return any(ep.value.startswith("empp_ff.lammps") for ep in eps)
     except Exception:
         return False

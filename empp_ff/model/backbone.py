@@ -21,10 +21,11 @@ from typing import Iterator, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from empp_ff._dtypes import torch_dtype
+from empp_ff._elements import z_table
 from empp_ff.model._imports import import_e3nn_o3, import_mace_modules
+from empp_ff.model.irreps import irreps_up_to
 from empp_ff.model.spec import BackboneSpec
-
-_TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 @contextlib.contextmanager
@@ -42,9 +43,7 @@ def default_dtype(dtype: torch.dtype) -> Iterator[None]:
 def _build_mace(spec: BackboneSpec):
     modules = import_mace_modules()
     o3 = import_e3nn_o3()
-    hidden = o3.Irreps(
-        "+".join(f"{spec.num_channels}x{l}{'e' if l % 2 == 0 else 'o'}" for l in range(spec.max_L + 1))
-    )
+    hidden = o3.Irreps(irreps_up_to(spec.num_channels, spec.max_L))
     return modules.ScaleShiftMACE(
         r_max=spec.r_max,
         num_bessel=spec.num_bessel,
@@ -77,15 +76,14 @@ class MACEBackbone(torch.nn.Module):
     def __init__(self, spec: BackboneSpec):
         super().__init__()
         self.spec_dict = spec.to_dict()  # plain dict: survives scripting as an ignored attr
-        dtype = _TORCH_DTYPES[spec.dtype]
+        dtype = torch_dtype(spec.dtype)
         with default_dtype(dtype):
             self.mace = _build_mace(spec)
         self.mace.to(dtype)
         self.num_elements = len(spec.atomic_numbers)
         self.r_max = float(spec.r_max)
         self.num_interactions = int(spec.num_interactions)
-        z_to_index = torch.full((119,), -1, dtype=torch.long)
-        z_to_index[torch.tensor(spec.atomic_numbers)] = torch.arange(len(spec.atomic_numbers))
+        z_to_index = z_table(spec.atomic_numbers, torch.arange(len(spec.atomic_numbers)), -1, torch.long)
         self.register_buffer("z_to_index", z_to_index, persistent=False)
 
     # -- description -----------------------------------------------------------------
@@ -104,9 +102,6 @@ class MACEBackbone(torch.nn.Module):
         return [inter.node_feats_irreps for inter in self.mace.interactions]
 
     # -- computation -------------------------------------------------------------------
-    def species_index(self, atomic_numbers: torch.Tensor) -> torch.Tensor:
-        return self.z_to_index[atomic_numbers]
-
     def forward(
         self,
         positions: torch.Tensor,
@@ -186,6 +181,3 @@ class MACEBackbone(torch.nn.Module):
 def build_backbone(spec: BackboneSpec) -> MACEBackbone:
     return MACEBackbone(spec)
 
-
-def torch_dtype(name: str) -> torch.dtype:
-    return _TORCH_DTYPES[name]

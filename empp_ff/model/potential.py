@@ -17,13 +17,7 @@ from typing import Dict, List, Optional
 import torch
 
 from empp_ff.model.backbone import MACEBackbone
-
-
-def _scatter_sum(src: torch.Tensor, index: torch.Tensor, dim_size: int) -> torch.Tensor:
-    # Accumulate in float64: per-atom energies include large reference energies,
-    # and a float32 running sum over thousands of atoms loses several meV/atom.
-    out = torch.zeros(dim_size, dtype=torch.float64, device=src.device)
-    return out.index_add(0, index, src.to(torch.float64)).to(src.dtype)
+from empp_ff.model.scatter import scatter_sum
 
 
 class Potential(torch.nn.Module):
@@ -67,7 +61,9 @@ class Potential(torch.nn.Module):
             shifts = shifts + torch.einsum("ei,eij->ej", shifts, symmetric[edge_graph])
         node_energy, node_feats = self.backbone(positions, atomic_numbers, edge_index, shifts)
         counted = node_energy if energy_mask is None else node_energy * energy_mask.to(node_energy.dtype)
-        energy = _scatter_sum(counted, batch, num_graphs)
+        # Accumulate in float64: per-atom energies include large reference energies,
+        # and a float32 running sum over thousands of atoms loses several meV/atom.
+        energy = scatter_sum(counted.to(torch.float64), batch, num_graphs).to(counted.dtype)
         out: Dict[str, torch.Tensor] = {
             "energy": energy,
             "node_energy": node_energy,

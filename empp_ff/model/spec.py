@@ -10,7 +10,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Dict, List
 
-_DTYPES = ("float32", "float64")
+from empp_ff._dtypes import check_dtype_name
+from empp_ff._elements import MAX_ATOMIC_NUMBER
 
 
 @dataclass
@@ -43,10 +44,9 @@ class BackboneSpec:
             )
         if list(self.atomic_numbers) != sorted(set(self.atomic_numbers)):
             raise ValueError(f"atomic_numbers must be sorted and unique, got {self.atomic_numbers}")
-        if any(not 1 <= z <= 118 for z in self.atomic_numbers):
-            raise ValueError(f"atomic numbers must lie in 1..118, got {self.atomic_numbers}")
-        if self.dtype not in _DTYPES:
-            raise ValueError(f"dtype must be one of {_DTYPES}, got {self.dtype!r}")
+        if any(not 1 <= z <= MAX_ATOMIC_NUMBER for z in self.atomic_numbers):
+            raise ValueError(f"atomic numbers must lie in 1..{MAX_ATOMIC_NUMBER}, got {self.atomic_numbers}")
+        check_dtype_name(self.dtype)
         if self.max_L < 0 or self.num_interactions < 1 or self.r_max <= 0:
             raise ValueError("max_L >= 0, num_interactions >= 1 and r_max > 0 are required")
 

@@ -11,9 +11,13 @@ it survives package upgrades. Keys:
 - ``ema_potential_state``: the same with EMA weights, or absent/None
 - ``empp_state``: EMPP head/encoder state dict, or None
 - ``optimizer_state``, ``scheduler_state``, ``ema_state``: for resuming
-- ``epoch`` (completed epochs), ``step``, ``best_val``, ``val_metrics`` (dict)
-- ``rng``: RNG states for exact resumption
+- ``epoch`` (completed epochs), ``step``, ``best_val``, ``val_metrics`` (dict),
+  ``history`` (one metrics row per epoch), ``wall_time_s``: for resuming
 - ``label_stats``: dict of floats (energy/force statistics used by EMPP)
+- ``statistics`` (the training-set statistics), ``splits_sizes``: for reference
+
+Exact resumption needs no RNG state: data order and EMPP masks come from
+generators seeded by (seed, epoch).
 """
 
 from __future__ import annotations

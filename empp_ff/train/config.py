@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Optional, Union
 
 import yaml
 
+from empp_ff._dtypes import DTYPE_NAMES
 from empp_ff.empp.config import EMPPConfig
 
 
@@ -193,7 +194,7 @@ def _check_values(cfg: Config) -> None:
             raise ConfigError(msg)
 
     need(cfg.task in ("supervised", "pretrain"), f"task must be 'supervised' or 'pretrain', got {cfg.task!r}")
-    need(cfg.model.dtype in ("float32", "float64"), f"model.dtype must be float32 or float64, got {cfg.model.dtype!r}")
+    need(cfg.model.dtype in DTYPE_NAMES, f"model.dtype must be float32 or float64, got {cfg.model.dtype!r}")
     need(cfg.model.r_max > 0, "model.r_max must be > 0")
     need(cfg.model.max_L >= 0 and cfg.model.num_channels > 0, "model.max_L >= 0 and model.num_channels > 0 required")
     need(cfg.model.num_interactions >= 1, "model.num_interactions must be >= 1")

@@ -56,10 +56,6 @@ def open_store(source: Path, run_dir: Path, cfg: Config, log: Callable[[str], No
     return StructureStore(target), target
 
 
-def _as_count(value, n: int) -> int:
-    return int(round(value * n)) if isinstance(value, float) and value < 1 else int(value)
-
-
 def prepare_data(cfg: Config, run_dir: Path, log: Callable[[str], None], write: bool = True) -> PreparedData:
     from empp_ff.data.splits import load_splits, make_splits, save_splits
     from empp_ff.data.statistics import compute_statistics, fit_e0s

@@ -13,6 +13,7 @@ from typing import Dict
 
 import torch
 
+from empp_ff._elements import TABLE_SIZE
 from empp_ff.train.config import LossConfig
 
 
@@ -84,7 +85,8 @@ class ErrorAccumulator:
         """Sum the running totals over DDP ranks (no-op in a single process)."""
         if not dist.enabled:
             return
-        elements = list(range(1, 119))
+        elements = list(range(1, TABLE_SIZE))
+        m = len(elements)
         values = [self.sums[k] for k in self._KEYS]
         values += [self.element_sums[z] for z in elements] + [float(self.element_counts[z]) for z in elements]
         totals = dist.all_reduce_sum(values, device)
@@ -94,9 +96,9 @@ class ErrorAccumulator:
         self.element_sums.clear()
         self.element_counts.clear()
         for i, z in enumerate(elements):
-            if totals[n + 118 + i] > 0:
+            if totals[n + m + i] > 0:
                 self.element_sums[z] = totals[n + i]
-                self.element_counts[z] = int(totals[n + 118 + i])
+                self.element_counts[z] = int(totals[n + m + i])
 
     def summary(self) -> Dict[str, float]:
         s = self.sums

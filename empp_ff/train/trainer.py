@@ -19,6 +19,7 @@ from typing import Any, Callable, Dict, List
 import numpy as np
 import torch
 
+from empp_ff._dtypes import torch_dtype
 from empp_ff.model.backbone import build_backbone
 from empp_ff.model.potential import Potential
 from empp_ff.model.spec import BackboneSpec
@@ -78,7 +79,7 @@ class Trainer:
                 f"processes ({self.dist.world_size}): it is the global batch"
             )
         self.rank_batch_size = cfg.train.batch_size // self.dist.world_size
-        self.dtype = torch.float64 if cfg.model.dtype == "float64" else torch.float32
+        self.dtype = torch_dtype(cfg.model.dtype)
         self.history: List[Dict[str, Any]] = []
         self.epoch = 0
         self.step = 0

@@ -51,10 +51,11 @@ import json
 import platform
 import sys
 import time
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+
+from empp_ff._versions import package_version
 
 SMILES = "CC(=O)Oc1ccccc1C(=O)O"
 NAME = "aspirin"
@@ -93,13 +94,6 @@ DEFAULT_OUT = Path(__file__).with_name("aspirin_demo.npz")
 # --------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------
-def _version(dist: str) -> str | None:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
-
-
 def sgdml_md5(data: dict) -> str:
     """sGDML dataset fingerprint.
 
@@ -327,9 +321,9 @@ def generate(frames: int, seed: int, stride: int = 10, equil_steps: int = 2000,
                    "production_steps": frames * stride},
             "forces_stored": "raw GFN2-xTB forces (no constraint projection)",
         },
-        "versions": {"python": platform.python_version(), "tblite": _version("tblite"),
-                     "ase": _version("ase"), "numpy": np.__version__,
-                     "rdkit": _version("rdkit") if start_used.startswith("rdkit") else None},
+        "versions": {"python": platform.python_version(), "tblite": package_version("tblite"),
+                     "ase": package_version("ase"), "numpy": np.__version__,
+                     "rdkit": package_version("rdkit") if start_used.startswith("rdkit") else None},
         "frames": frames, "atoms": n,
         "relax_steps": relax_steps, "relaxed_energy_eV": relaxed_energy,
         "relaxed_fmax_eV_per_A": relax_fmax,

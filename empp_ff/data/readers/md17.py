@@ -10,9 +10,6 @@ import numpy as np
 from empp_ff.data.readers._common import KCAL_MOL, check_exists, missing_keys_error
 from empp_ff.data.structure import Structure
 
-REQUIRED = ("z", "R")
-OPTIONAL = ("E", "F")
-
 
 def read_npz_trajectory(
     path: str, fmt: str, z_key: str, r_key: str, e_key: str, f_key: str, name_key: str | None

@@ -9,8 +9,6 @@ from empp_ff.data.readers._common import check_exists
 from empp_ff.data.readers.md17 import read_npz_trajectory
 from empp_ff.data.structure import Structure
 
-REQUIRED = ("nuclear_charges", "coords")
-
 
 def read_rmd17(path: str | os.PathLike, **_: object) -> Iterator[Structure]:
     """Yield rMD17 frames (the recomputed ``energies``/``forces``, not ``old_*``) in eV/Å."""
