@@ -1,11 +1,18 @@
-"""The JSON-able description of a backbone: everything needed to rebuild it.
+"""What defines a backbone, as plain JSON-able dataclasses.
 
-A checkpoint stores this next to the state dict, so a model can be rebuilt
-(for evaluation, export or fine-tuning) without pickled Python objects.
+* :class:`Architecture`: the MACE hyper-parameters. Defined here once; the
+  training config's ``model:`` section is an ``Architecture`` (plus ``e0s``),
+  and every :class:`BackboneSpec` is one, so the two cannot drift apart.
+* :class:`BackboneSpec`: an architecture plus the chemistry and data statistics
+  a trained network depends on: everything needed to rebuild it. A checkpoint
+  stores ``BackboneSpec.to_dict()`` (a flat dict) next to the state dict, so a
+  model can be rebuilt (for evaluation, export or fine-tuning) without pickled
+  Python objects.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Dict, List
@@ -15,11 +22,9 @@ from empp_ff._elements import MAX_ATOMIC_NUMBER
 
 
 @dataclass
-class BackboneSpec:
-    # Chemistry: which elements the model knows and their reference energies (eV).
-    atomic_numbers: List[int]
-    atomic_energies: List[float]
-    # Architecture (MACE).
+class Architecture:
+    """MACE hyper-parameters (the ``model.*`` config keys besides ``e0s``)."""
+
     r_max: float = 5.0
     num_channels: int = 64
     max_L: int = 1
@@ -30,11 +35,36 @@ class BackboneSpec:
     num_polynomial_cutoff: int = 5
     radial_mlp: List[int] = field(default_factory=lambda: [64, 64, 64])
     mlp_irreps: str = "16x0e"
+    dtype: str = "float32"
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` whose message starts with the offending field's name."""
+        check_dtype_name(self.dtype)
+        checks = [
+            (self.r_max > 0, "r_max must be > 0"),
+            (self.num_channels > 0, "num_channels must be > 0"),
+            (self.max_L >= 0, "max_L must be >= 0"),
+            (self.num_interactions >= 1, "num_interactions must be >= 1"),
+            (self.correlation >= 1, "correlation must be >= 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+    def architecture(self) -> Dict[str, Any]:
+        """The architecture fields alone, as keyword arguments (copies, not shared lists)."""
+        return {f.name: copy.deepcopy(getattr(self, f.name)) for f in dataclasses.fields(Architecture)}
+
+
+@dataclass(kw_only=True)
+class BackboneSpec(Architecture):
+    # Chemistry: which elements the model knows and their reference energies (eV).
+    atomic_numbers: List[int]
+    atomic_energies: List[float]
     # Data statistics that fix the output scale (eV, eV/Å).
     avg_num_neighbors: float = 1.0
     scale: float = 1.0
     shift: float = 0.0
-    dtype: str = "float32"
 
     def __post_init__(self):
         if len(self.atomic_numbers) != len(self.atomic_energies):
@@ -46,9 +76,7 @@ class BackboneSpec:
             raise ValueError(f"atomic_numbers must be sorted and unique, got {self.atomic_numbers}")
         if any(not 1 <= z <= MAX_ATOMIC_NUMBER for z in self.atomic_numbers):
             raise ValueError(f"atomic numbers must lie in 1..{MAX_ATOMIC_NUMBER}, got {self.atomic_numbers}")
-        check_dtype_name(self.dtype)
-        if self.max_L < 0 or self.num_interactions < 1 or self.r_max <= 0:
-            raise ValueError("max_L >= 0, num_interactions >= 1 and r_max > 0 are required")
+        self.validate()
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)

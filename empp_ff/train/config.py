@@ -18,8 +18,8 @@ from typing import Any, Dict, List, Optional, Union
 
 import yaml
 
-from empp_ff._dtypes import DTYPE_NAMES
 from empp_ff.empp.config import EMPPConfig
+from empp_ff.model.spec import Architecture
 
 
 class ConfigError(ValueError):
@@ -44,18 +44,10 @@ class DataConfig:
 
 
 @dataclass
-class ModelConfig:
-    r_max: float = 5.0
-    num_channels: int = 64
-    max_L: int = 1
-    num_interactions: int = 2
-    correlation: int = 3
-    max_ell: int = 3
-    num_bessel: int = 8
-    num_polynomial_cutoff: int = 5
-    radial_mlp: List[int] = field(default_factory=lambda: [64, 64, 64])
-    mlp_irreps: str = "16x0e"
-    dtype: str = "float32"
+class ModelConfig(Architecture):
+    """The backbone architecture (the fields of :class:`~empp_ff.model.spec.Architecture`:
+    ``model.num_channels``, ``model.r_max``, ...) plus the reference energies."""
+
     # "fit": least-squares per-element reference energies on the training split;
     # or a mapping {atomic_number: energy_eV}.
     e0s: Union[str, Dict[int, float]] = "fit"
@@ -194,11 +186,10 @@ def _check_values(cfg: Config) -> None:
             raise ConfigError(msg)
 
     need(cfg.task in ("supervised", "pretrain"), f"task must be 'supervised' or 'pretrain', got {cfg.task!r}")
-    need(cfg.model.dtype in DTYPE_NAMES, f"model.dtype must be float32 or float64, got {cfg.model.dtype!r}")
-    need(cfg.model.r_max > 0, "model.r_max must be > 0")
-    need(cfg.model.max_L >= 0 and cfg.model.num_channels > 0, "model.max_L >= 0 and model.num_channels > 0 required")
-    need(cfg.model.num_interactions >= 1, "model.num_interactions must be >= 1")
-    need(cfg.model.correlation >= 1, "model.correlation must be >= 1")
+    try:
+        cfg.model.validate()
+    except ValueError as exc:
+        raise ConfigError(f"model.{exc}") from exc
     need(isinstance(cfg.model.e0s, dict) or cfg.model.e0s == "fit", "model.e0s must be 'fit' or a mapping {Z: energy}")
     need(cfg.loss.type in ("mse", "l2mae"), f"loss.type must be 'mse' or 'l2mae', got {cfg.loss.type!r}")
     need(cfg.loss.energy_weight >= 0 and cfg.loss.forces_weight >= 0, "loss weights must be >= 0")

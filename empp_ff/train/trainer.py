@@ -10,7 +10,6 @@ uninterrupted run would.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from pathlib import Path
@@ -119,6 +118,7 @@ class Trainer:
             spec = BackboneSpec.from_dict(resume_state["backbone_spec"])
         else:
             spec = self._backbone_spec()
+        self.spec = spec  # the one architecture object: the model and the data graphs share its r_max
         potential = Potential(build_backbone(spec))
         empp = self._build_empp(potential) if cfg.empp.enabled else None
         self.model = TrainingModel(potential, empp).to(self.device)
@@ -154,18 +154,15 @@ class Trainer:
             self._load_pretrained(cfg.finetune_from)
 
     def _backbone_spec(self) -> BackboneSpec:
-        """Architecture from ``model:`` (the fields the two share), chemistry and
-        output scale from the training data."""
+        """Architecture from ``model:``, chemistry and output scale from the training data."""
         d = self.data
-        spec_fields = {f.name for f in dataclasses.fields(BackboneSpec)}
-        architecture = {k: v for k, v in dataclasses.asdict(self.cfg.model).items() if k in spec_fields}
         return BackboneSpec(
             atomic_numbers=d.species,
             atomic_energies=[d.e0s[z] for z in d.species],
             avg_num_neighbors=finite(d.statistics.get("avg_num_neighbors"), 1.0),
             scale=finite(d.statistics.get("rms_forces"), 1.0),
             shift=finite(d.statistics.get("mean_interaction_energy_per_atom"), 0.0) if self.supervised else 0.0,
-            **architecture,
+            **self.cfg.model.architecture(),
         )
 
     def label_stats(self) -> Dict[str, float]:
@@ -185,7 +182,7 @@ class Trainer:
     def _dataset(self, split: str):
         from empp_ff.data.dataset import GraphDataset
 
-        return GraphDataset(self.data.store, self.data.splits[split], self.cfg.model.r_max, dtype=self.dtype,
+        return GraphDataset(self.data.store, self.data.splits[split], self.spec.r_max, dtype=self.dtype,
                             use_forces=self.has_forces)
 
     def _loader(self, dataset, shuffle: bool, epoch: int, train: bool):
@@ -477,7 +474,7 @@ class Trainer:
             potential = build_potential(best, use_ema=True).to(self.device)
             from empp_ff.data.dataset import GraphDataset
 
-            test_set = GraphDataset(self.data.store, test_idx, self.cfg.model.r_max, dtype=self.dtype,
+            test_set = GraphDataset(self.data.store, test_idx, potential.r_max, dtype=self.dtype,
                                     use_forces=self.has_forces)
             from torch_geometric.loader import DataLoader
 
