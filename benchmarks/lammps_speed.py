@@ -40,7 +40,7 @@ def floor_ms(model_path, atoms, repeats):
     """The bare model call on the periodic N-atom graph (neighbour list excluded)."""
     import torch
 
-    from empp_ff.data.graph import neighbour_graph
+    from empp_ff.neighbours import neighbour_graph
 
     model = torch.jit.load(str(model_path))
     pos = atoms.get_positions()

@@ -5,24 +5,21 @@ systems) vesin. It never imports mace, e3nn, torch_geometric or the training
 stack, and it never changes process-wide state (torch's default dtype, torch
 thread settings, environment variables).
 
-Neighbour lists
+Neighbour lists (both from :mod:`empp_ff.neighbours`, the graphs training uses)
 ---------------
 * Molecules (no periodic direction) up to ``all_pairs_max_atoms`` atoms: all
   pairs within ``r_max`` from a distance matrix computed with torch on the
   model's device, every call (no host work, no skin needed).
 * Periodic (including mixed, e.g. slabs) or large systems: vesin on the host,
-  with a Verlet skin. The candidate pairs within ``r_max + skin`` and their
-  periodic shifts are kept and rebuilt only when an atom has moved more than
-  ``skin / 2`` since the last build or the cell, periodicity or atomic numbers
-  changed. Each call filters the candidates to ``r_max`` with the current
-  positions, so results are exact (never a truncated list).
+  with a Verlet skin (:class:`~empp_ff.neighbours.VerletList`): exact edges,
+  candidates rebuilt only when an atom has moved more than ``skin / 2``.
 """
 
 from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, List, Optional, Union
 
 import numpy as np
 import torch
@@ -37,6 +34,7 @@ from ase.stress import full_3x3_to_voigt_6_stress
 from empp_ff._dtypes import check_dtype_name, torch_dtype
 from empp_ff._elements import TABLE_SIZE
 from empp_ff.export.model_file import load_model_file
+from empp_ff.neighbours import VerletList, all_pairs_edges
 
 
 def _species_text(species: List[int]) -> str:
@@ -123,9 +121,7 @@ class EMPPCalculator(Calculator):
         self._warned_close = False
         self._numbers: Optional[np.ndarray] = None
         self._numbers_t: Optional[torch.Tensor] = None
-        self._nl: Optional[Dict[str, Any]] = None
-        self._vesin = None
-        self.nl_builds = 0  # how many host neighbour-list builds (for tests/diagnostics)
+        self._verlet = VerletList(self.r_max, self.skin, self.device, self.dtype)
         # The virial is computed only once someone has asked for the stress (NPT,
         # cell relaxation); from then on with every call, so a barostat never
         # makes the model run twice per step. NVE/NVT MD never pays for it.
@@ -180,78 +176,19 @@ class EMPPCalculator(Calculator):
             return False
         return (not atoms.pbc.any()) and len(atoms) <= self.all_pairs_max_atoms
 
-    def _all_pairs(self, pos: torch.Tensor):
-        with torch.no_grad():
-            dist = torch.cdist(pos, pos, compute_mode="donot_use_mm_for_euclid_dist")
-            mask = dist < self.r_max
-            mask.fill_diagonal_(False)
-            edge_index = mask.nonzero().t()
-            lengths = dist[edge_index[0], edge_index[1]]
-        shifts = torch.zeros((edge_index.shape[1], 3), dtype=pos.dtype, device=pos.device)
-        return edge_index, shifts, lengths
+    @property
+    def nl_builds(self) -> int:
+        """How many host neighbour-list builds so far (for tests/diagnostics)."""
+        return self._verlet.builds
 
-    def _needs_rebuild(self, atoms) -> bool:
-        nl = self._nl
-        if nl is None:
-            return True
-        if (
-            len(atoms) != len(nl["positions"])
-            or not np.array_equal(atoms.pbc, nl["pbc"])
-            or not np.array_equal(atoms.cell.array, nl["cell"])
-            or not np.array_equal(atoms.numbers, nl["numbers"])
-        ):
-            return True
-        if self.skin == 0.0:
-            return True
-        moved2 = ((atoms.positions - nl["positions"]) ** 2).sum(axis=1).max()
-        return bool(moved2 > (0.5 * self.skin) ** 2)
-
-    def _build_vesin(self, atoms) -> None:
-        if self._vesin is None:
-            try:
-                import vesin
-            except ImportError as exc:  # pragma: no cover - vesin is a dependency
-                raise ImportError(
-                    "periodic systems need the `vesin` package: pip install vesin"
-                ) from exc
-            self._vesin = vesin.NeighborList(cutoff=self.r_max + self.skin, full_list=True)
-        cell = atoms.cell.array.copy()
-        pbc = atoms.pbc.copy()
-        positions = atoms.positions.copy()
-        i, j, s = self._vesin.compute(
-            points=positions, box=cell, periodic=pbc.tolist(), quantities="ijS"
-        )
-        sender = torch.as_tensor(i.astype(np.int64), device=self.device)
-        receiver = torch.as_tensor(j.astype(np.int64), device=self.device)
-        shifts = torch.as_tensor(s.astype(np.float64) @ cell, dtype=self.dtype, device=self.device)
-        self._nl = {
-            "positions": positions,
-            "cell": cell,
-            "pbc": pbc,
-            "numbers": atoms.numbers.copy(),
-            "sender": sender,
-            "receiver": receiver,
-            "shifts": shifts,
-        }
-        self.nl_builds += 1
-
-    def _skin_list(self, atoms, pos: torch.Tensor):
-        if self._needs_rebuild(atoms):
-            self._build_vesin(atoms)
-        nl = self._nl
-        with torch.no_grad():
-            vectors = pos[nl["receiver"]] - pos[nl["sender"]] + nl["shifts"]
-            lengths = torch.linalg.norm(vectors, dim=1)
-            keep = (lengths < self.r_max).nonzero().squeeze(1)
-        edge_index = torch.stack([nl["sender"][keep], nl["receiver"][keep]])
-        return edge_index, nl["shifts"][keep], lengths[keep]
+    def _edges(self, atoms, pos: torch.Tensor):
+        if self._use_all_pairs(atoms):
+            return all_pairs_edges(pos, self.r_max)
+        return self._verlet.edges(atoms.positions, atoms.cell.array, atoms.pbc, atoms.numbers, pos)
 
     def neighbor_edges(self, atoms):
         """(edge_index [2, E], shifts [E, 3], lengths [E]) as passed to the model."""
-        pos = torch.as_tensor(atoms.positions, dtype=self.dtype, device=self.device)
-        if self._use_all_pairs(atoms):
-            return self._all_pairs(pos)
-        return self._skin_list(atoms, pos)
+        return self._edges(atoms, torch.as_tensor(atoms.positions, dtype=self.dtype, device=self.device))
 
     # -- ASE interface ----------------------------------------------------------------
     def calculate(self, atoms=None, properties=None, system_changes=all_changes):
@@ -268,10 +205,7 @@ class EMPPCalculator(Calculator):
             )
         pos = torch.as_tensor(atoms.positions, dtype=self.dtype, device=self.device)
         numbers = self._numbers_tensor(atoms.numbers)
-        if self._use_all_pairs(atoms):
-            edge_index, shifts, lengths = self._all_pairs(pos)
-        else:
-            edge_index, shifts, lengths = self._skin_list(atoms, pos)
+        edge_index, shifts, lengths = self._edges(atoms, pos)
         if self.min_distance is not None and not self._warned_close and lengths.numel() > 0:
             closest = float(lengths.min())
             if closest < self.min_distance:

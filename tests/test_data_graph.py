@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from empp_ff.data.dataset import GraphDataset, make_loader
-from empp_ff.data.graph import neighbour_graph
+from empp_ff.neighbours import neighbour_graph
 from empp_ff.data.store import StructureStore, write_store
 from empp_ff.data.structure import Structure
 
@@ -110,7 +110,7 @@ def test_loader_order_depends_on_seed_epoch_only(tmp_path):
 
 
 def test_large_molecule_backend_matches_dense(monkeypatch):
-    import empp_ff.data.graph as g
+    import empp_ff.neighbours as g
 
     pos = np.random.default_rng(4).uniform(0, 6, size=(40, 3))
     dense = neighbour_graph(pos, 2.2)

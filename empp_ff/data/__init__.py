@@ -1,6 +1,6 @@
 """Data layer: format readers (units -> eV, Å, eV/Å), the ragged HDF5 store,
-splits, statistics (E0s, shift/scale, neighbour counts), neighbour graphs and the
-torch dataset/loader.
+splits, statistics (E0s, shift/scale, neighbour counts) and the torch
+dataset/loader. Graphs come from :mod:`empp_ff.neighbours`, shared with inference.
 
 Names are resolved lazily so ``import empp_ff.data`` pulls in neither torch nor ase.
 """
@@ -22,7 +22,7 @@ _WHERE = {
     "load_splits": "empp_ff.data.splits",
     "fit_e0s": "empp_ff.data.statistics",
     "compute_statistics": "empp_ff.data.statistics",
-    "neighbour_graph": "empp_ff.data.graph",
+    "neighbour_graph": "empp_ff.neighbours",
     "GraphDataset": "empp_ff.data.dataset",
     "make_loader": "empp_ff.data.dataset",
 }

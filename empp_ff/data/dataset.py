@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
 
-from empp_ff.data.graph import neighbour_graph
+from empp_ff.neighbours import neighbour_graph
 from empp_ff.data.store import StructureStore
 
 __all__ = ["GraphDataset", "make_loader", "epoch_generator"]

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from empp_ff.data.graph import neighbour_graph
+from empp_ff.neighbours import neighbour_graph
 from empp_ff.data.store import StructureStore
 
 __all__ = ["fit_e0s", "compute_statistics"]

@@ -1,8 +1,9 @@
 """Small molecular batches for EMPP tests and benchmarks (no data package needed).
 
-Dense O(N²) neighbour list within the cutoff, no periodic images (shifts = 0);
-fields as the trainer's batches: positions, atomic_numbers, edge_index, shifts,
-batch, ptr, energy, forces, has_energy, has_forces.
+Graphs from :func:`empp_ff.neighbours.neighbour_graph` (the training graphs'
+builder), no periodic images (shifts = 0); fields as the trainer's batches:
+positions, atomic_numbers, edge_index, shifts, batch, ptr, energy, forces,
+has_energy, has_forces.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ def molecule_graph(positions: torch.Tensor, atomic_numbers: torch.Tensor, r_max:
                    energy: Optional[float] = None, forces: Optional[torch.Tensor] = None):
     from torch_geometric.data import Data
 
+    from empp_ff.neighbours import neighbour_graph
+
     n = positions.shape[0]
-    dist = torch.cdist(positions, positions)
-    adj = (dist < r_max) & ~torch.eye(n, dtype=torch.bool)
-    edge_index = adj.nonzero().t().contiguous()  # [2, E]; both directions present
+    edges, _ = neighbour_graph(positions.detach().cpu().numpy(), r_max)
+    edge_index = torch.as_tensor(edges, dtype=torch.long)  # [2, E]; both directions present
     has_e = energy is not None
     has_f = forces is not None
     return Data(

@@ -1,0 +1,174 @@
+"""Neighbour lists in the MACE convention: the one module that builds graphs for
+training, inference and tests.
+
+``edge_index[0]`` = sender, ``edge_index[1]`` = receiver, and the edge vector is
+``positions[receiver] - positions[sender] + shifts[e]`` with Cartesian shifts (Å).
+Edges are never truncated: every pair with distance < ``r_max`` (strict, as vesin;
+both directions) is kept, including periodic self-images in cells smaller than
+the cutoff. The LAMMPS pair style builds the same graph from LAMMPS's own lists
+(``tests/test_lammps.py`` checks that it does).
+
+Three builders, one convention (each is the fast path of its caller):
+
+* :func:`neighbour_graph` (numpy, float64): training graphs (data-loader
+  workers), data statistics and test graphs. Molecules: dense all-pairs; periodic
+  or large systems: vesin. Deterministic edge order.
+* :func:`all_pairs_edges` (torch, on the model's device): the ASE calculator's
+  molecules, with no host work per call.
+* :class:`VerletList` (vesin on the host + a Verlet skin): the ASE calculator's
+  periodic and large systems. Candidate pairs within ``r_max + skin`` are cached
+  and rebuilt only when an atom has moved more than ``skin / 2`` or the cell,
+  periodicity or atomic numbers changed; each call filters them to ``r_max`` with
+  the current positions, so the edges are exact.
+
+Importing this module needs numpy only (torch and vesin are imported when used).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+import numpy as np
+
+__all__ = ["neighbour_graph", "all_pairs_edges", "VerletList"]
+
+_DENSE_MAX_ATOMS = 3000  # above this, all-pairs O(n^2) memory is wasteful -> vesin cell list
+
+
+def _vesin_list(cutoff: float):
+    try:
+        import vesin
+    except ImportError as exc:  # pragma: no cover - vesin is a dependency
+        raise ImportError("periodic systems need the `vesin` package: pip install vesin") from exc
+    return vesin.NeighborList(cutoff=float(cutoff), full_list=True)
+
+
+def _vesin_pairs(nl, positions: np.ndarray, box: np.ndarray, periodic) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(i, j, S) of all pairs within the list's cutoff: vector = pos[j] - pos[i] + S @ box,
+    so i is the sender and j the receiver; S are integer cell shifts (as float64)."""
+    i, j, S = nl.compute(points=positions, box=box, periodic=periodic, quantities="ijS")
+    return np.asarray(i, np.int64), np.asarray(j, np.int64), np.asarray(S, dtype=np.float64)
+
+
+def _sorted(snd: np.ndarray, rcv: np.ndarray, shifts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    # Deterministic order (sender, receiver, shift) regardless of backend.
+    order = np.lexsort((shifts[:, 2], shifts[:, 1], shifts[:, 0], rcv, snd))
+    ei = np.stack([snd[order], rcv[order]]).astype(np.int64)
+    return ei, np.ascontiguousarray(shifts[order], dtype=np.float64)
+
+
+def neighbour_graph(
+    positions: np.ndarray,
+    r_max: float,
+    cell: np.ndarray | None = None,
+    pbc: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return (edge_index int64 [2,E], shifts float64 [E,3]) for all pairs with |d| < r_max.
+
+    Molecules (no pbc): dense vectorised all-pairs, no self edges. Periodic: vesin
+    full neighbour list with integer cell shifts converted to Cartesian.
+    """
+    pos = np.asarray(positions, dtype=np.float64)
+    if pos.ndim != 2 or pos.shape[1] != 3:
+        raise ValueError(f"positions must have shape [n, 3], got {pos.shape}")
+    if not r_max > 0:
+        raise ValueError(f"r_max must be > 0, got {r_max}")
+    n = pos.shape[0]
+    periodic = np.zeros(3, dtype=bool) if pbc is None else np.broadcast_to(np.asarray(pbc, dtype=bool), (3,))
+    if periodic.any() and cell is None:
+        raise ValueError(f"pbc={periodic.tolist()} needs a cell")
+    if n == 0:
+        return np.zeros((2, 0), np.int64), np.zeros((0, 3), np.float64)
+
+    if not periodic.any() and n <= _DENSE_MAX_ATOMS:
+        d = pos[None, :, :] - pos[:, None, :]  # d[s, r] = pos[r] - pos[s]
+        dist2 = np.einsum("ijk,ijk->ij", d, d)
+        mask = dist2 < r_max * r_max
+        np.fill_diagonal(mask, False)
+        snd, rcv = np.nonzero(mask)
+        return np.stack([snd, rcv]).astype(np.int64), np.zeros((snd.shape[0], 3), np.float64)
+
+    box = np.zeros((3, 3)) if cell is None else np.asarray(cell, dtype=np.float64)
+    i, j, S = _vesin_pairs(_vesin_list(r_max), pos, box, periodic.tolist() if periodic.any() else False)
+    keep = ~((i == j) & ~S.any(axis=1))  # drop a zero-shift self pair if a backend ever emits one
+    i, j, S = i[keep], j[keep], S[keep]
+    return _sorted(i, j, S @ box)
+
+
+def all_pairs_edges(pos, r_max: float):
+    """(edge_index [2, E], zero shifts [E, 3], lengths [E]) of a molecule, on ``pos``'s device."""
+    import torch
+
+    with torch.no_grad():
+        dist = torch.cdist(pos, pos, compute_mode="donot_use_mm_for_euclid_dist")
+        mask = dist < r_max
+        mask.fill_diagonal_(False)
+        edge_index = mask.nonzero().t()
+        lengths = dist[edge_index[0], edge_index[1]]
+    shifts = torch.zeros((edge_index.shape[1], 3), dtype=pos.dtype, device=pos.device)
+    return edge_index, shifts, lengths
+
+
+class VerletList:
+    """Exact edges within ``r_max`` from cached vesin candidates within ``r_max + skin``.
+
+    ``builds`` counts the host-side vesin builds (for tests and diagnostics).
+    """
+
+    def __init__(self, r_max: float, skin: float, device, dtype):
+        self.r_max = float(r_max)
+        self.skin = float(skin)
+        self.device = device
+        self.dtype = dtype
+        self.builds = 0
+        self._vesin = None
+        self._cache: Optional[Dict[str, Any]] = None
+
+    def needs_rebuild(self, positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, numbers: np.ndarray) -> bool:
+        c = self._cache
+        if c is None:
+            return True
+        if (
+            len(positions) != len(c["positions"])
+            or not np.array_equal(pbc, c["pbc"])
+            or not np.array_equal(cell, c["cell"])
+            or not np.array_equal(numbers, c["numbers"])
+        ):
+            return True
+        if self.skin == 0.0:
+            return True
+        moved2 = ((positions - c["positions"]) ** 2).sum(axis=1).max()
+        return bool(moved2 > (0.5 * self.skin) ** 2)
+
+    def build(self, positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, numbers: np.ndarray) -> None:
+        import torch
+
+        if self._vesin is None:
+            self._vesin = _vesin_list(self.r_max + self.skin)
+        cell, pbc, positions = cell.copy(), pbc.copy(), positions.copy()
+        i, j, S = _vesin_pairs(self._vesin, positions, cell, pbc.tolist())
+        self._cache = {
+            "positions": positions,
+            "cell": cell,
+            "pbc": pbc,
+            "numbers": numbers.copy(),
+            "sender": torch.as_tensor(i, device=self.device),
+            "receiver": torch.as_tensor(j, device=self.device),
+            "shifts": torch.as_tensor(S @ cell, dtype=self.dtype, device=self.device),
+        }
+        self.builds += 1
+
+    def edges(self, positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, numbers: np.ndarray, pos):
+        """(edge_index [2, E], shifts [E, 3], lengths [E]) within r_max for ``pos``
+        (the tensor of ``positions`` on the device), rebuilding the candidates if needed."""
+        import torch
+
+        if self.needs_rebuild(positions, cell, pbc, numbers):
+            self.build(positions, cell, pbc, numbers)
+        c = self._cache
+        with torch.no_grad():
+            vectors = pos[c["receiver"]] - pos[c["sender"]] + c["shifts"]
+            lengths = torch.linalg.norm(vectors, dim=1)
+            keep = (lengths < self.r_max).nonzero().squeeze(1)
+        edge_index = torch.stack([c["sender"][keep], c["receiver"][keep]])
+        return edge_index, c["shifts"][keep], lengths[keep]
