@@ -150,7 +150,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)  # entry point: set explicitly, never in the library
     from empp_ff.calculator import EMPPCalculator
     from empp_ff.export import export_potential, load_model_file
-    from empp_ff.export.demo import demo_potential, demo_spec
+    from empp_ff.testing.models import demo_potential, demo_spec
 
     load_start = loadavg()
     spec = demo_spec(

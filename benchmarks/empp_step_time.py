@@ -56,7 +56,7 @@ def main(argv=None):
 
     torch.set_num_threads(args.threads)
     load_start = list(os.getloadavg())
-    from empp_ff.empp._toy import collate, molecule_graph
+    from empp_ff.testing.batches import collate, molecule_graph
     from empp_ff.empp.config import EMPPConfig
     from empp_ff.empp.module import EMPPModule
     from empp_ff.model.backbone import MACEBackbone

@@ -131,7 +131,7 @@ def main():
     import torch
 
     from empp_ff.lammps.build import build_plugin
-    from empp_ff.lammps.testing import make_model
+    from empp_ff.testing.models import make_model
     from make_data import aspirin, liquid_box, write
 
     torch.set_num_threads(1)

@@ -23,7 +23,7 @@ def make_demo_model(path: Path) -> None:
     import tempfile
 
     from empp_ff.export import export_model
-    from empp_ff.export.demo import demo_checkpoint
+    from empp_ff.testing.models import demo_checkpoint
 
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = demo_checkpoint(Path(tmp) / "demo.pt", num_channels=8, r_max=5.0, dtype="float64")

@@ -15,7 +15,7 @@ from scipy.spatial.transform import Rotation
 
 from empp_ff import EMPPCalculator
 from empp_ff.export import ModelFileError, export_model
-from empp_ff.export.demo import demo_checkpoint
+from empp_ff.testing.models import demo_checkpoint
 
 from conftest import ethanol
 

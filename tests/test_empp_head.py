@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from empp_ff.empp._toy import collate, molecule_graph, random_molecule
+from empp_ff.testing.batches import collate, molecule_graph, random_molecule
 from empp_ff.empp.config import EMPPConfig
 from empp_ff.empp.direction import DirectionHead
 from empp_ff.empp.head import PositionHead

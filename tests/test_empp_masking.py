@@ -2,7 +2,7 @@
 
 import torch
 
-from empp_ff.empp._toy import collate, molecule_graph, random_molecule
+from empp_ff.testing.batches import collate, molecule_graph, random_molecule
 from empp_ff.empp.masking import build_masked_batch, sample_mask_indices
 
 

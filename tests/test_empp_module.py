@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from empp_ff.empp._toy import collate, molecule_graph, random_molecule
+from empp_ff.testing.batches import collate, molecule_graph, random_molecule
 from empp_ff.empp.config import EMPPConfig
 from empp_ff.empp.module import EMPPModule
 from empp_ff.model.backbone import MACEBackbone

@@ -24,7 +24,7 @@ from empp_ff.export import (
     export_model,
     load_model_file,
 )
-from empp_ff.export.demo import demo_checkpoint
+from empp_ff.testing.models import demo_checkpoint
 from empp_ff.train.checkpoint import build_potential, load_checkpoint
 
 # A small distorted ethanol-like molecule (C2H6O), Å.

@@ -38,7 +38,7 @@ def plugin():
 
 @pytest.fixture(scope="session")
 def model64(plugin, tmp_path_factory):
-    from empp_ff.lammps.testing import make_model
+    from empp_ff.testing.models import make_model
 
     return make_model(tmp_path_factory.mktemp("models") / "m64.pt", dtype="float64", r_max=3.5,
                       num_interactions=2)
@@ -46,7 +46,7 @@ def model64(plugin, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def model32(plugin, tmp_path_factory):
-    from empp_ff.lammps.testing import make_model
+    from empp_ff.testing.models import make_model
 
     return make_model(tmp_path_factory.mktemp("models") / "m32.pt", dtype="float32", r_max=3.5,
                       num_interactions=2)
@@ -56,20 +56,20 @@ def model32(plugin, tmp_path_factory):
 def box():
     """96 atoms (H2O, CH3OH, CO2) in an 11 A periodic box, wrapped: molecules cross
     the periodic boundaries and, with 2 ranks, the domain boundary."""
-    from empp_ff.lammps.testing import molecular_box
+    from empp_ff.testing.structures import molecular_box
 
     return molecular_box(24, 11.0, seed=1)
 
 
 @pytest.fixture(scope="session")
 def box_reference(model64, box):
-    from empp_ff.lammps.testing import reference
+    from empp_ff.testing.lammps import reference
 
     return reference(model64, box)
 
 
 def _compare(res, ref, rtol):
-    from empp_ff.lammps.testing import NKTV2P_METAL
+    from empp_ff.testing.lammps import NKTV2P_METAL
 
     fscale = np.abs(ref["forces"]).max()
     assert abs(res["energy"] - ref["energy"]) <= rtol * abs(ref["energy"])
@@ -212,7 +212,7 @@ def test_matches_reference_float64(model64, box, box_reference, np_ranks, fold):
     """Energy, per-atom energies, forces and the pressure tensor equal the ASE
     reference to 1e-8, with folded graphs (default; virial from the model) and with
     every ghost as a node (fold no; virial by f.r)."""
-    from empp_ff.lammps.testing import lammps_single_point
+    from empp_ff.testing.lammps import lammps_single_point
 
     res = lammps_single_point(model64, box, np_ranks=np_ranks, pair_args=f"fold {fold}")
     if np_ranks == 2:
@@ -221,9 +221,35 @@ def test_matches_reference_float64(model64, box, box_reference, np_ranks, fold):
     _compare(res, box_reference, 1e-8)
 
 
+@pytest.mark.parametrize("cell", ["box", "small cell"])
+def test_plugin_graph_is_the_neighbours_module_graph(model64, box, cell):
+    """Serial and folded, the pair style evaluates the N-atom periodic graph: the same
+    nodes and edges as empp_ff.neighbours (which builds the training and ASE graphs),
+    here counted from the plugin's log line; the energies then agree (tests above).
+    The small cell (shorter than r_max) has edges to periodic images of the atom itself."""
+    from empp_ff.export import read_metadata
+    from empp_ff.neighbours import neighbour_graph
+    from empp_ff.testing.lammps import lammps_single_point, reference
+    from empp_ff.testing.structures import molecular_box
+
+    atoms = box if cell == "box" else molecular_box(1, 3.2, molecules=("H2O",), seed=2)
+    r_max = float(read_metadata(model64)["r_max"])
+    edges, _ = neighbour_graph(atoms.positions, r_max, atoms.cell.array, atoms.pbc)
+    if cell == "small cell":
+        assert 3.2 < r_max and (edges[0] == edges[1]).any()  # self-image edges exist
+    res = lammps_single_point(model64, atoms, pair_args="fold yes")
+    m = re.search(r"rank 0 graph: (\d+) local \+ \d+ ghost atoms -> (\d+) nodes, (\d+) edges \(folded\)", res["log"])
+    assert m, res["log"][-2000:]
+    assert (int(m.group(1)), int(m.group(2))) == (len(atoms), len(atoms))
+    assert int(m.group(3)) == edges.shape[1]
+    ref = reference(model64, atoms)
+    assert abs(res["energy"] - ref["energy"]) <= 1e-8 * abs(ref["energy"])
+    assert np.abs(res["forces"] - ref["forces"]).max() <= 1e-8 * np.abs(ref["forces"]).max()
+
+
 def test_type_order_differs_from_model_order(model64, box, box_reference):
     """LAMMPS type 1 = O, 2 = H, 3 = C (model order H C O) maps by symbol."""
-    from empp_ff.lammps.testing import lammps_single_point
+    from empp_ff.testing.lammps import lammps_single_point
 
     res = lammps_single_point(model64, box, elements=["O", "H", "C"])
     assert re.search(r"1 -> O\s+\(Z=8\)", res["log"]) and re.search(r"2 -> H\s+\(Z=1\)", res["log"])
@@ -235,7 +261,7 @@ def test_ghost_shell_too_small_is_wrong(model64, box, box_reference, np_ranks, f
     """A ghost shell of one r_max (instead of num_interactions * r_max) silently
     changes energies and forces: this is what the automatic shell prevents.
     (Serial runs with folding are immune: every ghost is an image of a local atom.)"""
-    from empp_ff.lammps.testing import lammps_single_point
+    from empp_ff.testing.lammps import lammps_single_point
 
     res = lammps_single_point(model64, box, np_ranks=np_ranks,
                               pair_args=f"fold {fold} ghost_cutoff 4.5")
@@ -246,7 +272,7 @@ def test_ghost_shell_too_small_is_wrong(model64, box, box_reference, np_ranks, f
 
 
 def test_matches_reference_float32(model32, box):
-    from empp_ff.lammps.testing import lammps_single_point, reference, NKTV2P_METAL
+    from empp_ff.testing.lammps import lammps_single_point, reference, NKTV2P_METAL
 
     ref = reference(model32, box)
     res = lammps_single_point(model32, box, np_ranks=2)
@@ -259,7 +285,7 @@ def test_matches_reference_float32(model32, box):
 
 
 def test_real_units_are_converted(model64, box, box_reference):
-    from empp_ff.lammps.testing import lammps_single_point
+    from empp_ff.testing.lammps import lammps_single_point
 
     res = lammps_single_point(model64, box, units="real")
     assert abs(res["energy"] - QE2F_REAL * box_reference["energy"]) <= 1e-8 * abs(res["energy"])
@@ -273,7 +299,7 @@ def test_nve_conserves_energy(model64, tmp_path):
     conserved to a small fraction of the potential-energy swing, and its error
     shrinks like dt^2 (forces are the exact gradient of the energy)."""
     from empp_ff.lammps.inputs import write_data
-    from empp_ff.lammps.testing import molecular_box
+    from empp_ff.testing.structures import molecular_box
 
     atoms = molecular_box(16, 10.0, seed=3)
     elements = write_data(atoms, tmp_path / "nve.data")

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from empp_ff.calculator import EMPPCalculator
 from empp_ff.cli import main
-from empp_ff.export.demo import demo_checkpoint
+from empp_ff.testing.models import demo_checkpoint
 from empp_ff.md import energy_drift, optimize, run_md
 
 from conftest import ethanol

@@ -89,7 +89,7 @@ def main():
     write(aspirin(), out / "aspirin.data")
     write(liquid_box(args.n_side), out / "box.data")
     if args.demo_model:
-        from empp_ff.lammps.testing import make_model
+        from empp_ff.testing.models import make_model
 
         make_model(args.demo_model, atomic_numbers=(1, 6, 8), dtype="float64", num_channels=16,
                    num_interactions=2, r_max=5.0, perturb=0.0)

@@ -12,6 +12,11 @@ from typing import Any, Dict, Optional, Sequence, Union
 # Rough isolated-atom energies (eV) so that totals look like real ones.
 _E0 = {1: -13.6, 6: -1029.8, 7: -1485.3, 8: -2041.8}
 
+# The LAMMPS tests' model (make_model): cheaper radial basis, and forces scaled up
+# to O(1 eV/Å), because an untrained model is nearly flat and tests must be sensitive.
+_PAIR_STYLE_TEST_ARCHITECTURE = dict(correlation=2, max_ell=2, num_bessel=6, mlp_irreps="16x0e",
+                                     avg_num_neighbors=8.0)
+
 
 def demo_spec(
     atomic_numbers: Sequence[int] = (1, 6, 8),
@@ -25,6 +30,7 @@ def demo_spec(
     avg_num_neighbors: float = 8.0,
     **overrides: Any,
 ):
+    """A small ``BackboneSpec`` (``overrides``: any other spec field)."""
     from empp_ff.model.spec import BackboneSpec
 
     species = sorted(int(z) for z in atomic_numbers)
@@ -47,17 +53,26 @@ def demo_spec(
     return BackboneSpec(**kwargs)
 
 
-def demo_potential(spec=None, seed: int = 0, **spec_kwargs: Any):
-    """A ``Potential`` with seeded random weights (eval mode)."""
+def demo_potential(spec=None, seed: int = 0, perturb: float = 0.0, **spec_kwargs: Any):
+    """A ``Potential`` with seeded random weights (eval mode).
+
+    ``perturb`` adds that much seeded Gaussian noise to every weight (the
+    zero-initialised parts included), so that the model is far from flat.
+    The global RNG is forked, so the caller's random state is untouched.
+    """
     import torch
 
     from empp_ff.model.backbone import build_backbone
     from empp_ff.model.potential import Potential
 
     spec = spec if spec is not None else demo_spec(**spec_kwargs)
-    with torch.random.fork_rng():
+    with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         potential = Potential(build_backbone(spec))
+        if perturb:
+            with torch.no_grad():
+                for p in potential.parameters():
+                    p.add_(perturb * torch.randn_like(p))
     return potential.eval()
 
 
@@ -102,3 +117,29 @@ def demo_checkpoint(
         path,
     )
     return Path(path)
+
+
+def make_model(
+    path,
+    *,
+    atomic_numbers: Sequence[int] = (1, 6, 8),
+    dtype: str = "float64",
+    num_channels: int = 8,
+    num_interactions: int = 2,
+    r_max: float = 3.5,
+    seed: int = 0,
+    perturb: float = 0.05,
+    scale: Optional[float] = None,
+) -> Path:
+    """Write a small untrained model file obeying the model-file contract (the
+    LAMMPS tests' model: see ``_PAIR_STYLE_TEST_ARCHITECTURE``).
+
+    ``perturb`` adds seeded noise to all weights (so that the untrained model is far
+    from flat: sensitive accuracy tests); ``perturb=0`` gives a gentler model."""
+    from empp_ff.export import export_potential
+
+    spec = demo_spec(atomic_numbers, dtype=dtype, num_channels=num_channels, num_interactions=num_interactions,
+                     r_max=r_max, scale=3.0 if scale is None else float(scale), **_PAIR_STYLE_TEST_ARCHITECTURE)
+    path = Path(path)
+    export_potential(demo_potential(spec, seed=seed, perturb=perturb), path)
+    return path

@@ -1,4 +1,4 @@
-"""Small molecular batches for EMPP tests and benchmarks (no data package needed).
+"""Small molecular graphs and batches for EMPP tests and benchmarks (no store needed).
 
 Graphs from :func:`empp_ff.neighbours.neighbour_graph` (the training graphs'
 builder), no periodic images (shifts = 0); fields as the trainer's batches:

@@ -1,0 +1,95 @@
+"""Reference evaluations for the LAMMPS pair style's tests and benchmarks.
+
+``reference`` evaluates a model file through the ASE calculator, which is what
+LAMMPS must reproduce; ``lammps_single_point`` runs ``lmp`` on the same structure.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, Optional, Sequence
+
+import numpy as np
+
+
+def reference(model_path, atoms, *, compute_virial: bool = True) -> Dict[str, np.ndarray]:
+    """Energy (eV), forces (eV/A), per-atom energies and stress (eV/A^3, ASE sign) of
+    ``atoms`` from the ASE calculator: what LAMMPS must reproduce."""
+    from empp_ff.calculator import EMPPCalculator
+
+    a = atoms.copy()
+    a.calc = EMPPCalculator(str(model_path), device="cpu")
+    res = {
+        "energy": float(a.get_potential_energy()),
+        "forces": np.asarray(a.get_forces()),
+        "node_energy": np.asarray(a.get_potential_energies()),
+    }
+    if compute_virial and a.pbc.all():
+        from ase.stress import voigt_6_to_full_3x3_stress
+
+        res["stress"] = voigt_6_to_full_3x3_stress(a.get_stress())
+    return res
+
+
+NKTV2P_METAL = 1.6021765e6  # LAMMPS metal units: eV/A^3 -> bar (force.cpp)
+
+
+def lammps_single_point(
+    model_path,
+    atoms,
+    *,
+    np_ranks: int = 1,
+    elements: Optional[Sequence[str]] = None,
+    pair_args: str = "",
+    units: str = "metal",
+    workdir=None,
+    timeout: float = 300,
+) -> Dict[str, np.ndarray]:
+    """Energy, forces (by atom, in input order) and pressure tensor from ``lmp`` (run 0).
+
+    Runs ``lmp`` (or ``mpirun -np N lmp``) in a subprocess. Returns energy and forces
+    in the LAMMPS units, ``pressure`` [3, 3] in LAMMPS pressure units, and ``log``.
+    """
+    import subprocess
+    import tempfile
+
+    from empp_ff.lammps.inputs import write_data
+    from empp_ff.lammps.runner import lammps_command, lammps_env
+
+    tmp = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="empp_lmp_"))
+    tmp.mkdir(parents=True, exist_ok=True)
+    elements = write_data(atoms, tmp / "system.data", elements)
+    inp = f"""
+units {units}
+atom_style atomic
+boundary p p p
+newton on
+read_data system.data
+pair_style empp {pair_args}
+pair_coeff * * {Path(model_path).resolve()} {' '.join(elements)}
+neighbor 1.0 bin
+compute pea all pe/atom
+thermo_style custom step pe pxx pyy pzz pxy pxz pyz
+thermo_modify format float %.17g
+run 0
+print "EMPP_PE $(pe:%.17g)"
+print "EMPP_P $(pxx:%.17g) $(pyy:%.17g) $(pzz:%.17g) $(pxy:%.17g) $(pxz:%.17g) $(pyz:%.17g)"
+write_dump all custom forces.dump id fx fy fz c_pea modify sort id format float %.17g
+"""
+    (tmp / "in.sp").write_text(inp)
+    cmd = lammps_command(np_ranks) + ["-in", "in.sp", "-log", "log.lammps", "-nocite"]
+    proc = subprocess.run(
+        cmd, cwd=tmp, env=lammps_env(), text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout
+    )
+    log = proc.stdout
+    if proc.returncode != 0 or "EMPP_PE" not in log:
+        raise RuntimeError(f"LAMMPS failed (rc={proc.returncode}):\n{log[-3000:]}")
+    pe = float(log.split("EMPP_PE ")[1].split()[0])
+    p = [float(v) for v in log.split("EMPP_P ")[1].split("\n")[0].split()]
+    pressure = np.array([[p[0], p[3], p[4]], [p[3], p[1], p[5]], [p[4], p[5], p[2]]])
+    lines = (tmp / "forces.dump").read_text().splitlines()
+    start = lines.index(next(line for line in lines if line.startswith("ITEM: ATOMS"))) + 1
+    data = np.array([[float(v) for v in line.split()] for line in lines[start:]])
+    order = np.argsort(data[:, 0])
+    data = data[order]
+    return {"energy": pe, "forces": data[:, 1:4], "node_energy": data[:, 4], "pressure": pressure, "log": log}
