@@ -60,7 +60,7 @@ def floor_ms(model_path, atoms, repeats):
 
 def ase_ms(model_path, atoms, repeats):
     try:
-        from empp_ff.calculator import EMPPCalculator
+        from empp_ff.inference.calculator import EMPPCalculator
     except ImportError:
         return None
     a = atoms.copy()
@@ -96,7 +96,7 @@ run {steps}
 
 
 def lammps_ms(model_path, data, np_ranks, steps, warmup=2, extra=""):
-    from empp_ff.lammps.runner import lammps_command, lammps_env
+    from empp_ff.inference.lammps.runner import lammps_command, lammps_env
 
     with tempfile.TemporaryDirectory() as tmp:
         Path(tmp, "in.bench").write_text(
@@ -130,7 +130,7 @@ def main():
 
     import torch
 
-    from empp_ff.lammps.build import build_plugin
+    from empp_ff.inference.lammps.build import build_plugin
     from empp_ff.testing.models import make_model
     from make_data import aspirin, liquid_box, write
 

@@ -13,7 +13,7 @@ __all__ = ["EMPPCalculator", "__version__"]
 def __getattr__(name):
     # Lazy so that `import empp_ff` never pulls in torch/mace.
     if name == "EMPPCalculator":
-        from empp_ff.calculator import EMPPCalculator
+        from empp_ff.inference.calculator import EMPPCalculator
 
         return EMPPCalculator
     raise AttributeError(f"module 'empp_ff' has no attribute {name!r}")

@@ -45,7 +45,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from empp_ff import EMPPCalculator
-    from empp_ff.md import read_structure, run_md
+    from empp_ff.inference.md import read_structure, run_md
 
     model = Path(args.model)
     if args.make_demo:

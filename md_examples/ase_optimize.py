@@ -29,7 +29,7 @@ def main(argv=None) -> int:
     from ase.io import write
 
     from empp_ff import EMPPCalculator
-    from empp_ff.md import optimize, read_structure
+    from empp_ff.inference.md import optimize, read_structure
 
     model = Path(args.model)
     if args.make_demo:

@@ -31,7 +31,7 @@ QE2F_REAL = 23.060549  # LAMMPS real units: eV -> kcal/mol (force.cpp)
 # ----------------------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def plugin():
-    from empp_ff.lammps.build import build_plugin
+    from empp_ff.inference.lammps.build import build_plugin
 
     return build_plugin(jobs=2)
 
@@ -82,7 +82,7 @@ def _compare(res, ref, rtol):
 
 
 def _lmp(workdir, text, np_ranks=1, timeout=180):
-    from empp_ff.lammps.runner import lammps_command, lammps_env
+    from empp_ff.inference.lammps.runner import lammps_command, lammps_env
 
     (workdir / "in.test").write_text(textwrap.dedent(text))
     return subprocess.run(
@@ -94,7 +94,7 @@ def _lmp(workdir, text, np_ranks=1, timeout=180):
 
 # ---------------------------------------------------------------------------------- loading
 def test_check_reports_ready(plugin):
-    from empp_ff.lammps.check import check_plugin
+    from empp_ff.inference.lammps.check import check_plugin
 
     items = check_plugin(python_module=True)
     failed = [it.line() for it in items if not it.ok and it.fatal]
@@ -115,7 +115,7 @@ def test_cli_check_and_path(plugin):
 
 
 def test_check_diagnoses_load_errors():
-    from empp_ff.lammps.check import diagnose_load_error
+    from empp_ff.inference.lammps.check import diagnose_load_error
 
     msg = "Open of file /x/emppplugin.so failed: libtorch.so: cannot open shared object file"
     assert "libtorch" in diagnose_load_error(msg) and "build --force" in diagnose_load_error(msg)
@@ -128,8 +128,8 @@ def test_check_reports_torch_mismatch_and_missing_build(plugin, tmp_path, monkey
     import json
     import shutil
 
-    from empp_ff.lammps import _paths
-    from empp_ff.lammps.check import check_plugin
+    from empp_ff.inference.lammps import paths as _paths
+    from empp_ff.inference.lammps.check import check_plugin
 
     stale = tmp_path / "stale"
     stale.mkdir()
@@ -148,12 +148,12 @@ def test_check_reports_torch_mismatch_and_missing_build(plugin, tmp_path, monkey
 
 def test_create_lammps_python_module(plugin, model64, box, box_reference, tmp_path):
     """The lammps Python module: libmpi preloaded, plugin available, same numbers."""
-    from empp_ff.lammps.inputs import write_data
+    from empp_ff.inference.lammps.inputs import write_data
 
     elements = write_data(box, tmp_path / "box.data")
     code = textwrap.dedent(f"""
         import numpy as np
-        from empp_ff.lammps import create_lammps
+        from empp_ff.inference.lammps import create_lammps
         lmp = create_lammps(["-log", "none", "-screen", "none", "-nocite"])
         assert lmp.has_style("pair", "empp")
         lmp.commands_string('''
@@ -174,13 +174,13 @@ def test_create_lammps_python_module(plugin, model64, box, box_reference, tmp_pa
 
 def test_python_module_under_mpirun(plugin, model64, box, box_reference, tmp_path):
     """`mpirun -np 2 python script.py` with create_lammps (no LD_LIBRARY_PATH, no mpi4py)."""
-    from empp_ff.lammps._paths import find_mpirun
-    from empp_ff.lammps.inputs import write_data
+    from empp_ff.inference.lammps.paths import find_mpirun
+    from empp_ff.inference.lammps.inputs import write_data
 
     elements = write_data(box, tmp_path / "box.data")
     script = tmp_path / "run.py"
     script.write_text(textwrap.dedent(f"""
-        from empp_ff.lammps import create_lammps
+        from empp_ff.inference.lammps import create_lammps
         lmp = create_lammps(["-log", "none", "-screen", "none", "-nocite"])
         lmp.commands_string('''
         units metal
@@ -298,7 +298,7 @@ def test_nve_conserves_energy(model64, tmp_path):
     """Short NVE runs at dt and dt/2 over the same 5 fs: the total energy is
     conserved to a small fraction of the potential-energy swing, and its error
     shrinks like dt^2 (forces are the exact gradient of the energy)."""
-    from empp_ff.lammps.inputs import write_data
+    from empp_ff.inference.lammps.inputs import write_data
     from empp_ff.testing.structures import molecular_box
 
     atoms = molecular_box(16, 10.0, seed=3)
@@ -339,7 +339,7 @@ def test_nve_conserves_energy(model64, tmp_path):
 def water_dir(tmp_path_factory):
     from ase.build import molecule
 
-    from empp_ff.lammps.inputs import write_data
+    from empp_ff.inference.lammps.inputs import write_data
 
     d = tmp_path_factory.mktemp("errors")
     a = molecule("H2O")

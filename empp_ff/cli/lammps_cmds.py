@@ -14,15 +14,15 @@ def lammps_group():
 
 @lammps_group.command("build")
 @click.option("--dest", type=click.Path(file_okay=False), default=None,
-              help="Install directory (default: inside the empp_ff package if writable, "
-                   "else ~/.local/share/empp-ff/lammps-plugin; or $EMPP_FF_LAMMPS_PLUGIN_DIR).")
+              help="Install directory (default: $EMPP_FF_LAMMPS_PLUGIN_DIR, else this environment's "
+                   "directory in the user cache, ~/.cache/empp-ff/lammps-plugin/<env>).")
 @click.option("-j", "--jobs", default=2, show_default=True, help="Parallel compile jobs.")
 @click.option("--force", is_flag=True, help="Rebuild even if an up-to-date plugin exists.")
 @click.option("--no-cmake", is_flag=True, help="Call the C++ compiler directly instead of CMake.")
 @click.option("-v", "--verbose", is_flag=True, help="Show compiler output.")
 def build_cmd(dest, jobs, force, no_cmake, verbose):
     """Compile pair_style empp (emppplugin.so) for the installed lammps and torch."""
-    from empp_ff.lammps.build import BuildError, build_plugin
+    from empp_ff.inference.lammps.build import BuildError, build_plugin
 
     click.echo("building pair_style empp (first build takes ~30 s) ...")
     try:
@@ -31,7 +31,7 @@ def build_cmd(dest, jobs, force, no_cmake, verbose):
     except BuildError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"plugin: {path}")
-    from empp_ff.lammps._paths import entry_point_registered
+    from empp_ff.inference.lammps.paths import entry_point_registered
 
     if entry_point_registered():
         click.echo("auto-loaded by `lmp` and `lammps.lammps()` through the lammps.plugins entry point")
@@ -43,7 +43,7 @@ def build_cmd(dest, jobs, force, no_cmake, verbose):
 @click.option("--no-python", is_flag=True, help="Skip the lammps.lammps() (Python module) test.")
 def check_cmd(no_python):
     """Report whether pair_style empp loads, and why not."""
-    from empp_ff.lammps.check import check_plugin, report
+    from empp_ff.inference.lammps.check import check_plugin, report
 
     if not report(check_plugin(python_module=not no_python)):
         sys.exit(1)
@@ -52,7 +52,7 @@ def check_cmd(no_python):
 @lammps_group.command("path")
 def path_cmd():
     """Print the plugin directory (for LAMMPS_PLUGIN_PATH)."""
-    from empp_ff.lammps import get_plugin_dir
+    from empp_ff.inference.lammps import get_plugin_dir
 
     click.echo(get_plugin_dir())
 
@@ -65,8 +65,8 @@ def path_cmd():
 @click.argument("lmp_args", nargs=-1, type=click.UNPROCESSED)
 def run_cmd(input_file, nprocs, variables, lmp_args):
     """Run `lmp -in INPUT_FILE` with pair_style empp available (extra args go to lmp)."""
-    from empp_ff.lammps.runner import lammps_command, run_input
-    from empp_ff.lammps._paths import plugin_path
+    from empp_ff.inference.lammps.runner import lammps_command, run_input
+    from empp_ff.inference.lammps.paths import plugin_path
 
     if plugin_path() is None:
         raise click.ClickException("pair_style empp is not built: run `empp-ff lammps build`")
@@ -99,9 +99,9 @@ def md_cmd(model, structure, steps, dt_fs, temperature, ensemble, tdamp, thermo,
 
     from ase.io import read
 
-    from empp_ff.lammps._paths import plugin_path
-    from empp_ff.lammps.inputs import md_input, write_data
-    from empp_ff.lammps.runner import run_input
+    from empp_ff.inference.lammps.paths import plugin_path
+    from empp_ff.inference.lammps.inputs import md_input, write_data
+    from empp_ff.inference.lammps.runner import run_input
 
     if plugin_path() is None:
         raise click.ClickException("pair_style empp is not built: run `empp-ff lammps build`")

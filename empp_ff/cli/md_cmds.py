@@ -8,7 +8,7 @@ import click
 
 
 def _calculator(model, device):
-    from empp_ff.calculator import EMPPCalculator
+    from empp_ff.inference.calculator import EMPPCalculator
     from empp_ff.export import ModelFileError
 
     try:
@@ -18,7 +18,7 @@ def _calculator(model, device):
 
 
 def _structure(path):
-    from empp_ff.md import read_structure
+    from empp_ff.inference.md import read_structure
 
     try:
         return read_structure(path)
@@ -47,7 +47,7 @@ def _structure(path):
 def md_cmd(model, structure, steps, dt_fs, temperature, ensemble, friction, pressure_bar, seed, out,
            interval, log, device, no_progress):
     """Molecular dynamics of STRUCTURE (any ase.io.read format) with MODEL."""
-    from empp_ff.md import run_md
+    from empp_ff.inference.md import run_md
 
     atoms = _structure(structure)
     calc = _calculator(model, device)
@@ -84,7 +84,7 @@ def opt_cmd(model, structure, fmax, optimizer, steps, out, device, as_json):
     """Relax STRUCTURE with MODEL until max force < FMAX."""
     from dataclasses import asdict
 
-    from empp_ff.md import optimize
+    from empp_ff.inference.md import optimize
 
     atoms = _structure(structure)
     calc = _calculator(model, device)

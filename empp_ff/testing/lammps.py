@@ -15,7 +15,7 @@ import numpy as np
 def reference(model_path, atoms, *, compute_virial: bool = True) -> Dict[str, np.ndarray]:
     """Energy (eV), forces (eV/A), per-atom energies and stress (eV/A^3, ASE sign) of
     ``atoms`` from the ASE calculator: what LAMMPS must reproduce."""
-    from empp_ff.calculator import EMPPCalculator
+    from empp_ff.inference.calculator import EMPPCalculator
 
     a = atoms.copy()
     a.calc = EMPPCalculator(str(model_path), device="cpu")
@@ -53,8 +53,8 @@ def lammps_single_point(
     import subprocess
     import tempfile
 
-    from empp_ff.lammps.inputs import write_data
-    from empp_ff.lammps.runner import lammps_command, lammps_env
+    from empp_ff.inference.lammps.inputs import write_data
+    from empp_ff.inference.lammps.runner import lammps_command, lammps_env
 
     tmp = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="empp_lmp_"))
     tmp.mkdir(parents=True, exist_ok=True)

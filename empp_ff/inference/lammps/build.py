@@ -28,7 +28,7 @@ from typing import Callable, Dict, List, Optional
 
 from empp_ff._atomic import atomic_path
 from empp_ff._versions import package_version
-from empp_ff.lammps._paths import BUILD_INFO, PLUGIN_NAME, default_install_dir, source_dir
+from empp_ff.inference.lammps.paths import BUILD_INFO, PLUGIN_NAME, default_install_dir, source_dir
 
 SOURCES = ("emppplugin.cpp", "pair_empp.cpp", "pair_empp.h", "CMakeLists.txt")
 
@@ -149,9 +149,9 @@ def build_plugin(
 ) -> Path:
     """Build and install ``emppplugin.so``; returns its path.
 
-    ``dest``: install directory (default: ``$EMPP_FF_LAMMPS_PLUGIN_DIR``, else
-    ``empp_ff/lammps/plugin/`` inside the package if writable, else
-    ``~/.local/share/empp-ff/lammps-plugin``). Skips the compile when an
+    ``dest``: install directory (default: ``$EMPP_FF_LAMMPS_PLUGIN_DIR``, else this
+    environment's directory in the user cache, ``paths.cache_dir()``:
+    ``~/.cache/empp-ff/lammps-plugin/<env>``). Skips the compile when an
     up-to-date plugin (same sources, torch and lammps versions) is already there,
     unless ``force``.
     """
@@ -159,7 +159,7 @@ def build_plugin(
     if src is None:
         raise BuildError(
             "the C++ sources of pair_style empp were not found (calculators/lammps in a source "
-            "checkout, or set EMPP_FF_LAMMPS_SRC)"
+            "checkout, csrc/ in an installed wheel, or set EMPP_FF_LAMMPS_SRC)"
         )
     lammps_include_dir()  # fail early with a clear message
     dest = Path(dest) if dest is not None else default_install_dir()

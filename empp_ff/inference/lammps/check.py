@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import List
 
 from empp_ff._versions import package_version
-from empp_ff.lammps._paths import (
+from empp_ff.inference.lammps.paths import (
     BUILD_INFO,
     candidate_dirs,
     entry_point_registered,
@@ -147,7 +147,7 @@ def check_plugin(python_module: bool = True) -> List[Item]:
     )
     if lmp is None or mpi is None:
         return items
-    from empp_ff.lammps.runner import lammps_env
+    from empp_ff.inference.lammps.runner import lammps_env
 
     env = lammps_env()
     try:
@@ -172,7 +172,7 @@ def check_plugin(python_module: bool = True) -> List[Item]:
 
     if python_module:
         code = (
-            "from empp_ff.lammps import create_lammps\n"
+            "from empp_ff.inference.lammps import create_lammps\n"
             "l = create_lammps(['-log', 'none', '-screen', 'none', '-nocite'])\n"
             "print('EMPP_OK' if l.has_style('pair', 'empp') else 'EMPP_MISSING')\n"
         )
