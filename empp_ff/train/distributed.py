@@ -62,6 +62,11 @@ def init_distributed(device_name: str) -> tuple[DistContext, torch.device]:
     return DistContext(world, rank, local_rank), device
 
 
+def select_device(name: str) -> torch.device:
+    """``auto`` → CUDA when available, else CPU; a clear error for unusable CUDA."""
+    return _device(name, None)
+
+
 def _device(name: str, local_rank) -> torch.device:
     from empp_ff.train.config import ConfigError
 

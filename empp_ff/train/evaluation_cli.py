@@ -6,10 +6,9 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-
 from empp_ff.train.checkpoint import build_potential, load_checkpoint
 from empp_ff.train.evaluate import evaluate
-from empp_ff.train.trainer import select_device
+from empp_ff.train.distributed import select_device
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -1,4 +1,10 @@
-"""The training loop: set-up, epochs, validation, checkpoints, resume, final report.
+"""The training loop: epochs of optimiser steps, validation, checkpoints.
+
+The pieces around the loop have their own modules: ``data_setup`` (store,
+splits, statistics), ``loaders`` (this rank's data loaders), ``resume`` (when a
+run directory may be continued), ``finetune`` (weights from another run),
+``tensorboard`` and ``report`` (metrics.csv columns, epoch lines, the final
+test report).
 
 Resumption is exact: the data order and the EMPP masks of epoch e come from
 generators seeded by (seed, e), and the checkpoint holds the model, optimiser,
@@ -10,60 +16,33 @@ uninterrupted run would.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Optional
 
-import numpy as np
 import torch
 
 from empp_ff._dtypes import torch_dtype
 from empp_ff.model.backbone import build_backbone
 from empp_ff.model.potential import Potential
 from empp_ff.model.spec import BackboneSpec
-from empp_ff.train.checkpoint import load_checkpoint, save_checkpoint
+from empp_ff.train.checkpoint import save_checkpoint
 from empp_ff.train.config import Config, ConfigError, dump_config
 from empp_ff.train.data_setup import PreparedData, finite, prepare_data
-from empp_ff.train.distributed import EpochShardSampler, init_distributed, reduce_mean_dict
+from empp_ff.train.distributed import init_distributed, reduce_mean_dict
 from empp_ff.train.ema import EMA
-from empp_ff.train.evaluate import evaluate, format_error_table
+from empp_ff.train.evaluate import evaluate
+from empp_ff.train.finetune import load_pretrained
 from empp_ff.train.io import write_csv, write_json
+from empp_ff.train.loaders import Loaders
 from empp_ff.train.metrics import ErrorAccumulator, supervised_loss
+from empp_ff.train.report import METRIC_COLUMNS, epoch_line, final_report
+from empp_ff.train.resume import check_resumable, interrupted_state
 from empp_ff.train.schedule import warmup_cosine
+from empp_ff.train.tensorboard import TensorBoardLog
 from empp_ff.train.training_model import TrainingModel
-
-METRIC_COLUMNS = [
-    "epoch", "step", "lr", "wall_time_s",
-    "train_loss", "train_energy_loss", "train_forces_loss",
-    "empp_loss", "empp_radius_kl", "empp_direction_kl",
-    "train_energy_mae_mev", "train_forces_mae_mev_per_a",
-    "val_loss", "val_energy_mae_mev", "val_energy_rmse_mev",
-    "val_forces_mae_mev_per_a", "val_forces_rmse_mev_per_a",
-    "val_empp_loss", "val_empp_radius_kl", "val_empp_direction_kl",
-]
-
-# Config keys that may change between an interrupted run and its resumption.
-_RESUMABLE_CHANGES = {"train.max_epochs", "train.progress", "train.device", "train.threads",
-                      "train.tensorboard", "data.num_workers"}
-
-
-def _flatten(d: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and k not in ("e0s",):
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
-def select_device(name: str) -> torch.device:
-    """``auto`` → CUDA when available, else CPU; a clear error for unusable CUDA."""
-    from empp_ff.train.distributed import _device
-
-    return _device(name, None)
 
 
 class Trainer:
@@ -77,7 +56,6 @@ class Trainer:
                 f"train.batch_size={cfg.train.batch_size} must be divisible by the number of "
                 f"processes ({self.dist.world_size}): it is the global batch"
             )
-        self.rank_batch_size = cfg.train.batch_size // self.dist.world_size
         self.dtype = torch_dtype(cfg.model.dtype)
         self.history: List[Dict[str, Any]] = []
         self.epoch = 0
@@ -87,13 +65,24 @@ class Trainer:
 
     # ------------------------------------------------------------------ set-up
     def setup(self) -> None:
-        cfg = self.cfg
-        main = self.dist.is_main
+        resume_state = self._prepare_data()
+        self._build_model(resume_state)
+        self.train_set = self.loaders.dataset("train")
+        self.val_set = self.loaders.dataset("val")
+        self._build_optimiser()
+        if resume_state is not None:
+            self._restore(resume_state)
+            self.log(f"resuming {self.run_dir} after epoch {self.epoch}")
+        elif self.cfg.finetune_from:
+            self._load_pretrained(self.cfg.finetune_from)
+
+    def _prepare_data(self) -> Optional[Dict[str, Any]]:
+        """Run directory, data and splits; returns the state of an interrupted run, if any."""
+        cfg, main = self.cfg, self.dist.is_main
         if main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         self.dist.barrier()
-        last = self.run_dir / "checkpoints" / "last.pt"
-        resume_state = load_checkpoint(last) if last.exists() else None
+        resume_state = interrupted_state(self.run_dir)
         if resume_state is not None:
             self._check_resumable(resume_state["config"])
         if main:  # rank 0 converts the data and writes the splits; the others then read them
@@ -112,15 +101,16 @@ class Trainer:
             self.log("the data have no energy labels: training with EMPP alone (self-supervised)")
         self.has_forces = self.data.store.has_forces and not cfg.data.energy_only
         self.train_forces = self.supervised and self.has_forces and cfg.loss.forces_weight > 0
+        return resume_state
 
-        torch.manual_seed(cfg.seed)  # weight initialisation
-        if resume_state is not None:
-            spec = BackboneSpec.from_dict(resume_state["backbone_spec"])
-        else:
-            spec = self._backbone_spec()
-        self.spec = spec  # the one architecture object: the model and the data graphs share its r_max
-        potential = Potential(build_backbone(spec))
-        empp = self._build_empp(potential) if cfg.empp.enabled else None
+    def _build_model(self, resume_state: Optional[Dict[str, Any]]) -> None:
+        cfg = self.cfg
+        # The one architecture object: the model and the data graphs share its r_max.
+        self.spec = BackboneSpec.from_dict(resume_state["backbone_spec"]) if resume_state else self._backbone_spec()
+        with torch.random.fork_rng(devices=[]):  # seeded weight initialisation; the caller's RNG is untouched
+            torch.manual_seed(cfg.seed)
+            potential = Potential(build_backbone(self.spec))
+            empp = self._build_empp(potential) if cfg.empp.enabled else None
         self.model = TrainingModel(potential, empp).to(self.device)
         self.step_model = self.model
         if self.dist.enabled:
@@ -132,13 +122,14 @@ class Trainer:
                 device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=empp is not None,
             )
-        self.scale = float(spec.scale)
+        self.scale = float(self.spec.scale)
+        self.loaders = Loaders(cfg, self.dist, self.device, self.data, self.spec.r_max, self.dtype, self.has_forces)
 
-        self.train_set = self._dataset("train")
-        self.val_set = self._dataset("val")
+    def _build_optimiser(self) -> None:
+        cfg = self.cfg
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
-        steps_per_epoch = max(1, len(self._loader(self.train_set, shuffle=True, epoch=0, train=True)))
+        steps_per_epoch = max(1, len(self.loaders.loader(self.train_set, train=True, epoch=0)))
         self.scheduler = warmup_cosine(
             self.optimizer,
             warmup_steps=round(cfg.train.warmup_epochs * steps_per_epoch),
@@ -146,12 +137,6 @@ class Trainer:
             min_ratio=cfg.train.min_lr_ratio,
         )
         self.ema = EMA(self.model, cfg.train.ema_decay) if cfg.train.ema else None
-
-        if resume_state is not None:
-            self._restore(resume_state)
-            self.log(f"resuming {self.run_dir} after epoch {self.epoch}")
-        elif cfg.finetune_from:
-            self._load_pretrained(cfg.finetune_from)
 
     def _backbone_spec(self) -> BackboneSpec:
         """Architecture from ``model:``, chemistry and output scale from the training data."""
@@ -179,42 +164,16 @@ class Trainer:
         # Built in the backbone dtype; its label statistics stay float64 buffers.
         return EMPPModule(self.cfg.empp, potential.backbone, self.label_stats())
 
-    def _dataset(self, split: str):
-        from empp_ff.data.dataset import GraphDataset
-
-        return GraphDataset(self.data.store, self.data.splits[split], self.spec.r_max, dtype=self.dtype,
-                            use_forces=self.has_forces)
-
-    def _loader(self, dataset, shuffle: bool, epoch: int, train: bool):
-        """This rank's loader: training batches are 1/W of the global batch and
-        padded to equal length over ranks; evaluation shards are not padded."""
-        from torch_geometric.loader import DataLoader
-
-        cfg, d = self.cfg, self.dist
-        common = dict(num_workers=cfg.data.num_workers, pin_memory=self.device.type == "cuda",
-                      persistent_workers=False)
-        if train and cfg.train.max_atoms_per_batch:
-            from empp_ff.data.batching import make_budget_loader
-
-            return make_budget_loader(dataset, cfg.train.max_atoms_per_batch, shuffle=shuffle, seed=cfg.seed,
-                                      epoch=epoch, num_workers=cfg.data.num_workers,
-                                      num_replicas=d.world_size, rank=d.rank)
-        sampler = EpochShardSampler(len(dataset), cfg.seed, epoch, d.rank, d.world_size,
-                                    shuffle=shuffle, pad=train)
-        batch_size = self.rank_batch_size if train else cfg.train.eval_batch_size
-        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, **common)
-
     def _check_resumable(self, saved: Dict[str, Any]) -> None:
-        # A key that did not exist when the run started (newer empp-ff) had its default then.
-        defaults = _flatten(Config().to_dict())
-        old, new = {**defaults, **_flatten(saved)}, _flatten(self.cfg.to_dict())
-        changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in _RESUMABLE_CHANGES)
-        if changed:
-            details = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed[:8])
-            raise ConfigError(
-                f"{self.run_dir} holds an interrupted run with a different config ({details}). "
-                "Resume with the same config, or choose another run_dir."
-            )
+        check_resumable(saved, self.cfg, self.run_dir)
+
+    def _load_pretrained(self, target: str) -> None:
+        record = load_pretrained(self.model, target)
+        if self.ema is not None:  # average the loaded weights, not the fresh ones
+            self.ema = EMA(self.model, self.cfg.train.ema_decay)
+        write_json(self.run_dir / "finetune.json", record)
+        self.log(f"fine-tuning from {record['checkpoint']}: {len(record['loaded'])} tensors loaded, "
+                 f"{len(record['reinitialised'])} re-initialised (see finetune.json)")
 
     # ------------------------------------------------------------------ state
     def _state(self) -> Dict[str, Any]:
@@ -257,45 +216,6 @@ class Trainer:
         self.history = list(state.get("history", []))
         self.wall_offset = float(state.get("wall_time_s", 0.0))
 
-    def _load_pretrained(self, target: str) -> None:
-        """Fine-tuning: copy backbone (and EMPP) weights whose names and shapes match.
-
-        Data-dependent buffers (E0s, scale/shift) and anything whose shape differs
-        (e.g. element tables when the species differ) keep their fresh values.
-        """
-        state = load_checkpoint(target)
-        source = state.get("ema_potential_state") or state["potential_state"]
-        own = self.model.potential.state_dict()
-        skip_buffers = ("atomic_energies_fn.", "scale_shift.")
-        loaded, reinitialised = [], []
-        for name, value in own.items():
-            src = source.get(name)
-            if src is not None and src.shape == value.shape and not any(s in name for s in skip_buffers):
-                own[name] = src.to(value.dtype)
-                loaded.append(name)
-            else:
-                reinitialised.append(name)
-        self.model.potential.load_state_dict(own)
-        empp_loaded: List[str] = []
-        if self.model.empp is not None and state.get("empp_state"):
-            empp_own = self.model.empp.state_dict()
-            for name, value in empp_own.items():
-                src = state["empp_state"].get(name)
-                if src is not None and src.shape == value.shape and "label" not in name:
-                    empp_own[name] = src.to(value.dtype)
-                    empp_loaded.append(name)
-            self.model.empp.load_state_dict(empp_own)
-        if self.ema is not None:
-            self.ema = EMA(self.model, self.cfg.train.ema_decay)
-        record = {
-            "finetune_from": str(target), "checkpoint": state["path"],
-            "loaded": loaded, "reinitialised": reinitialised, "empp_loaded": empp_loaded,
-            "source_task": state["config"].get("task"),
-        }
-        write_json(self.run_dir / "finetune.json", record)
-        self.log(f"fine-tuning from {state['path']}: {len(loaded)} tensors loaded, "
-                 f"{len(reinitialised)} re-initialised (see finetune.json)")
-
     # ------------------------------------------------------------------ epochs
     def _batch_losses(self, batch, generator) -> Dict[str, torch.Tensor]:
         out = self.step_model(batch, supervised=self.supervised, compute_forces=self.train_forces,
@@ -317,7 +237,7 @@ class Trainer:
         from empp_ff.data.dataset import epoch_generator
 
         self.model.train()
-        loader = self._loader(self.train_set, shuffle=True, epoch=epoch, train=True)
+        loader = self.loaders.loader(self.train_set, train=True, epoch=epoch)
         # EMPP masks: replayable after a resume, and different on every rank.
         mask_generator = epoch_generator(self.cfg.seed + 7919 + 104729 * self.dist.rank, epoch)
         errors = ErrorAccumulator()
@@ -372,7 +292,7 @@ class Trainer:
         generator = epoch_generator(self.cfg.seed + 104729, 0)  # same masks every epoch
         sums, count = {}, 0
         self.model.eval()
-        loader = self._loader(self.val_set, shuffle=False, epoch=0, train=False)
+        loader = self.loaders.loader(self.val_set, train=False)
         with torch.no_grad():
             for batch in loader:
                 batch = batch.to(self.device)
@@ -384,10 +304,10 @@ class Trainer:
 
     def validate(self) -> Dict[str, float]:
         result: Dict[str, float] = {}
-        context = self.ema.applied() if self.ema is not None else _nullcontext()
+        context = self.ema.applied() if self.ema is not None else contextlib.nullcontext()
         with context:
             if self.supervised:
-                loader = self._loader(self.val_set, shuffle=False, epoch=0, train=False)
+                loader = self.loaders.loader(self.val_set, train=False)
                 metrics, _ = evaluate(self.model.potential, loader, self.device, dist=self.dist)
                 result.update({f"val_{k}": v for k, v in metrics.items() if k != "n_structures"})
             if self.model.empp is not None:
@@ -404,7 +324,7 @@ class Trainer:
     # ------------------------------------------------------------------ main
     def fit(self) -> Dict[str, Any]:
         cfg = self.cfg
-        writer = self._tensorboard()
+        tensorboard = TensorBoardLog(self.run_dir, cfg.train.tensorboard and self.dist.is_main, self.epoch + 1, self.log)
         start = time.perf_counter() - self.wall_offset
         try:
             while self.epoch < cfg.train.max_epochs:
@@ -418,86 +338,32 @@ class Trainer:
                 improved = row["val_loss"] < self.best_val or not math.isfinite(self.best_val)
                 if improved:
                     self.best_val = row["val_loss"]
-                if self.dist.is_main:
-                    state = self._state()
-                    save_checkpoint(state, self.run_dir / "checkpoints" / "last.pt")
-                    if improved:
-                        save_checkpoint(state, self.run_dir / "checkpoints" / "best.pt")
-                    write_csv(self.run_dir / "metrics.csv", self.history, METRIC_COLUMNS)
-                self.dist.barrier()
-                if writer is not None:
-                    for key, value in row.items():
-                        if key != "epoch" and isinstance(value, (int, float)) and math.isfinite(value):
-                            writer.add_scalar(key, value, self.epoch)
-                    writer.flush()
-                self.log(self._epoch_line(row, improved))
+                self._save(improved)
+                tensorboard.write(row, self.epoch)
+                self.log(epoch_line(row, improved, cfg.train.max_epochs, self.supervised))
         finally:
-            if writer is not None:
-                writer.close()
+            tensorboard.close()
         return self.finish()
 
-    def _tensorboard(self):
-        if not self.cfg.train.tensorboard or not self.dist.is_main:
-            return None
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:  # tensorboard is a dependency, but do not fail a run over logging
-            self.log("tensorboard is not installed: no TensorBoard logs")
-            return None
-        return SummaryWriter(log_dir=str(self.run_dir / "tensorboard"), purge_step=self.epoch + 1)
-
-    def _epoch_line(self, row: Dict[str, Any], improved: bool) -> str:
-        parts = [f"epoch {row['epoch']:>4}/{self.cfg.train.max_epochs}", f"lr {row['lr']:.2e}"]
-        if self.supervised:
-            parts += [f"val E MAE {row['val_energy_mae_mev']:.1f} meV",
-                      f"F MAE {row['val_forces_mae_mev_per_a']:.1f} meV/Å"]
-        if "empp_loss" in row:
-            parts.append(f"EMPP {row['empp_loss']:.3f} (val {row.get('val_empp_loss', float('nan')):.3f})")
-        parts.append(f"{row['wall_time_s']:.0f} s")
-        return "  ".join(parts) + ("  *" if improved else "")
+    def _save(self, improved: bool) -> None:
+        """Rank 0 writes last.pt (and best.pt when ``improved``) and metrics.csv."""
+        if self.dist.is_main:
+            state = self._state()
+            save_checkpoint(state, self.run_dir / "checkpoints" / "last.pt")
+            if improved:
+                save_checkpoint(state, self.run_dir / "checkpoints" / "best.pt")
+            write_csv(self.run_dir / "metrics.csv", self.history, METRIC_COLUMNS)
+        self.dist.barrier()
 
     def finish(self) -> Dict[str, Any]:
         """Evaluate the best checkpoint on the test split; write plots and test_metrics.json."""
-        from empp_ff.train.checkpoint import build_potential
-        from empp_ff.train.plots import learning_curves, parity_plots
-
         if not self.dist.is_main:  # rank 0 alone evaluates the test set and reports
             return {}
-        plots = self.run_dir / "plots"
-        if self.history:
-            learning_curves(self.history, plots)
-        best = load_checkpoint(self.run_dir / "checkpoints" / "best.pt")
-        result: Dict[str, Any] = {"checkpoint": "checkpoints/best.pt", "epoch": int(best["epoch"]),
-                                  "ema": best.get("ema_potential_state") is not None}
-        test_idx = self.data.splits.get("test", np.zeros(0, dtype=np.int64))
-        if self.supervised and len(test_idx):
-            potential = build_potential(best, use_ema=True).to(self.device)
-            from empp_ff.data.dataset import GraphDataset
-
-            test_set = GraphDataset(self.data.store, test_idx, potential.r_max, dtype=self.dtype,
-                                    use_forces=self.has_forces)
-            from torch_geometric.loader import DataLoader
-
-            loader = DataLoader(test_set, batch_size=self.cfg.train.eval_batch_size, shuffle=False)
-            metrics, acc = evaluate(potential, loader, self.device, keep_predictions=True,
-                                    progress=self.cfg.train.progress, desc="test")
-            parity_plots(acc.stacked_predictions(), plots)
-            result.update(metrics)
-            result["per_element_forces_mae_mev_per_a"] = acc.per_element()
-            self.log(format_error_table(metrics, acc.per_element(), title=f"Test set ({self.run_dir})"))
-        elif self.history:
-            result.update({k: v for k, v in best.get("val_metrics", {}).items() if k.startswith("val_empp")})
-            self.log(f"self-supervised run: best val EMPP loss {self.best_val:.4f}")
-        write_json(self.run_dir / "test_metrics.json", result)
-        return result
-
-
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
+        has_test = len(self.data.splits["test"]) > 0
+        test_set = self.loaders.dataset("test") if self.supervised and has_test else None
+        return final_report(self.run_dir, self.history, test_set, best_val=self.best_val,
+                            batch_size=self.cfg.train.eval_batch_size, device=self.device,
+                            progress=self.cfg.train.progress, log=self.log)
 
 
 def run_training(cfg: Config, log: Callable[[str], None] = print) -> Dict[str, Any]:

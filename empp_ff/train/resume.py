@@ -1,0 +1,45 @@
+"""Resume policy: a run directory with ``checkpoints/last.pt`` is continued, but
+only with the config it was started with (apart from a few harmless keys)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+from empp_ff.train.checkpoint import load_checkpoint
+from empp_ff.train.config import Config, ConfigError
+
+# Config keys that may change between an interrupted run and its resumption.
+RESUMABLE_CHANGES = {"train.max_epochs", "train.progress", "train.device", "train.threads",
+                     "train.tensorboard", "data.num_workers"}
+
+
+def interrupted_state(run_dir: Path) -> Optional[Dict[str, Any]]:
+    """The last checkpoint of an interrupted (or finished) run in ``run_dir``, or None."""
+    last = run_dir / "checkpoints" / "last.pt"
+    return load_checkpoint(last) if last.exists() else None
+
+
+def _flatten(d: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and k not in ("e0s",):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def check_resumable(saved: Dict[str, Any], cfg: Config, run_dir: Path) -> None:
+    """ConfigError listing the keys in which ``cfg`` differs from the ``saved`` config."""
+    # A key that did not exist when the run started (newer empp-ff) had its default then.
+    defaults = _flatten(Config().to_dict())
+    old, new = {**defaults, **_flatten(saved)}, _flatten(cfg.to_dict())
+    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES)
+    if changed:
+        details = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed[:8])
+        raise ConfigError(
+            f"{run_dir} holds an interrupted run with a different config ({details}). "
+            "Resume with the same config, or choose another run_dir."
+        )
