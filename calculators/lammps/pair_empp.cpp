@@ -205,19 +205,26 @@ void PairEMPP::coeff(int narg, char **arg)
                "{} atom types, got {} element(s)",
                arg[2], ntypes, narg - 3);
 
-  // ---- load the model
-  model_path = arg[2];
+  load_model(arg[2]);
+  read_model_attributes();
+  map_types_to_elements(arg + 3);
+  for (int i = 1; i <= ntypes; i++)
+    for (int j = i; j <= ntypes; j++) setflag[i][j] = 1;
+  if (comm->me == 0) log_model_summary();
+}
+
+void PairEMPP::load_model(const std::string &path)
+{
+  model_path = path;
   {
     std::ifstream probe(model_path, std::ios::binary);
     if (!probe.good())
       error->all(FLERR, "pair_style empp: cannot open model file '{}' (file not found or unreadable)",
                  model_path);
   }
-  std::string metadata;
   try {
     torch::jit::ExtraFilesMap extra{{"metadata.json", ""}};
     model = torch::jit::load(model_path, device, extra);
-    metadata = extra["metadata.json"];
   } catch (const std::exception &e) {
     error->all(FLERR,
                "pair_style empp: cannot load model file '{}' as a TorchScript model: {} "
@@ -226,7 +233,12 @@ void PairEMPP::coeff(int narg, char **arg)
   }
   model.eval();
   model_loaded = true;
+}
 
+/* the model-file contract's attributes (empp_ff/export/exporter.py) */
+
+void PairEMPP::read_model_attributes()
+{
   for (const char *name : {"r_max", "num_interactions", "atomic_numbers", "model_dtype"})
     if (!model.hasattr(name))
       error->all(FLERR,
@@ -258,14 +270,24 @@ void PairEMPP::coeff(int narg, char **arg)
   if (!(r_max > 0.0) || num_interactions < 1)
     error->all(FLERR, "pair_style empp: bad model metadata r_max={} num_interactions={}", r_max,
                num_interactions);
+}
 
+std::string PairEMPP::model_elements() const
+{
   std::string known;
   for (auto z : model_z) known += (known.empty() ? "" : " ") + z_to_symbol(z);
+  return known;
+}
 
-  // ---- map types to elements
+/* symbols[t - 1] is the element of atom type t */
+
+void PairEMPP::map_types_to_elements(char **symbols)
+{
+  const int ntypes = atom->ntypes;
+  const std::string known = model_elements();
   type2z.assign(ntypes + 1, 0);
   for (int t = 1; t <= ntypes; ++t) {
-    std::string sym = arg[2 + t];
+    std::string sym = symbols[t - 1];
     int z = symbol_to_z(sym);
     if (z == 0)
       error->all(FLERR,
@@ -279,20 +301,19 @@ void PairEMPP::coeff(int narg, char **arg)
                  sym, t, model_path, known);
     type2z[t] = z;
   }
-  for (int i = 1; i <= ntypes; i++)
-    for (int j = i; j <= ntypes; j++) setflag[i][j] = 1;
+}
 
-  if (comm->me == 0) {
-    std::string msg = fmt::format(
-        "pair_style empp: model {}\n  elements: {}  r_max = {} A  num_interactions = {}  "
-        "dtype = {}  device = {}\n  ghost shell needed = num_interactions * r_max = {} A (+ skin)\n"
-        "  type -> element:\n",
-        model_path, known, r_max, num_interactions, model_dtype, device.str(),
-        num_interactions * r_max);
-    for (int t = 1; t <= ntypes; ++t)
-      msg += fmt::format("    {:>4d} -> {:<2s} (Z={})\n", t, z_to_symbol(type2z[t]), type2z[t]);
-    utils::logmesg(lmp, msg);
-  }
+void PairEMPP::log_model_summary()
+{
+  std::string msg = fmt::format(
+      "pair_style empp: model {}\n  elements: {}  r_max = {} A  num_interactions = {}  "
+      "dtype = {}  device = {}\n  ghost shell needed = num_interactions * r_max = {} A (+ skin)\n"
+      "  type -> element:\n",
+      model_path, model_elements(), r_max, num_interactions, model_dtype, device.str(),
+      num_interactions * r_max);
+  for (int t = 1; t <= atom->ntypes; ++t)
+    msg += fmt::format("    {:>4d} -> {:<2s} (Z={})\n", t, z_to_symbol(type2z[t]), type2z[t]);
+  utils::logmesg(lmp, msg);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -466,7 +487,10 @@ void PairEMPP::build_graph_folded()
   }
 }
 
-/* ---------------------------------------------------------------------- */
+/* ----------------------------------------------------------------------
+   One step: build the graph, evaluate the model on it, add its forces,
+   energies and virial to LAMMPS's accumulators.
+------------------------------------------------------------------------- */
 
 void PairEMPP::compute(int eflag, int vflag)
 {
@@ -476,34 +500,49 @@ void PairEMPP::compute(int eflag, int vflag)
                "pair_style empp does not compute per-atom virials (compute stress/atom, "
                "centroid/stress/atom, heat flux); only the global virial/pressure is available");
 
-  double **x = atom->x;
-  double **f = atom->f;
-  const int *type = atom->type;
-  const int nlocal = atom->nlocal;
-  const int nall = nlocal + atom->nghost;
-  const bool folded = folding();
-
-  if (nlocal == 0) {    // no local energy on this rank: no forces, no virial
+  if (atom->nlocal == 0) {    // no local energy on this rank: no forces, no virial
     if (vflag_fdotr) virial_fdotr_compute();
     return;
   }
 
+  const bool folded = folding();
   if (folded)
     build_graph_folded();
   else
     build_graph_ghosts();
+  log_graph_once(folded);
 
+  const bool want_virial = folded && vflag_global;
+  ModelOutput out = evaluate_model(graph_inputs(folded, want_virial), want_virial);
+  const double conv = unit_factor();
+  add_forces(out.forces, conv);
+  if (eflag_global) eng_vdwl += conv * out.energy.to(torch::kCPU, torch::kFloat64).item<double>();
+  if (eflag_atom) add_atom_energies(out.node_energy, conv);
+  if (want_virial) add_model_virial(out.virial, conv);
+  if (vflag_fdotr) virial_fdotr_compute();
+}
+
+void PairEMPP::log_graph_once(bool folded)
+{
+  if (!report_graph) return;
+  report_graph = false;
+  if (comm->me == 0)
+    utils::logmesg(lmp,
+                   "pair_style empp: rank 0 graph: {} local + {} ghost atoms -> {} nodes, {} edges "
+                   "({})\n",
+                   atom->nlocal, atom->nghost, node_atom.size(), senders.size(),
+                   folded ? "folded" : "all ghosts are nodes");
+}
+
+/* the model's inputs for the current graph: positions, atomic numbers, edges,
+   shifts (Cartesian; zero without folding), n_local, compute_virial */
+
+std::vector<torch::jit::IValue> PairEMPP::graph_inputs(bool folded, bool want_virial)
+{
+  double **x = atom->x;
+  const int *type = atom->type;
   const int64_t nnodes = (int64_t) node_atom.size();
   const int64_t nedges = (int64_t) senders.size();
-  if (report_graph) {
-    report_graph = false;
-    if (comm->me == 0)
-      utils::logmesg(lmp,
-                     "pair_style empp: rank 0 graph: {} local + {} ghost atoms -> {} nodes, {} edges "
-                     "({})\n",
-                     nlocal, nall - nlocal, nnodes, nedges,
-                     folded ? "folded" : "all ghosts are nodes");
-  }
   pos_buf.resize(3 * nnodes);
   znodes.resize(nnodes);
   for (int64_t n = 0; n < nnodes; ++n) {
@@ -538,21 +577,30 @@ void PairEMPP::compute(int eflag, int vflag)
     z = z.clone();
     if (folded && nedges > 0) shifts = shifts.clone();
   }
+  return {pos, z, edge_index, shifts, (int64_t) atom->nlocal, want_virial};
+}
 
-  const bool want_virial = folded && vflag_global;
-  std::vector<torch::jit::IValue> inputs{pos, z, edge_index, shifts, (int64_t) nlocal, want_virial};
-  torch::Tensor energy, forces, node_energy, model_virial;
+PairEMPP::ModelOutput PairEMPP::evaluate_model(std::vector<torch::jit::IValue> inputs, bool want_virial)
+{
+  ModelOutput out;
   try {
-    auto out = model.forward(inputs).toGenericDict();
-    energy = out.at("energy").toTensor();
-    forces = out.at("forces").toTensor();
-    if (eflag_atom) node_energy = out.at("node_energy").toTensor();
-    if (want_virial) model_virial = out.at("virial").toTensor();
+    auto result = model.forward(inputs).toGenericDict();
+    out.energy = result.at("energy").toTensor();
+    out.forces = result.at("forces").toTensor();
+    if (eflag_atom) out.node_energy = result.at("node_energy").toTensor();
+    if (want_virial) out.virial = result.at("virial").toTensor();
   } catch (const std::exception &e) {
     error->one(FLERR, "pair_style empp: model evaluation failed: {}", e.what());
   }
+  return out;
+}
 
-  const double conv = unit_factor();
+/* forces on nodes -> forces on the LAMMPS atoms they stand for (ghosts included) */
+
+void PairEMPP::add_forces(torch::Tensor forces, double conv)
+{
+  double **f = atom->f;
+  const int64_t nnodes = (int64_t) node_atom.size();
   forces = forces.to(torch::kCPU, torch::kFloat64).contiguous();
   if (forces.dim() != 2 || forces.size(0) != nnodes || forces.size(1) != 3)
     error->one(FLERR, "pair_style empp: model returned forces with {} rows, expected [{}, 3]",
@@ -564,25 +612,29 @@ void PairEMPP::compute(int eflag, int vflag)
     f[a][1] += conv * fm[3 * n + 1];
     f[a][2] += conv * fm[3 * n + 2];
   }
+}
 
-  if (eflag_global) eng_vdwl += conv * energy.to(torch::kCPU, torch::kFloat64).item<double>();
-  if (eflag_atom) {
-    node_energy = node_energy.to(torch::kCPU, torch::kFloat64).contiguous();
-    const double *em = node_energy.data_ptr<double>();
-    for (int i = 0; i < nlocal; ++i) eatom[i] += conv * em[i];
-  }
+/* local atoms are the first nlocal nodes */
 
-  if (want_virial) {
-    model_virial = model_virial.to(torch::kCPU, torch::kFloat64).contiguous();
-    const double *w = model_virial.data_ptr<double>();
-    virial[0] += conv * w[0];
-    virial[1] += conv * w[4];
-    virial[2] += conv * w[8];
-    virial[3] += conv * 0.5 * (w[1] + w[3]);
-    virial[4] += conv * 0.5 * (w[2] + w[6]);
-    virial[5] += conv * 0.5 * (w[5] + w[7]);
-  }
-  if (vflag_fdotr) virial_fdotr_compute();
+void PairEMPP::add_atom_energies(torch::Tensor node_energy, double conv)
+{
+  node_energy = node_energy.to(torch::kCPU, torch::kFloat64).contiguous();
+  const double *em = node_energy.data_ptr<double>();
+  for (int i = 0; i < atom->nlocal; ++i) eatom[i] += conv * em[i];
+}
+
+/* the model's 3x3 virial W -> LAMMPS's xx, yy, zz, xy, xz, yz */
+
+void PairEMPP::add_model_virial(torch::Tensor model_virial, double conv)
+{
+  model_virial = model_virial.to(torch::kCPU, torch::kFloat64).contiguous();
+  const double *w = model_virial.data_ptr<double>();
+  virial[0] += conv * w[0];
+  virial[1] += conv * w[4];
+  virial[2] += conv * w[8];
+  virial[3] += conv * 0.5 * (w[1] + w[3]);
+  virial[4] += conv * 0.5 * (w[2] + w[6]);
+  virial[5] += conv * 0.5 * (w[5] + w[7]);
 }
 
 namespace LAMMPS_NS {

@@ -55,9 +55,26 @@ class PairEMPP : public Pair {
 
   std::vector<int64_t> type2z;    // LAMMPS type (1..ntypes) -> atomic number
 
+  // pair_coeff: the model file and the type -> element map
+  void load_model(const std::string &path);
+  void read_model_attributes();
+  void map_types_to_elements(char **symbols);
+  std::string model_elements() const;
+  void log_model_summary();
+
+  // compute: graph, model evaluation, accumulation
+  struct ModelOutput {
+    torch::Tensor energy, forces, node_energy, virial;
+  };
   bool folding() const;
   void build_graph_ghosts();
   void build_graph_folded();
+  void log_graph_once(bool folded);
+  std::vector<torch::jit::IValue> graph_inputs(bool folded, bool want_virial);
+  ModelOutput evaluate_model(std::vector<torch::jit::IValue> inputs, bool want_virial);
+  void add_forces(torch::Tensor forces, double conv);
+  void add_atom_energies(torch::Tensor node_energy, double conv);
+  void add_model_virial(torch::Tensor model_virial, double conv);
 
   // graph of the current step (reusable buffers)
   std::vector<int64_t> senders, receivers;   // node indices
