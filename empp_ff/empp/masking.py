@@ -81,6 +81,25 @@ def sample_mask_indices(
     return out
 
 
+def _neighbour_pairs(positions, edge_index, shifts, batch, masked_flat, new_index, num_graphs: int):
+    """(k_idx, g_idx, displacement) of the pairs (masked atom, former neighbour k).
+
+    The neighbours are the senders of the ORIGINAL edges received by the masked
+    atom (k != the masked atom itself, which a periodic self-image edge could give);
+    ``masked_flat`` [n, N] marks the masked atom of each copy, ``new_index`` maps
+    node (j, a) at j*N + a to its index among the masked copies' nodes.
+    """
+    N = positions.shape[0]
+    sender, receiver = edge_index[0], edge_index[1]
+    recv_masked = masked_flat[:, receiver] & (sender != receiver)[None, :]  # [n, E]
+    pj, pe = recv_masked.nonzero(as_tuple=True)
+    k_old = sender[pe]
+    k_idx = new_index[pj * N + k_old]
+    g_idx = pj * num_graphs + batch[k_old]
+    displacement = (positions[receiver[pe]] - positions[k_old] + shifts[pe]).detach()
+    return k_idx, g_idx, displacement
+
+
 def build_masked_batch(
     positions: torch.Tensor,
     atomic_numbers: torch.Tensor,
@@ -133,14 +152,7 @@ def build_masked_batch(
     m_edge_index = torch.stack([new_index[s_all[keep_e]], new_index[r_all[keep_e]]])
     m_shifts = shifts.repeat(n, 1)[keep_e]
 
-    # neighbour pairs: original edges k -> masked atom (k != the masked atom itself, which a
-    # periodic self-image edge could give)
-    recv_masked = masked_flat[:, receiver] & (sender != receiver)[None, :]  # [n, E]
-    pj, pe = recv_masked.nonzero(as_tuple=True)
-    k_old = sender[pe]
-    k_idx = new_index[pj * N + k_old]
-    g_idx = pj * B + batch[k_old]
-    displacement = (positions[receiver[pe]] - positions[k_old] + shifts[pe]).detach()
+    k_idx, g_idx, displacement = _neighbour_pairs(positions, edge_index, shifts, batch, masked_flat, new_index, B)
 
     masked_atom = mask_indices.reshape(-1)
     source_graph = torch.arange(B, device=device).repeat(n)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Union
 
 import numpy as np
 from ase import Atoms, units
@@ -134,6 +134,47 @@ def _make_dynamics(
     raise ValueError(f"ensemble must be one of {ENSEMBLES}, got {ensemble!r}")
 
 
+def _attach_observers(dyn, atoms: Atoms, result: MDResult, trajectory, traj_interval: int, logfile,
+                      log_interval: int, progress_steps: Optional[int]) -> List[Callable[[], None]]:
+    """Record energies every step into ``result``; write the trajectory and the log;
+    show a progress bar over ``progress_steps`` (None: no bar). Returns the closers."""
+    dt_fs = result.dt_fs
+
+    def record():
+        result.times_fs.append(dyn.get_number_of_steps() * dt_fs)
+        result.potential_energy.append(float(atoms.get_potential_energy()))
+        result.kinetic_energy.append(float(atoms.get_kinetic_energy()))
+        result.temperature.append(float(atoms.get_temperature()))
+
+    dyn.attach(record, interval=1)
+    closers: List[Callable[[], None]] = []
+    if trajectory is not None:
+        writer = _TrajectoryWriter(atoms, trajectory)
+        dyn.attach(writer, interval=max(1, traj_interval))
+        closers.append(writer.close)
+    if logfile is not None:
+        from ase.md import MDLogger
+
+        logger = MDLogger(dyn, atoms, str(logfile), header=True, stress=False, peratom=True, mode="w")
+        dyn.attach(logger, interval=max(1, log_interval))
+        closers.append(logger.close)
+    if progress_steps is not None:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=progress_steps, desc=f"MD {result.ensemble}", unit="step", dynamic_ncols=True)
+
+        def tick():
+            if dyn.get_number_of_steps() == 0:
+                return  # ase calls observers once before the first step
+            bar.update(1)
+            if result.temperature and dyn.get_number_of_steps() % 10 == 0:
+                bar.set_postfix(T=f"{result.temperature[-1]:.0f}K", E=f"{result.total_energy[-1]:.4f}")
+
+        dyn.attach(tick, interval=1)
+        closers.insert(0, bar.close)
+    return closers
+
+
 def run_md(
     atoms: Atoms,
     calculator,
@@ -180,47 +221,14 @@ def run_md(
         atoms, ensemble, dt_fs, temperature, friction, rng, pressure_bar, tdamp_fs, pdamp_fs
     )
     result = MDResult(ensemble=ensemble, steps=steps, dt_fs=dt_fs, num_atoms=len(atoms))
-
-    def record():
-        result.times_fs.append(dyn.get_number_of_steps() * dt_fs)
-        result.potential_energy.append(float(atoms.get_potential_energy()))
-        result.kinetic_energy.append(float(atoms.get_kinetic_energy()))
-        result.temperature.append(float(atoms.get_temperature()))
-
-    dyn.attach(record, interval=1)
-    writer = None
-    if trajectory is not None:
-        writer = _TrajectoryWriter(atoms, trajectory)
-        dyn.attach(writer, interval=max(1, traj_interval))
-    if logfile is not None:
-        from ase.md import MDLogger
-
-        logger = MDLogger(dyn, atoms, str(logfile), header=True, stress=False, peratom=True, mode="w")
-        dyn.attach(logger, interval=max(1, log_interval))
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=steps, desc=f"MD {ensemble}", unit="step", dynamic_ncols=True)
-
-        def tick():
-            if dyn.get_number_of_steps() == 0:
-                return  # ase calls observers once before the first step
-            bar.update(1)
-            if result.temperature and dyn.get_number_of_steps() % 10 == 0:
-                bar.set_postfix(T=f"{result.temperature[-1]:.0f}K", E=f"{result.total_energy[-1]:.4f}")
-
-        dyn.attach(tick, interval=1)
+    closers = _attach_observers(dyn, atoms, result, trajectory, traj_interval, logfile, log_interval,
+                                steps if progress else None)
     start = time.perf_counter()
     try:
         dyn.run(steps)  # observers fire at step 0 too, so step 0 is recorded
     finally:
-        if bar is not None:
-            bar.close()
-        if writer is not None:
-            writer.close()
-        if logfile is not None:
-            logger.close()
+        for close in closers:
+            close()
     result.wall_s = time.perf_counter() - start
     if ensemble == "nve" and len(result.times_fs) > 1:
         etot = result.total_energy

@@ -46,7 +46,6 @@ Usage (tblite is *not* a dependency of empp-ff; install it to regenerate)::
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import platform
 import sys
@@ -56,6 +55,7 @@ from pathlib import Path
 import numpy as np
 
 from empp_ff._versions import package_version
+from empp_ff.data.demo.checks import bond_graph, finite_difference_check, make_calc, sgdml_md5
 
 SMILES = "CC(=O)Oc1ccccc1C(=O)O"
 NAME = "aspirin"
@@ -94,42 +94,6 @@ DEFAULT_OUT = Path(__file__).with_name("aspirin_demo.npz")
 # --------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------
-def sgdml_md5(data: dict) -> str:
-    """sGDML dataset fingerprint.
-
-    MD5 over the concatenated MD5 digests of ``z``, ``R``, ``E``, ``F`` (each
-    flattened, in that order), as in ``sgdml.utils.io.dataset_md5``.  Like
-    sGDML (and the shared MD17 look-alikes) the *binary* 16-byte digests are
-    concatenated; the result is returned as a hex string.
-    """
-    h = hashlib.md5()
-    for key in ("z", "R", "E", "F"):
-        arr = np.ascontiguousarray(data[key]).ravel()
-        h.update(hashlib.md5(arr).digest())
-    return h.hexdigest()
-
-
-def bond_graph(numbers: np.ndarray, positions: np.ndarray, scale: float = 1.25) -> np.ndarray:
-    """Boolean adjacency: bonded if d_ij < scale * (r_cov,i + r_cov,j)."""
-    from ase.data import covalent_radii
-
-    r = covalent_radii[numbers]
-    d = np.linalg.norm(positions[:, None, :] - positions[None, :, :], axis=-1)
-    adj = d < scale * (r[:, None] + r[None, :])
-    np.fill_diagonal(adj, False)
-    return adj
-
-
-def _make_calc(accuracy: float = 1.0):
-    try:
-        from tblite.ase import TBLite
-    except ImportError as exc:  # pragma: no cover - depends on environment
-        raise SystemExit(
-            "tblite is required to regenerate the demo data: pip install tblite"
-        ) from exc
-    return TBLite(method="GFN2-xTB", accuracy=accuracy, verbosity=0)
-
-
 def start_structure(seed: int, method: str = "auto"):
     """Return (ase.Atoms, method_used) for the aspirin start geometry."""
     from ase import Atoms
@@ -164,68 +128,11 @@ def _atomic_write(path: Path, write_fn) -> None:
             write_fn(fh)
 
 
-def finite_difference_check(numbers, positions, forces_stored, n_components=8, h=2.5e-4,
-                            accuracy=0.01, seed=0):
-    """Central finite differences of the GFN2-xTB energy vs forces (kcal/mol/Å).
-
-    A fresh calculator with tight SCC convergence (tblite ``accuracy=0.01``) is
-    used: with the default accuracy (1.0) the SCC noise in the energy limits
-    any finite-difference check to ~2e-3 kcal/mol/Å.  With ``accuracy=0.01``
-    the discrepancy shrinks as h**2 (7e-5 at h = 2.5e-4 Å in tests), so the
-    analytic forces are the exact gradient.  Reports FD vs the tight analytic
-    forces, FD vs the stored (MD, default-accuracy) forces on the checked
-    components, and stored vs tight analytic forces over all components.
-    """
-    from ase import Atoms, units
-
-    kcal = units.kcal / units.mol
-    atoms = Atoms(numbers=numbers, positions=positions)
-    atoms.calc = _make_calc(accuracy)
-    f_an = atoms.get_forces() / kcal
-    rng = np.random.default_rng(seed)
-    atoms_idx = rng.choice(len(numbers), n_components, replace=False)
-    comps = [(int(i), int(k)) for i, k in zip(atoms_idx, rng.integers(0, 3, n_components))]
-    rows = []
-    for i, k in comps:
-        e = []
-        for sgn in (+1, -1):
-            p = positions.copy()
-            p[i, k] += sgn * h
-            atoms.positions = p
-            e.append(atoms.get_potential_energy() / kcal)
-        f_fd = -(e[0] - e[1]) / (2 * h)
-        rows.append({"atom": i, "xyz": k, "F_fd": float(f_fd),
-                     "F_analytic_tight": float(f_an[i, k]),
-                     "F_stored": float(forces_stored[i, k])})
-    return {
-        "h_A": h, "tblite_accuracy": accuracy, "components": rows,
-        "max_abs_fd_vs_analytic_tight": max(abs(r["F_fd"] - r["F_analytic_tight"]) for r in rows),
-        "max_abs_fd_vs_stored": max(abs(r["F_fd"] - r["F_stored"]) for r in rows),
-        "max_abs_stored_vs_analytic_tight_all_components": float(np.abs(f_an - forces_stored).max()),
-        "units": "kcal/mol/Angstrom",
-    }
-
-
 # --------------------------------------------------------------------------
 # main generation
 # --------------------------------------------------------------------------
-def generate(frames: int, seed: int, stride: int = 10, equil_steps: int = 2000,
-             temperature_K: float = 500.0, timestep_fs: float = 0.5,
-             friction_per_fs: float = 0.01, fmax: float = 0.01, start: str = "auto",
-             progress: bool = True):
-    """Run relax + Langevin MD; return (data dict for npz, provenance dict)."""
-    from ase import units
-    from ase.constraints import FixCom
-    from ase.md.langevin import Langevin
-    from ase.md import velocitydistribution as vd
-    from ase.optimize import BFGS
-    from tqdm.auto import tqdm
-
-    kcal = units.kcal / units.mol  # eV per kcal/mol
-    t_start = time.perf_counter()
-
-    atoms, start_used = start_structure(seed, start)
-    calc = _make_calc()
+def _count_calls(calc) -> dict:
+    """Wrap ``calc.calculate`` to count energy+force evaluations; returns the counter."""
     n_calls = {"n": 0}
     _orig = calc.calculate
 
@@ -234,20 +141,30 @@ def generate(frames: int, seed: int, stride: int = 10, equil_steps: int = 2000,
         return _orig(*args, **kwargs)
 
     calc.calculate = _counting_calculate
-    atoms.calc = calc
+    return n_calls
 
-    # 1) relax
+
+def _relax(atoms, fmax: float) -> dict:
+    from ase.optimize import BFGS
+
     t0 = time.perf_counter()
     opt = BFGS(atoms, logfile=None)
     opt.run(fmax=fmax, steps=2000)
-    relax_steps = int(opt.nsteps)
-    relaxed_energy = float(atoms.get_potential_energy())
-    relax_fmax = float(np.linalg.norm(atoms.get_forces(), axis=1).max())
-    t_relax = time.perf_counter() - t0
-    calls_relax = n_calls["n"]
-    ref_graph = bond_graph(atoms.numbers, atoms.positions)
+    return {
+        "relax_steps": int(opt.nsteps),
+        "relaxed_energy_eV": float(atoms.get_potential_energy()),
+        "relaxed_fmax_eV_per_A": float(np.linalg.norm(atoms.get_forces(), axis=1).max()),
+        "t_relax": time.perf_counter() - t0,
+    }
 
-    # 2) initial momenta (seeded), remove COM + angular momentum, fix COM
+
+def _langevin(atoms, seed: int, temperature_K: float, timestep_fs: float, friction_per_fs: float):
+    """Seeded initial momenta (COM and angular momentum removed, COM fixed) and the integrator."""
+    from ase import units
+    from ase.constraints import FixCom
+    from ase.md import velocitydistribution as vd
+    from ase.md.langevin import Langevin
+
     rng = np.random.default_rng(seed)
     if hasattr(vd, "thermalize_momenta"):  # ASE >= 3.29
         vd.thermalize_momenta(atoms, temperature_K, rng=rng)
@@ -256,18 +173,21 @@ def generate(frames: int, seed: int, stride: int = 10, equil_steps: int = 2000,
     vd.Stationary(atoms, preserve_temperature=True)
     vd.ZeroRotation(atoms, preserve_temperature=True)
     atoms.set_constraint(FixCom())
+    return Langevin(atoms, timestep_fs * units.fs, temperature_K=temperature_K,
+                    friction=friction_per_fs / units.fs, fixcm=False, rng=rng)
 
-    dyn = Langevin(atoms, timestep_fs * units.fs, temperature_K=temperature_K,
-                   friction=friction_per_fs / units.fs, fixcm=False, rng=rng)
 
+def _sample(dyn, atoms, frames: int, stride: int, equil_steps: int, progress: bool) -> dict:
+    """Equilibrate, then save one frame every ``stride`` steps (kcal/mol, kcal/mol/Å)."""
+    from ase import units
+    from tqdm.auto import tqdm
+
+    kcal = units.kcal / units.mol  # eV per kcal/mol
+    ref_graph = bond_graph(atoms.numbers, atoms.positions)
     total = equil_steps + frames * stride
     n = len(atoms)
-    R = np.empty((frames, n, 3))
-    E = np.empty((frames, 1))
-    F = np.empty((frames, n, 3))
-    T = np.empty(frames)
+    R, E, F, T = np.empty((frames, n, 3)), np.empty((frames, 1)), np.empty((frames, n, 3)), np.empty(frames)
     graph_changes = 0
-
     t0 = time.perf_counter()
     bar = tqdm(total=total, unit="step", desc="GFN2-xTB MD", disable=not progress,
                mininterval=2.0, dynamic_ncols=True)
@@ -288,60 +208,87 @@ def generate(frames: int, seed: int, stride: int = 10, equil_steps: int = 2000,
         if not np.array_equal(bond_graph(atoms.numbers, R[m]), ref_graph):
             graph_changes += 1
     bar.close()
-    t_md = time.perf_counter() - t0
     if dyn.nsteps != total:
         raise RuntimeError(f"expected {total} MD steps, got {dyn.nsteps}")
-    md_calls = n_calls["n"] - calls_relax
+    return {"R": R, "E": E, "F": F, "T": T, "graph_changes": graph_changes, "t_equil": t_equil,
+            "t_md": time.perf_counter() - t0}
 
-    data = {
-        "z": np.asarray(atoms.numbers, dtype=np.int64),
-        "R": R, "E": E, "F": F,
+
+def _settings(seed, start_used, fmax, temperature_K, timestep_fs, friction_per_fs, equil_steps, stride, frames):
+    return {
+        "seed": seed, "start_structure": start_used,
+        "relax": {"optimizer": "ase.optimize.BFGS", "fmax_eV_per_A": fmax},
+        "calculator": "tblite.ase.TBLite(method='GFN2-xTB') defaults (accuracy 1.0, "
+                      "electronic temperature 300 K), SCC restarted from previous step",
+        "md": {"integrator": "ase.md.langevin.Langevin", "fixcm": False,
+               "constraint": "FixCom", "temperature_K": temperature_K,
+               "timestep_fs": timestep_fs, "friction_per_fs": friction_per_fs,
+               "initial_momenta": "Maxwell-Boltzmann (thermalize_momenta, rng=default_rng(seed)) + Stationary + ZeroRotation",
+               "equilibration_steps": equil_steps, "stride_steps": stride,
+               "production_steps": frames * stride},
+        "forces_stored": "raw GFN2-xTB forces (no constraint projection)",
     }
-    data["md5"] = np.array(sgdml_md5(data))
-    data["name"] = np.array(NAME)
-    data["theory"] = np.array(THEORY)
-    data["type"] = np.array("d")
 
-    prov = {
+
+def _provenance(data: dict, md: dict, relax: dict, settings: dict, start_used: str, calls: dict,
+                t_start: float) -> dict:
+    from ase import units
+
+    E, F, T = md["E"], md["F"], md["T"]
+    md_calls = calls["md"]
+    return {
         "description": "Aspirin demo trajectory, MD17 schema, GFN2-xTB labels. "
                        "NOT the published MD17 (PBE+vdW-TS) data; do not compare errors with papers.",
         "molecule": NAME, "smiles": SMILES, "theory": THEORY,
         "units": {"R": "Angstrom", "E": "kcal/mol", "F": "kcal/mol/Angstrom",
-                  "eV_per_kcal_mol": kcal},
-        "settings": {
-            "seed": seed, "start_structure": start_used,
-            "relax": {"optimizer": "ase.optimize.BFGS", "fmax_eV_per_A": fmax},
-            "calculator": "tblite.ase.TBLite(method='GFN2-xTB') defaults (accuracy 1.0, "
-                          "electronic temperature 300 K), SCC restarted from previous step",
-            "md": {"integrator": "ase.md.langevin.Langevin", "fixcm": False,
-                   "constraint": "FixCom", "temperature_K": temperature_K,
-                   "timestep_fs": timestep_fs, "friction_per_fs": friction_per_fs,
-                   "initial_momenta": "Maxwell-Boltzmann (thermalize_momenta, rng=default_rng(seed)) + Stationary + ZeroRotation",
-                   "equilibration_steps": equil_steps, "stride_steps": stride,
-                   "production_steps": frames * stride},
-            "forces_stored": "raw GFN2-xTB forces (no constraint projection)",
-        },
+                  "eV_per_kcal_mol": units.kcal / units.mol},
+        "settings": settings,
         "versions": {"python": platform.python_version(), "tblite": package_version("tblite"),
                      "ase": package_version("ase"), "numpy": np.__version__,
                      "rdkit": package_version("rdkit") if start_used.startswith("rdkit") else None},
-        "frames": frames, "atoms": n,
-        "relax_steps": relax_steps, "relaxed_energy_eV": relaxed_energy,
-        "relaxed_fmax_eV_per_A": relax_fmax,
-        "force_calls": {"relax": calls_relax, "md": md_calls},
-        "wall_s": {"relax": t_relax, "equilibration": t_equil, "md_total": t_md,
+        "frames": E.shape[0], "atoms": F.shape[1],
+        "relax_steps": relax["relax_steps"], "relaxed_energy_eV": relax["relaxed_energy_eV"],
+        "relaxed_fmax_eV_per_A": relax["relaxed_fmax_eV_per_A"],
+        "force_calls": calls,
+        "wall_s": {"relax": relax["t_relax"], "equilibration": md["t_equil"], "md_total": md["t_md"],
                    "total": time.perf_counter() - t_start,
-                   "ms_per_md_step": 1000 * t_md / max(md_calls, 1)},
+                   "ms_per_md_step": 1000 * md["t_md"] / max(md_calls, 1)},
         "E_min_kcal": float(E.min()), "E_max_kcal": float(E.max()),
         "E_range_kcal": float(E.max() - E.min()),
         "F_rms_kcal_per_A": float(np.sqrt(np.mean(F ** 2))),
         "max_abs_net_force_kcal_per_A": float(np.abs(F.sum(axis=1)).max()),
         "T_mean_K": float(T.mean()), "T_std_K": float(T.std()),
         "T_dof": "3N-3",
-        "frames_with_changed_bond_graph": graph_changes,
+        "frames_with_changed_bond_graph": md["graph_changes"],
         "bond_graph_rule": "bonded if d < 1.25 * (r_cov_i + r_cov_j), ase.data.covalent_radii",
         "md5": str(data["md5"]),
     }
-    return data, prov
+
+
+def generate(frames: int, seed: int, stride: int = 10, equil_steps: int = 2000,
+             temperature_K: float = 500.0, timestep_fs: float = 0.5,
+             friction_per_fs: float = 0.01, fmax: float = 0.01, start: str = "auto",
+             progress: bool = True):
+    """Run relax + Langevin MD; return (data dict for npz, provenance dict)."""
+    t_start = time.perf_counter()
+    atoms, start_used = start_structure(seed, start)
+    calc = make_calc()
+    n_calls = _count_calls(calc)
+    atoms.calc = calc
+    relax = _relax(atoms, fmax)
+    calls_relax = n_calls["n"]
+    dyn = _langevin(atoms, seed, temperature_K, timestep_fs, friction_per_fs)
+    md = _sample(dyn, atoms, frames, stride, equil_steps, progress)
+    calls = {"relax": calls_relax, "md": n_calls["n"] - calls_relax}
+
+    data = {"z": np.asarray(atoms.numbers, dtype=np.int64), "R": md["R"], "E": md["E"], "F": md["F"]}
+    data["md5"] = np.array(sgdml_md5(data))
+    data["name"] = np.array(NAME)
+    data["theory"] = np.array(THEORY)
+    data["type"] = np.array("d")
+    settings = _settings(seed, start_used, fmax, temperature_K, timestep_fs, friction_per_fs, equil_steps, stride,
+                         frames)
+    return data, _provenance(data, md, relax, settings, start_used, calls, t_start)
 
 
 def main(argv=None) -> int:
