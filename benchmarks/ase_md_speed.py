@@ -148,8 +148,8 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)  # entry point: set explicitly, never in the library
-    from empp_ff.inference.calculator import EMPPCalculator
     from empp_ff.export import export_potential, load_model_file
+    from empp_ff.inference.calculator import EMPPCalculator
     from empp_ff.testing.models import demo_potential, demo_spec
 
     load_start = loadavg()

@@ -56,12 +56,12 @@ def main(argv=None):
 
     torch.set_num_threads(args.threads)
     load_start = list(os.getloadavg())
-    from empp_ff.testing.batches import collate, molecule_graph
     from empp_ff.empp.config import EMPPConfig
     from empp_ff.empp.module import EMPPModule
     from empp_ff.model.backbone import MACEBackbone
     from empp_ff.model.potential import Potential
     from empp_ff.model.spec import BackboneSpec
+    from empp_ff.testing.batches import collate, molecule_graph
 
     z, R, E, F = load_aspirin(args.data)
     species = sorted(set(z.tolist()))

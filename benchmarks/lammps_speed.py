@@ -129,10 +129,10 @@ def main():
     args = ap.parse_args()
 
     import torch
+    from make_data import aspirin, liquid_box, write
 
     from empp_ff.inference.lammps.build import build_plugin
     from empp_ff.testing.models import make_model
-    from make_data import aspirin, liquid_box, write
 
     torch.set_num_threads(1)
     torch._C._set_graph_executor_optimize(False)  # as the plugin (jit_optimize no)

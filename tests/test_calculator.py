@@ -19,7 +19,6 @@ from empp_ff.testing.models import demo_checkpoint
 
 from conftest import ethanol
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
@@ -162,7 +161,7 @@ def test_skin_list_is_exact_and_reused(model64):
     atoms = small_cell().repeat((2, 1, 1))
     skinned = fresh(model64, skin=0.6, min_distance=None)
     reference = fresh(model64, skin=0.0, min_distance=None)
-    for step in range(6):
+    for _ in range(6):
         atoms.positions += rng.normal(scale=0.05, size=atoms.positions.shape)
         a, b = atoms.copy(), atoms.copy()
         a.calc, b.calc = skinned, reference

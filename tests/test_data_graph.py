@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from empp_ff.data.dataset import GraphDataset, make_loader
-from empp_ff.neighbours import neighbour_graph
 from empp_ff.data.store import StructureStore, write_store
 from empp_ff.data.structure import Structure
+from empp_ff.neighbours import neighbour_graph
 
 
 def _edges(ei, sh):
@@ -52,7 +52,7 @@ def test_small_cubic_cell_matches_supercell(r):
     pos = np.array([[0.1, 0.2, 0.3], [1.1, 0.9, 1.2]])
     ei, sh = neighbour_graph(pos, r, cell=cell, pbc=[True, True, True])
     assert ei.shape[1] == _supercell_count(pos, cell, r)
-    assert np.any((ei[0] == ei[1]))  # periodic self-images present
+    assert np.any(ei[0] == ei[1])  # periodic self-images present
     vec = pos[ei[1]] - pos[ei[0]] + sh
     assert np.all(np.linalg.norm(vec, axis=1) < r)
     # shifts are Cartesian multiples of the cell vectors

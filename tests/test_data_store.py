@@ -97,8 +97,7 @@ def test_forces_appear_late(tmp_path):
 
 def test_atomic_write(tmp_path):
     def boom():
-        for s in _structs()[:4]:
-            yield s
+        yield from _structs()[:4]
         raise RuntimeError("reader crashed")
 
     out = tmp_path / "final.h5"
@@ -135,7 +134,8 @@ def test_lazy_handle_reopens_after_pickle_and_pid_change(tmp_path):
 def test_convert_provenance(tmp_path):
     rng = np.random.default_rng(3)
     src = tmp_path / "m.npz"
-    np.savez(src, z=np.array([6, 1]), R=rng.normal(size=(5, 2, 3)), E=rng.normal(size=(5, 1)), F=rng.normal(size=(5, 2, 3)))
+    np.savez(src, z=np.array([6, 1]), R=rng.normal(size=(5, 2, 3)), E=rng.normal(size=(5, 1)),
+             F=rng.normal(size=(5, 2, 3)))
     out = convert(src, tmp_path / "m.h5", progress=False)
     with StructureStore(out) as st:
         assert len(st) == 5 and st.attrs["source_format"] == "md17"

@@ -3,7 +3,6 @@
 import pytest
 import torch
 
-from empp_ff.testing.batches import collate, molecule_graph, random_molecule
 from empp_ff.empp.config import EMPPConfig
 from empp_ff.empp.direction import DirectionHead
 from empp_ff.empp.head import PositionHead
@@ -12,6 +11,7 @@ from empp_ff.empp.norm import IrrepsRMSNorm
 from empp_ff.model._imports import import_e3nn_o3
 from empp_ff.model.backbone import MACEBackbone
 from empp_ff.model.spec import BackboneSpec
+from empp_ff.testing.batches import collate, molecule_graph, random_molecule
 
 o3 = import_e3nn_o3()
 SPECIES = [1, 6, 8]

@@ -2,8 +2,8 @@
 
 import torch
 
-from empp_ff.testing.batches import collate, molecule_graph, random_molecule
 from empp_ff.empp.masking import build_masked_batch, sample_mask_indices
+from empp_ff.testing.batches import collate, molecule_graph, random_molecule
 
 
 def _batch(sizes, r_max=2.5, box=4.0, seed=0):
@@ -11,7 +11,8 @@ def _batch(sizes, r_max=2.5, box=4.0, seed=0):
     graphs = []
     for n in sizes:
         p, z = random_molecule(n, [1, 6, 8], g, box=box)
-        graphs.append(molecule_graph(p, z, r_max, energy=-10.0, forces=torch.randn(n, 3, generator=g, dtype=torch.float64)))
+        forces = torch.randn(n, 3, generator=g, dtype=torch.float64)
+        graphs.append(molecule_graph(p, z, r_max, energy=-10.0, forces=forces))
     return collate(graphs)
 
 

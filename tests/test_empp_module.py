@@ -6,11 +6,11 @@ import math
 import pytest
 import torch
 
-from empp_ff.testing.batches import collate, molecule_graph, random_molecule
 from empp_ff.empp.config import EMPPConfig
 from empp_ff.empp.module import EMPPModule
 from empp_ff.model.backbone import MACEBackbone
 from empp_ff.model.spec import BackboneSpec
+from empp_ff.testing.batches import collate, molecule_graph, random_molecule
 
 SPECIES = [1, 6, 8]
 E0 = {1: -13.0, 6: -1000.0, 8: -2000.0}
@@ -30,7 +30,8 @@ def backbone():
 @pytest.fixture(scope="module")
 def module(backbone):
     torch.manual_seed(1)
-    return EMPPModule(EMPPConfig(enabled=True, num_masks=3, mask_loss_reduction="sum", grid_res=[30, 31]), backbone, STATS)
+    config = EMPPConfig(enabled=True, num_masks=3, mask_loss_reduction="sum", grid_res=[30, 31])
+    return EMPPModule(config, backbone, STATS)
 
 
 def _batch(sizes=(6, 5, 4), seed=0, energy=True, forces=True):

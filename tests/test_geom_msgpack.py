@@ -8,8 +8,8 @@ from ase import units
 
 msgpack = pytest.importorskip("msgpack")
 
-from empp_ff.data.readers import detect_format, read_structures  # noqa: E402
 from empp_ff.data.conversion import convert  # noqa: E402
+from empp_ff.data.readers import detect_format, read_structures  # noqa: E402
 from empp_ff.data.store import StructureStore  # noqa: E402
 
 # Two chunks, three molecules, as the published files: a stream of maps SMILES -> molecule.
@@ -39,7 +39,7 @@ def _mol(smiles: str, seed: int) -> tuple[dict, list]:
 def _write(path, chunks):
     ref = []
     with open(path, "wb") as fh:
-        for c, names in enumerate(chunks):
+        for names in chunks:
             chunk = {}
             for s in names:
                 chunk[s], r = _mol(s, seed=len(ref) + 1)

@@ -174,8 +174,8 @@ def test_create_lammps_python_module(plugin, model64, box, box_reference, tmp_pa
 
 def test_python_module_under_mpirun(plugin, model64, box, box_reference, tmp_path):
     """`mpirun -np 2 python script.py` with create_lammps (no LD_LIBRARY_PATH, no mpi4py)."""
-    from empp_ff.inference.lammps.paths import find_mpirun
     from empp_ff.inference.lammps.inputs import write_data
+    from empp_ff.inference.lammps.paths import find_mpirun
 
     elements = write_data(box, tmp_path / "box.data")
     script = tmp_path / "run.py"
@@ -272,7 +272,7 @@ def test_ghost_shell_too_small_is_wrong(model64, box, box_reference, np_ranks, f
 
 
 def test_matches_reference_float32(model32, box):
-    from empp_ff.testing.lammps import lammps_single_point, reference, NKTV2P_METAL
+    from empp_ff.testing.lammps import NKTV2P_METAL, lammps_single_point, reference
 
     ref = reference(model32, box)
     res = lammps_single_point(model32, box, np_ranks=2)

@@ -11,11 +11,10 @@ from click.testing import CliRunner
 
 from empp_ff.calculator import EMPPCalculator
 from empp_ff.cli import main
-from empp_ff.testing.models import demo_checkpoint
 from empp_ff.inference.md import energy_drift, optimize, run_md
+from empp_ff.testing.models import demo_checkpoint
 
 from conftest import ethanol
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

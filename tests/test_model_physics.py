@@ -5,10 +5,10 @@ import pytest
 import torch
 from torch_geometric.data import Batch, Data
 
-from empp_ff.neighbours import neighbour_graph
 from empp_ff.model.backbone import build_backbone
 from empp_ff.model.potential import Potential
 from empp_ff.model.spec import BackboneSpec
+from empp_ff.neighbours import neighbour_graph
 
 from conftest import TINY_MODEL
 

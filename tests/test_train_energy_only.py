@@ -8,6 +8,7 @@ import numpy as np
 from click.testing import CliRunner
 
 from empp_ff.cli import main
+
 from conftest import TINY_MODEL
 
 
@@ -16,7 +17,8 @@ def _geom_like(path, with_forces):
     rng = np.random.default_rng(0)
     with h5py.File(path, "w") as f:
         f.attrs["units"] = "positions: Angstrom; energy: eV; forces: eV/Angstrom"
-        for name, z in {"mol_a": [6, 6, 8, 1, 1, 1, 1], "mol_b": [6, 8, 1, 1, 1, 1], "mol_c": [7, 6, 6, 1, 1, 1, 1, 1]}.items():
+        molecules = {"mol_a": [6, 6, 8, 1, 1, 1, 1], "mol_b": [6, 8, 1, 1, 1, 1], "mol_c": [7, 6, 6, 1, 1, 1, 1, 1]}
+        for name, z in molecules.items():
             base = rng.uniform(-1.5, 1.5, size=(len(z), 3))
             conf = base[None] + 0.05 * rng.normal(size=(6, len(z), 3))
             g = f.create_group(name)

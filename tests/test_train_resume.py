@@ -14,7 +14,6 @@ from empp_ff.train.checkpoint import load_checkpoint
 from empp_ff.train.config import load_config
 from empp_ff.train.trainer import run_training
 
-
 F64 = {"model.dtype": "float64"}
 
 

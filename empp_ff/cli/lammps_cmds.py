@@ -65,8 +65,8 @@ def path_cmd():
 @click.argument("lmp_args", nargs=-1, type=click.UNPROCESSED)
 def run_cmd(input_file, nprocs, variables, lmp_args):
     """Run `lmp -in INPUT_FILE` with pair_style empp available (extra args go to lmp)."""
-    from empp_ff.inference.lammps.runner import lammps_command, run_input
     from empp_ff.inference.lammps.paths import plugin_path
+    from empp_ff.inference.lammps.runner import lammps_command, run_input
 
     if plugin_path() is None:
         raise click.ClickException("pair_style empp is not built: run `empp-ff lammps build`")
@@ -99,8 +99,8 @@ def md_cmd(model, structure, steps, dt_fs, temperature, ensemble, tdamp, thermo,
 
     from ase.io import read
 
-    from empp_ff.inference.lammps.paths import plugin_path
     from empp_ff.inference.lammps.inputs import md_input, write_data
+    from empp_ff.inference.lammps.paths import plugin_path
     from empp_ff.inference.lammps.runner import run_input
 
     if plugin_path() is None:

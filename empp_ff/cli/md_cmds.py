@@ -8,8 +8,8 @@ import click
 
 
 def _calculator(model, device):
-    from empp_ff.inference.calculator import EMPPCalculator
     from empp_ff.export import ModelFileError
+    from empp_ff.inference.calculator import EMPPCalculator
 
     try:
         return EMPPCalculator(model, device=device)

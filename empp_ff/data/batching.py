@@ -110,7 +110,9 @@ class BudgetBatchSampler(Sampler[list[int]]):
         if int(max_size) < 1:
             raise ValueError(f"max_size must be >= 1, got {max_size}")
         if num_replicas < 1 or not 0 <= rank < num_replicas:
-            raise ValueError(f"need num_replicas >= 1 and 0 <= rank < num_replicas, got rank={rank}, num_replicas={num_replicas}")
+            raise ValueError(
+                f"need num_replicas >= 1 and 0 <= rank < num_replicas, got rank={rank}, num_replicas={num_replicas}"
+            )
         if max_graphs is not None and max_graphs < 1:
             raise ValueError(f"max_graphs must be >= 1 or None, got {max_graphs}")
         if oversize not in ("single", "error"):

@@ -61,7 +61,8 @@ def convert(
 
         bar = tqdm(desc=f"convert {os.path.basename(src)}", unit="struct")
     try:
-        return write_store(structures, out_path, prov, chunk=chunk, source=prov["input"], source_format=fmt, progress=bar)
+        return write_store(structures, out_path, prov, chunk=chunk, source=prov["input"], source_format=fmt,
+                           progress=bar)
     finally:
         if bar is not None:
             bar.close()

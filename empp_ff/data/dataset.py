@@ -15,8 +15,8 @@ from torch.utils.data import Dataset
 from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
 
-from empp_ff.neighbours import neighbour_graph
 from empp_ff.data.store import StructureStore
+from empp_ff.neighbours import neighbour_graph
 
 __all__ = ["GraphDataset", "make_loader", "epoch_generator"]
 
@@ -41,7 +41,10 @@ class GraphDataset(Dataset):
     ) -> None:
         self.store = store if isinstance(store, StructureStore) else StructureStore(store)
         n = len(self.store)
-        self.indices = np.arange(n, dtype=np.int64) if indices is None else np.asarray(indices, dtype=np.int64).reshape(-1)
+        if indices is None:
+            self.indices = np.arange(n, dtype=np.int64)
+        else:
+            self.indices = np.asarray(indices, dtype=np.int64).reshape(-1)
         if self.indices.size and (self.indices.min() < -n or self.indices.max() >= n):
             raise IndexError(f"indices out of range for store {self.store.path!r} with {n} structures")
         self.r_max = float(r_max)

@@ -47,14 +47,16 @@ def make_splits(
     te = n - tr - va if n_test is None else _size(n_test, n, "n_test")
     if tr + va + te > n or te < 0:
         raise ValueError(
-            f"split sizes exceed the dataset: n_train={tr} + n_val={va} + n_test={max(te, 0) if n_test is not None else 'rest'} "
-            f"> n={n}"
+            f"split sizes exceed the dataset: n_train={tr} + n_val={va} + "
+            f"n_test={max(te, 0) if n_test is not None else 'rest'} > n={n}"
         )
     perm = np.random.default_rng(seed).permutation(n).astype(np.int64)
     return {"train": perm[:tr], "val": perm[tr : tr + va], "test": perm[tr + va : tr + va + te]}
 
 
-def save_splits(path: str | os.PathLike, splits: dict[str, np.ndarray], seed: int | None = None, n: int | None = None) -> None:
+def save_splits(
+    path: str | os.PathLike, splits: dict[str, np.ndarray], seed: int | None = None, n: int | None = None
+) -> None:
     """Write ``splits.json``: {"train": [...], "val": [...], "test": [...], "seed": s, "n": n} (atomically)."""
     doc: dict = {k: [int(i) for i in np.asarray(v).tolist()] for k, v in splits.items() if k not in ("seed", "n")}
     doc["seed"] = None if seed is None else int(seed)

@@ -11,8 +11,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from empp_ff.neighbours import neighbour_graph
 from empp_ff.data.store import StructureStore
+from empp_ff.neighbours import neighbour_graph
 
 __all__ = ["fit_e0s", "compute_statistics"]
 

@@ -206,7 +206,7 @@ class StructureStore:
         self._pid = None
         self._ds = {}
 
-    def __enter__(self) -> "StructureStore":
+    def __enter__(self) -> StructureStore:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -280,7 +280,7 @@ class StructureStore:
 
     # --- data ----------------------------------------------------------------
     def _source(self) -> Any:
-        self._h5  # (re)opens the handle after fork and fills self._ds
+        _ = self._h5  # (re)opens the handle after fork and fills self._ds
         if self._small:
             if self._cache is None:
                 self._cache = {k: d[()] for k, d in self._ds.items() if k != "offsets"}

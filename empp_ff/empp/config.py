@@ -47,7 +47,7 @@ class EMPPConfig:
     radius_tau: float = 1.0
     radius_mlp_hidden: int = 64
 
-    def validate(self, feature_lmax: Optional[int] = None) -> "EMPPConfig":
+    def validate(self, feature_lmax: Optional[int] = None) -> EMPPConfig:
         """Raise ``ValueError`` naming the bad field; ``feature_lmax`` (the
         backbone features' max l), when given, bounds ``head_lmax``."""
 
@@ -94,7 +94,7 @@ class EMPPConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: Dict[str, Any]) -> "EMPPConfig":
+    def from_dict(cls, d: Dict[str, Any]) -> EMPPConfig:
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(d) - known)
         if unknown:

@@ -66,7 +66,8 @@ def sample_mask_indices(
     """
     n_atoms = batch.shape[0]
     device = batch.device
-    keys = torch.rand(n_atoms, generator=generator, dtype=torch.float64, device=generator.device if generator is not None else device)
+    key_device = generator.device if generator is not None else device
+    keys = torch.rand(n_atoms, generator=generator, dtype=torch.float64, device=key_device)
     keys = keys.to(device) + batch.to(torch.float64)
     order = torch.argsort(keys)  # permuted atoms, grouped by graph
     sizes = graph_sizes(batch, num_graphs)

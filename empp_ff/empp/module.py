@@ -22,6 +22,7 @@ from typing import Dict, Optional
 
 import torch
 
+from empp_ff._elements import z_table
 from empp_ff.empp.conditioning import LabelConditioning
 from empp_ff.empp.config import EMPPConfig
 from empp_ff.empp.direction import DirectionHead
@@ -30,7 +31,6 @@ from empp_ff.empp.loss import kl_per_pair, per_copy_loss, reduce_copies
 from empp_ff.empp.masking import MaskedBatch, build_masked_batch, sample_mask_indices
 from empp_ff.empp.radius import RadiusHead
 from empp_ff.empp.targets import direction_target, radius_bin_centres, radius_target
-from empp_ff._elements import z_table
 from empp_ff.model.backbone import default_dtype
 from empp_ff.model.scatter import scatter_sum
 
@@ -71,17 +71,20 @@ class EMPPModule(torch.nn.Module):
             raise ValueError(f"empp: energy_per_atom_std must be > 0, got {stats['energy_per_atom_std']}")
         if config.use_force_label and not stats["force_scale"] > 0:
             raise ValueError(f"empp: force_scale must be > 0, got {stats['force_scale']}")
-        self.register_buffer("energy_mean", torch.tensor(float(stats.get("energy_per_atom_mean", 0.0)), dtype=torch.float64))
-        self.register_buffer("energy_std", torch.tensor(float(stats.get("energy_per_atom_std", 1.0)), dtype=torch.float64))
-        self.register_buffer("force_scale", torch.tensor(float(stats.get("force_scale", 1.0)), dtype=torch.float64))
+        for buffer, key, default in (("energy_mean", "energy_per_atom_mean", 0.0),
+                                     ("energy_std", "energy_per_atom_std", 1.0),
+                                     ("force_scale", "force_scale", 1.0)):
+            self.register_buffer(buffer, torch.tensor(float(stats.get(key, default)), dtype=torch.float64))
         e0 = z_table(spec.atomic_numbers, list(spec.atomic_energies), 0.0, torch.float64)
         self.register_buffer("e0_by_z", e0, persistent=False)
 
         with default_dtype(dtype):
             self.conditioning = LabelConditioning(config, spec.atomic_numbers, backbone.message_irreps())
             self.head = PositionHead(feature_irreps, config.head_channels, lmax)
-        self.direction = DirectionHead(lmax, config.grid_res, config.head_channels, config.dir_mlp_hidden, config.tau, dtype=dtype)
-        self.radius = RadiusHead(config.head_channels, config.radius_mlp_hidden, config.radius_bins, config.radius_tau, dtype=dtype)
+        self.direction = DirectionHead(lmax, config.grid_res, config.head_channels, config.dir_mlp_hidden, config.tau,
+                                       dtype=dtype)
+        self.radius = RadiusHead(config.head_channels, config.radius_mlp_hidden, config.radius_bins, config.radius_tau,
+                                 dtype=dtype)
         self.register_buffer(
             "radius_centres", radius_bin_centres(config.radius_range, config.radius_bins, dtype=dtype), persistent=False
         )

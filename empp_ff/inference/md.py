@@ -257,7 +257,6 @@ class _TrajectoryWriter:
             self._traj.write()
         else:
             import ase.io
-
             from ase.calculators.singlepoint import SinglePointCalculator
 
             frame = self.atoms.copy()

@@ -82,7 +82,7 @@ class BackboneSpec(Architecture):
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: Dict[str, Any]) -> "BackboneSpec":
+    def from_dict(cls, d: Dict[str, Any]) -> BackboneSpec:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:

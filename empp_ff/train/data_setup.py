@@ -42,8 +42,8 @@ def resolve_data_path(cfg: Config) -> Path:
 
 
 def open_store(source: Path, run_dir: Path, cfg: Config, log: Callable[[str], None]):
-    from empp_ff.data.readers import detect_format
     from empp_ff.data.conversion import convert
+    from empp_ff.data.readers import detect_format
     from empp_ff.data.store import StructureStore
 
     fmt = cfg.data.format or detect_format(source)

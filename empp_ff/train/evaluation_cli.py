@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 from empp_ff.train.checkpoint import build_potential, load_checkpoint
-from empp_ff.train.evaluate import evaluate
 from empp_ff.train.distributed import select_device
+from empp_ff.train.evaluate import evaluate
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -20,10 +20,10 @@ def _same_file(a: Path, b: Path) -> bool:
 
 def run_eval(target, data: Optional[str], split: str = "auto", batch_size: int = 32, device: str = "auto",
              use_ema: bool = True, progress: bool = False) -> Dict[str, Any]:
+    from empp_ff.data.conversion import convert
     from empp_ff.data.dataset import GraphDataset, make_loader
     from empp_ff.data.readers import detect_format
     from empp_ff.data.splits import load_splits
-    from empp_ff.data.conversion import convert
     from empp_ff.data.store import StructureStore
 
     state = load_checkpoint(target)

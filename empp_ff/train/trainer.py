@@ -316,7 +316,8 @@ class Trainer:
             # Model selection as in Equiformer's MD17 protocol: weighted MAEs.
             e = result["val_energy_per_atom_mae_mev"]
             f = result["val_forces_mae_mev_per_a"] if self.train_forces else 0.0
-            result["val_loss"] = self.cfg.loss.energy_weight * e + self.cfg.loss.forces_weight * (f if math.isfinite(f) else 0.0)
+            f = f if math.isfinite(f) else 0.0
+            result["val_loss"] = self.cfg.loss.energy_weight * e + self.cfg.loss.forces_weight * f
         else:
             result["val_loss"] = result.get("val_empp_loss", float("nan"))
         return result
@@ -324,7 +325,8 @@ class Trainer:
     # ------------------------------------------------------------------ main
     def fit(self) -> Dict[str, Any]:
         cfg = self.cfg
-        tensorboard = TensorBoardLog(self.run_dir, cfg.train.tensorboard and self.dist.is_main, self.epoch + 1, self.log)
+        tensorboard = TensorBoardLog(self.run_dir, cfg.train.tensorboard and self.dist.is_main, self.epoch + 1,
+                                     self.log)
         start = time.perf_counter() - self.wall_offset
         try:
             while self.epoch < cfg.train.max_epochs:

