@@ -13,13 +13,18 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional
 
+from empp_ff.empp.weighting import AuxWeighting
+
 _MASK_REDUCTIONS = ("sum", "mean")
 _PAIR_REDUCTIONS = ("global_mean", "per_atom_mean")
 _RADIUS_MODES = ("paper", "reference")
 
 
 @dataclass
-class EMPPConfig:
+class EMPPConfig(AuxWeighting):
+    """EMPP's method settings; ``weight``, ``schedule``, ``grad_balance`` and
+    ``batch_fraction`` come from :class:`AuxWeighting`."""
+
     enabled: bool = False
     num_masks: int = 1
     weight: float = 50.0
@@ -56,8 +61,10 @@ class EMPPConfig:
 
         if not isinstance(self.num_masks, int) or self.num_masks < 1:
             bad(f"num_masks must be an integer >= 1, got {self.num_masks!r}")
-        if self.weight < 0:
-            bad(f"weight must be >= 0, got {self.weight}")
+        try:
+            self.validate_weighting("empp")
+        except ValueError as exc:
+            bad(str(exc).removeprefix("empp."))
         if self.mask_loss_reduction not in _MASK_REDUCTIONS:
             bad(f"mask_loss_reduction must be one of {_MASK_REDUCTIONS}, got {self.mask_loss_reduction!r}")
         if self.pair_reduction not in _PAIR_REDUCTIONS:
