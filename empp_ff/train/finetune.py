@@ -1,47 +1,90 @@
 """Fine-tuning: start a run from the weights of another run's checkpoint.
 
-Backbone (and EMPP) tensors whose names and shapes match are copied;
-data-dependent buffers (E0s, scale/shift) and anything whose shape differs
-(e.g. element tables when the species differ) keep their fresh values. The
-record of what was loaded is written to ``finetune.json`` by the trainer.
+The architectures must agree (``model.*`` fields other than ``dtype``); a
+difference is an error naming the fields, never a silent re-initialisation. Every
+backbone parameter is carried over; the element-dependent ones (node embedding,
+``skip_tp``, symmetric contractions) by atomic number, so a backbone pre-trained on
+drug-like molecules (H C N O F S Cl) fine-tunes on an H C O molecule with its
+chemistry intact (empp_ff/model/transfer.py). Buffers that depend on the data (E0s,
+scale/shift, EMPP label statistics) keep the new run's values. EMPP weights are
+carried over when both runs use EMPP with the same head. The record of what was
+loaded is written to ``finetune.json`` by the trainer.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, List
+from typing import Any, Dict
 
+from empp_ff.model.spec import Architecture
+from empp_ff.model.transfer import transfer_weights
 from empp_ff.train.checkpoint import load_checkpoint
+from empp_ff.train.config import ConfigError
 
-# Buffers fixed by the new run's data, never taken from the source run.
-_DATA_BUFFERS = ("atomic_energies_fn.", "scale_shift.")
+# Fields that may differ between the pre-trained and the fine-tuned model.
+_FREE_FIELDS = ("dtype",)
+
+
+def architecture_differences(source: Dict[str, Any], target: Architecture) -> Dict[str, tuple]:
+    """{field: (checkpoint value, this run's value)} for every architecture field that differs."""
+    import dataclasses
+
+    diffs = {}
+    for f in dataclasses.fields(Architecture):
+        if f.name in _FREE_FIELDS:
+            continue
+        mine = getattr(target, f.name)
+        theirs = source.get(f.name, f.default if f.default is not dataclasses.MISSING else None)
+        if theirs != mine:
+            diffs[f.name] = (theirs, mine)
+    return diffs
 
 
 def load_pretrained(model, target) -> Dict[str, Any]:
-    """Copy matching weights of checkpoint (or run directory) ``target`` into
-    ``model`` (a TrainingModel); return the record for ``finetune.json``."""
+    """Copy the weights of checkpoint (or run directory) ``target`` into ``model``
+    (a TrainingModel); return the record for ``finetune.json``."""
     state = load_checkpoint(target)
-    source = state.get("ema_potential_state") or state["potential_state"]
-    own = model.potential.state_dict()
-    loaded, reinitialised = [], []
-    for name, value in own.items():
-        src = source.get(name)
-        if src is not None and src.shape == value.shape and not any(s in name for s in _DATA_BUFFERS):
-            own[name] = src.to(value.dtype)
-            loaded.append(name)
-        else:
-            reinitialised.append(name)
-    model.potential.load_state_dict(own)
-    empp_loaded: List[str] = []
-    if model.empp is not None and state.get("empp_state"):
-        empp_own = model.empp.state_dict()
-        for name, value in empp_own.items():
-            src = state["empp_state"].get(name)
-            if src is not None and src.shape == value.shape and "label" not in name:
-                empp_own[name] = src.to(value.dtype)
-                empp_loaded.append(name)
-        model.empp.load_state_dict(empp_own)
+    source_spec = state["backbone_spec"]
+    backbone = model.potential.backbone
+    diffs = architecture_differences(source_spec, backbone.spec)
+    if diffs:
+        listed = ", ".join(f"model.{k}: {a!r} in the checkpoint, {b!r} here" for k, (a, b) in diffs.items())
+        fix = " ".join(f"--set model.{k}={_yaml(a)}" for k, (a, _) in diffs.items())
+        raise ConfigError(f"finetune_from={target}: the architecture differs from the checkpoint's ({listed}). "
+                          f"Use the checkpoint's architecture, e.g. {fix}")
+    source = _source_module(state, backbone)
+    report = transfer_weights(source, model.potential, source_spec["atomic_numbers"], backbone.spec.atomic_numbers)
+    empp_record = _carry_empp(model, state, source_spec)
     return {
-        "finetune_from": str(target), "checkpoint": state["path"],
-        "loaded": loaded, "reinitialised": reinitialised, "empp_loaded": empp_loaded,
-        "source_task": state["config"].get("task"),
+        "finetune_from": str(target), "checkpoint": state["path"], "source_task": state["config"].get("task"),
+        "source_elements": list(source_spec["atomic_numbers"]), "elements": list(backbone.spec.atomic_numbers),
+        **report.as_dict(), **empp_record,
     }
+
+
+def _source_module(state: Dict[str, Any], backbone):
+    """The checkpoint's potential (EMA weights when it has them), rebuilt from its own spec."""
+    from empp_ff.train.checkpoint import build_potential
+
+    return build_potential(state, use_ema=True, dtype=backbone.spec.dtype)
+
+
+def _carry_empp(model, state: Dict[str, Any], source_spec: Dict[str, Any]) -> Dict[str, Any]:
+    if model.empp is None or not state.get("empp_state"):
+        return {"empp_loaded": [], "empp_note": "no EMPP weights to carry over"}
+    from empp_ff.empp.config import EMPPConfig
+    from empp_ff.empp.module import EMPPModule
+
+    source_cfg = EMPPConfig.from_dict(state["config"]["empp"])
+    try:
+        source = EMPPModule(source_cfg, _source_module(state, model.potential.backbone).backbone,
+                            state.get("label_stats"))
+        source.load_state_dict(state["empp_state"])
+        report = transfer_weights(source, model.empp, source_spec["atomic_numbers"],
+                                  model.potential.backbone.spec.atomic_numbers)
+    except (ValueError, RuntimeError) as exc:  # a different head: EMPP restarts, the backbone does not
+        return {"empp_loaded": [], "empp_note": f"EMPP head re-initialised: {exc}"}
+    return {"empp_loaded": report.copied + report.by_element}
+
+
+def _yaml(value) -> str:
+    return str(value).replace(" ", "")
