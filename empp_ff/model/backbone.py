@@ -92,6 +92,16 @@ class MACEBackbone(torch.nn.Module):
         return BackboneSpec.from_dict(self.spec_dict)
 
     @torch.jit.unused
+    def set_reference_energies(self, energies) -> None:
+        """Replace the per-element reference energies (eV, in ``atomic_numbers`` order):
+        the buffer the forward uses and the spec that rebuilds the model."""
+        buffer = self.mace.atomic_energies_fn.atomic_energies
+        values = torch.as_tensor(list(energies), dtype=torch.float64).reshape(buffer.shape)
+        with torch.no_grad():
+            buffer.copy_(values.to(buffer.dtype))
+        self.spec_dict["atomic_energies"] = [float(v) for v in values.reshape(-1)]
+
+    @torch.jit.unused
     def feature_irreps(self):
         """Irreps of the node features returned by ``forward`` (last layer)."""
         return self.mace.products[-1].linear.irreps_out

@@ -33,6 +33,7 @@ def molecule_graph(positions: torch.Tensor, atomic_numbers: torch.Tensor, r_max:
         forces=forces if has_f else torch.full_like(positions, float("nan")),
         has_energy=torch.tensor([has_e]),
         has_forces=torch.tensor([has_f]),
+        n_atoms=torch.tensor([n], dtype=torch.long),
         num_nodes=n,
     )
 

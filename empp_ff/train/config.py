@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Optional, Union
 
 import yaml
 
+from empp_ff.denoise.config import DenoiseConfig
 from empp_ff.empp.config import EMPPConfig
 from empp_ff.model.spec import Architecture
 
@@ -80,6 +81,20 @@ class TrainConfig:
     threads: Optional[int] = None  # torch intra-op threads for this run
     progress: bool = True
     tensorboard: bool = True
+    # After every epoch, refit the per-element reference energies to the (EMA) model's
+    # residual on the training set (train/energy_offset.py): removes the energy offset
+    # that the weak energy loss leaves, without changing any force.
+    refit_e0s: bool = True
+    # Every N optimiser steps, measure the gradient norm each loss term puts on the
+    # backbone (metrics.csv grad_* columns); null: never (it costs extra backward passes).
+    grad_norm_every: Optional[int] = None
+
+
+@dataclass
+class AuxConfig:
+    """Auxiliary losses besides EMPP, for comparison with it (``aux.denoise.*``)."""
+
+    denoise: DenoiseConfig = field(default_factory=DenoiseConfig)
 
 
 @dataclass
@@ -93,6 +108,7 @@ class Config:
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     empp: EMPPConfig = field(default_factory=EMPPConfig)
+    aux: AuxConfig = field(default_factory=AuxConfig)
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
@@ -203,6 +219,8 @@ def _check_values(cfg: Config) -> None:
     need(cfg.train.threads is None or cfg.train.threads >= 1, "train.threads must be >= 1 or null")
     need(cfg.train.max_atoms_per_batch is None or cfg.train.max_atoms_per_batch >= 1,
          "train.max_atoms_per_batch must be >= 1 or null")
+    need(cfg.train.grad_norm_every is None or cfg.train.grad_norm_every >= 1,
+         "train.grad_norm_every must be >= 1 or null")
     need(
         cfg.train.device == "auto" or cfg.train.device == "cpu" or cfg.train.device.startswith("cuda"),
         f"train.device must be auto, cpu, cuda or cuda:N, got {cfg.train.device!r}",
@@ -216,6 +234,10 @@ def _check_values(cfg: Config) -> None:
         cfg.empp.validate()
     except ValueError as exc:
         raise ConfigError(f"empp: {exc}") from exc
+    try:
+        cfg.aux.denoise.validate()
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 def config_from_dict(mapping: Dict[str, Any]) -> Config:

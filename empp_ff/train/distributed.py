@@ -123,3 +123,14 @@ def reduce_mean_dict(ctx: DistContext, sums: Dict[str, float], count: int, devic
     totals = ctx.all_reduce_sum([sums[k] for k in keys] + [float(count)], device)
     n = max(totals[-1], 1.0)
     return {k: v / n for k, v in zip(keys, totals[:-1])}
+
+
+def reduce_means(ctx: DistContext, sums: Dict[str, float], counts: Dict[str, float], device) -> Dict[str, float]:
+    """Per-key averages over all ranks' steps; keys no rank measured are left out.
+
+    Every rank must pass the same keys (zero counts are fine)."""
+    keys = sorted(sums)
+    totals = ctx.all_reduce_sum([sums[k] for k in keys] + [float(counts[k]) for k in keys], device)
+    n = len(keys)
+    return {k: totals[i] / totals[n + i] for i, k in enumerate(keys) if totals[n + i] > 0}
+

@@ -33,11 +33,14 @@ from empp_ff.train.config import Config, ConfigError, dump_config
 from empp_ff.train.data_setup import PreparedData, finite, prepare_data
 from empp_ff.train.distributed import init_distributed, reduce_mean_dict
 from empp_ff.train.ema import EMA
+from empp_ff.train.energy_offset import refit_reference_energies
+from empp_ff.train.epoch_stats import EpochStats, logged_keys
 from empp_ff.train.evaluate import evaluate
 from empp_ff.train.finetune import load_pretrained
 from empp_ff.train.io import write_csv, write_json
 from empp_ff.train.loaders import Loaders
-from empp_ff.train.metrics import ErrorAccumulator, supervised_loss
+from empp_ff.train.metrics import ErrorAccumulator
+from empp_ff.train.objective import Objective
 from empp_ff.train.report import METRIC_COLUMNS, epoch_line, final_report
 from empp_ff.train.resume import check_resumable, interrupted_state
 from empp_ff.train.schedule import warmup_cosine
@@ -111,16 +114,22 @@ class Trainer:
             torch.manual_seed(cfg.seed)
             potential = Potential(build_backbone(self.spec))
             empp = self._build_empp(potential) if cfg.empp.enabled else None
-        self.model = TrainingModel(potential, empp).to(self.device)
+            denoise = self._build_denoise(potential) if cfg.aux.denoise.enabled else None
+        self.model = TrainingModel(potential, empp, denoise).to(self.device)
         self.step_model = self.model
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
 
-            # EMPP's force encoder is idle on batches without forces: allow unused parameters.
+            balanced = [n for n, c in (("empp", cfg.empp), ("aux.denoise", cfg.aux.denoise))
+                        if c.enabled and c.grad_balance is not None]
+            if balanced:
+                raise ConfigError(f"{balanced[0]}.grad_balance needs one backward pass per loss term, which "
+                                  "DistributedDataParallel does not support: set it to null for multi-process runs")
+            # Auxiliary encoders are idle on some batches (no forces, batch_fraction): allow unused parameters.
             self.step_model = DistributedDataParallel(
                 self.model,
                 device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                find_unused_parameters=empp is not None,
+                find_unused_parameters=empp is not None or denoise is not None,
             )
         self.scale = float(self.spec.scale)
         self.loaders = Loaders(cfg, self.dist, self.device, self.data, self.spec.r_max, self.dtype, self.has_forces)
@@ -137,6 +146,8 @@ class Trainer:
             min_ratio=cfg.train.min_lr_ratio,
         )
         self.ema = EMA(self.model, cfg.train.ema_decay) if cfg.train.ema else None
+        self.objective = Objective(self.model, self.step_model, cfg, self.scale, cfg.train.max_epochs * steps_per_epoch,
+                                   self.supervised, self.train_forces)
 
     def _backbone_spec(self) -> BackboneSpec:
         """Architecture from ``model:``, chemistry and output scale from the training data."""
@@ -164,6 +175,11 @@ class Trainer:
         # Built in the backbone dtype; its label statistics stay float64 buffers.
         return EMPPModule(self.cfg.empp, potential.backbone, self.label_stats())
 
+    def _build_denoise(self, potential: Potential):
+        from empp_ff.denoise.module import DenoiseModule
+
+        return DenoiseModule(self.cfg.aux.denoise, potential.backbone, self.label_stats()["force_scale"])
+
     def _check_resumable(self, saved: Dict[str, Any]) -> None:
         check_resumable(saved, self.cfg, self.run_dir)
 
@@ -173,7 +189,8 @@ class Trainer:
             self.ema = EMA(self.model, self.cfg.train.ema_decay)
         write_json(self.run_dir / "finetune.json", record)
         self.log(f"fine-tuning from {record['checkpoint']}: {len(record['loaded'])} tensors loaded, "
-                 f"{len(record['reinitialised'])} re-initialised (see finetune.json)")
+                 f"{len(record['loaded_by_element'])} by atomic number; elements new to the model: "
+                 f"{record['new_elements'] or 'none'} (see finetune.json)")
 
     # ------------------------------------------------------------------ state
     def _state(self) -> Dict[str, Any]:
@@ -188,6 +205,7 @@ class Trainer:
             "potential_state": potential.state_dict(),
             "ema_potential_state": ema_potential,
             "empp_state": self.model.empp.state_dict() if self.model.empp is not None else None,
+            "denoise_state": self.model.denoise.state_dict() if self.model.denoise is not None else None,
             "optimizer_state": self.optimizer.state_dict(),
             "scheduler_state": self.scheduler.state_dict(),
             "ema_state": self.ema.state_dict() if self.ema is not None else None,
@@ -206,6 +224,8 @@ class Trainer:
         self.model.potential.load_state_dict(state["potential_state"])
         if self.model.empp is not None and state.get("empp_state") is not None:
             self.model.empp.load_state_dict(state["empp_state"])
+        if self.model.denoise is not None and state.get("denoise_state") is not None:
+            self.model.denoise.load_state_dict(state["denoise_state"])
         self.optimizer.load_state_dict(state["optimizer_state"])
         self.scheduler.load_state_dict(state["scheduler_state"])
         if self.ema is not None and state.get("ema_state") is not None:
@@ -217,22 +237,6 @@ class Trainer:
         self.wall_offset = float(state.get("wall_time_s", 0.0))
 
     # ------------------------------------------------------------------ epochs
-    def _batch_losses(self, batch, generator) -> Dict[str, torch.Tensor]:
-        out = self.step_model(batch, supervised=self.supervised, compute_forces=self.train_forces,
-                         generator=generator, use_labels=self.supervised)
-        losses: Dict[str, torch.Tensor] = {}
-        total = batch.positions.new_zeros(())
-        if self.supervised:
-            sup = supervised_loss(out, batch, self.cfg.loss, self.scale)
-            total = total + sup["loss"]
-            losses.update(energy_loss=sup["energy_loss"], forces_loss=sup["forces_loss"])
-        if "empp_loss" in out:
-            total = total + self.cfg.empp.weight * out["empp_loss"]
-            losses.update(empp_loss=out["empp_loss"], empp_radius_kl=out["empp_radius_kl"],
-                          empp_direction_kl=out["empp_direction_kl"])
-        losses["loss"] = total
-        return losses, out
-
     def train_epoch(self, epoch: int) -> Dict[str, float]:
         from empp_ff.data.dataset import epoch_generator
 
@@ -241,8 +245,7 @@ class Trainer:
         # EMPP masks: replayable after a resume, and different on every rank.
         mask_generator = epoch_generator(self.cfg.seed + 7919 + 104729 * self.dist.rank, epoch)
         errors = ErrorAccumulator()
-        sums: Dict[str, float] = {}
-        count = 0
+        stats = EpochStats(logged_keys(self.model, self.supervised, bool(self.cfg.train.grad_norm_every)))
         bar = None
         if self.cfg.train.progress and self.dist.is_main:
             from tqdm.auto import tqdm
@@ -251,14 +254,16 @@ class Trainer:
                        leave=False, dynamic_ncols=True)
         for batch in loader:
             batch = batch.to(self.device)
-            losses, out = self._batch_losses(batch, mask_generator)
+            losses, terms, out = self.objective.losses(batch, mask_generator, self.step)
             if not torch.isfinite(losses["loss"]):
                 raise FloatingPointError(
                     f"non-finite loss at epoch {epoch + 1}, step {self.step}: {losses['loss'].item()} "
                     "(lower train.lr or check the data)"
                 )
             self.optimizer.zero_grad(set_to_none=True)
-            losses["loss"].backward()
+            every = self.cfg.train.grad_norm_every
+            measured = self.objective.gradient_norms(losses, terms) if every and self.step % every == 0 else {}
+            self.objective.backward(losses, terms)
             if self.cfg.train.grad_clip:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
             self.optimizer.step()
@@ -266,10 +271,7 @@ class Trainer:
             if self.ema is not None:
                 self.ema.update()
             self.step += 1
-            count += 1
-            losses = {k: v.detach() for k, v in losses.items()}
-            for k, v in losses.items():
-                sums[k] = sums.get(k, 0.0) + v.item()
+            stats.add({**{k: v.item() for k, v in losses.items()}, **measured})
             if self.supervised:
                 errors.add({k: v.detach() for k, v in out.items() if k in ("energy", "forces")}, batch)
             if bar is not None:
@@ -277,8 +279,7 @@ class Trainer:
                 bar.set_postfix(loss=f"{losses['loss'].item():.4g}")
         if bar is not None:
             bar.close()
-        means = reduce_mean_dict(self.dist, sums, count, self.device)
-        result = {("train_" + k if not k.startswith("empp") else k): v for k, v in means.items()}
+        result = stats.means(self.dist, self.device)
         if self.supervised:
             errors.all_reduce(self.dist, self.device)
             summary = errors.summary()
@@ -306,6 +307,8 @@ class Trainer:
         result: Dict[str, float] = {}
         context = self.ema.applied() if self.ema is not None else contextlib.nullcontext()
         with context:
+            if self.supervised and self.cfg.train.refit_e0s:
+                refit_reference_energies(self.model.potential, self.loaders.refit_loader(), self.device)
             if self.supervised:
                 loader = self.loaders.loader(self.val_set, train=False)
                 metrics, _ = evaluate(self.model.potential, loader, self.device, dist=self.dist)
