@@ -1,14 +1,27 @@
-"""Accuracy ablation: test MAE without EMPP, with 1 mask and with 3 masks, at equal epochs.
+"""Does EMPP make a better force field? Test MAE of every variant on the same splits and epochs.
 
-Trains the same MACE model on the shared GFN2-xTB aspirin data (950 train / 50 val,
-rest test, MD17 protocol) three times (per seed), identical except for the EMPP
-block, and records energy / force test MAEs, wall time and the configs.
+A *cell* is (molecule, training-set size, seed, variant). Every cell trains one force
+field from scratch on a shared GFN2-xTB MD17-format file and records its test energy
+and force MAE (500 held-out frames), its learning curve and its CPU and wall time.
+All variants of one (molecule, size, seed) see the same train/val/test split and the
+same number of epochs. Cells run as parallel one-thread jobs; a finished cell (its
+``result.json`` exists) is skipped, so an interrupted grid resumes where it stopped.
 
-    python benchmarks/empp_accuracy.py --data ../shared/data/md17_aspirin.npz \
-        --epochs 6 --channels 32 --seeds 1 --out benchmarks/results/empp_accuracy_cpu
+Variants (``--variants``; ``--variant NAME:key=value,key=value`` adds one ad hoc):
 
-Writes OUT.json and OUT.md. The budget is tiny compared with the paper's 2000
-epochs, so the numbers say how EMPP behaves early in training, nothing more.
+* ``no_empp``     the demo config (README command (a)) with ``empp.enabled=false``
+* ``empp``        the demo config as shipped (EMPP on, the default recipe)
+* ``denoise``     the demo config with EMPP off and the coordinate-denoising auxiliary on
+* ``empp_paper``  the paper's MD17 settings: constant λ = 50, n = 1, no schedule
+* ``mace``        ``mace_run_train`` (mace-torch's own trainer, its defaults) with the
+                  demo architecture, batch size, epochs, split and seed
+
+    python benchmarks/empp_accuracy.py run --molecules aspirin uracil toluene \
+        --regimes 200x2 50x3 --epochs 20 --jobs 2
+    python benchmarks/empp_accuracy.py report --out benchmarks/results/empp_accuracy_cpu
+
+``report`` writes OUT.json, OUT.md and OUT_curves_<molecule>.png from every finished
+cell under ``--work``.
 """
 
 from __future__ import annotations
@@ -16,90 +29,224 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
+import subprocess
+import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Dict, List, Optional
 
-from _machine import cpu_model  # benchmarks/_machine.py (scripts run from this folder's path)
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _accuracy_cells import Cell, cell_dir, read_result  # noqa: E402
+from _accuracy_report import write_report  # noqa: E402
+from _mace_baseline import run_mace_cell  # noqa: E402
 
-VARIANTS = {
+from _machine import cpu_model  # noqa: E402
+
+REPO = HERE.parent
+DEFAULT_DATA_DIR = REPO.parent / "shared" / "data"
+
+# Overrides on top of the demo config (the config `empp-ff train` uses without a file).
+VARIANTS: Dict[str, Optional[Dict[str, object]]] = {
     "no_empp": {"empp.enabled": False},
-    "empp_n1": {"empp.enabled": True, "empp.num_masks": 1},
-    "empp_n3": {"empp.enabled": True, "empp.num_masks": 3},
+    "empp": {"empp.enabled": True},
+    "denoise": {"empp.enabled": False, "aux.denoise.enabled": True},
+    "empp_paper": {"empp.enabled": True, "empp.num_masks": 1, "empp.weight": 50.0,
+                   "empp.schedule": "constant", "empp.grad_balance": None, "empp.batch_fraction": 1.0},
+    "mace": None,  # mace_run_train, see _mace_baseline.py
 }
+
+
+@dataclass
+class GridSpec:
+    molecules: List[str]
+    regimes: List[tuple]  # (n_train, n_seeds)
+    variants: List[str]
+    paper_molecules: List[str]
+    epochs: int
+    n_val: int
+    n_test: int
+
+
+def parse_regimes(items: List[str]) -> List[tuple]:
+    out = []
+    for item in items:
+        n, _, seeds = item.partition("x")
+        out.append((int(n), int(seeds or 1)))
+    return out
+
+
+def parse_extra_variant(text: str) -> tuple:
+    name, _, body = text.partition(":")
+    overrides: Dict[str, object] = {}
+    for pair in filter(None, body.split(",")):
+        key, _, value = pair.partition("=")
+        overrides[key.strip()] = value.strip()
+    return name, overrides
+
+
+def cells_of(spec: GridSpec) -> List[Cell]:
+    cells = []
+    for molecule in spec.molecules:
+        for n_train, n_seeds in spec.regimes:
+            for seed in range(1, n_seeds + 1):
+                for variant in spec.variants:
+                    if variant == "empp_paper" and molecule not in spec.paper_molecules:
+                        continue
+                    cells.append(Cell(molecule, n_train, seed, variant, spec.epochs, spec.n_val, spec.n_test))
+    return cells
+
+
+def _format_value(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _wait_with_usage(proc: subprocess.Popen) -> tuple:
+    """(returncode, user+system CPU seconds of the child)."""
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, usage.ru_utime + usage.ru_stime
+
+
+def run_empp_ff_cell(cell: Cell, overrides: Dict[str, object], data_dir: Path, work: Path) -> Dict[str, object]:
+    run_dir = cell_dir(work, cell) / "run"
+    settings = {
+        "run_dir": run_dir, "seed": cell.seed,
+        "data.path": data_dir / f"md17_{cell.molecule}.npz",
+        "data.n_train": cell.n_train, "data.n_val": cell.n_val, "data.n_test": cell.n_test,
+        "train.max_epochs": cell.epochs, "train.threads": 1,
+        "train.progress": False, "train.tensorboard": False,
+        **overrides,
+    }
+    cmd = ["empp-ff", "train"]
+    for key, value in settings.items():
+        cmd += ["--set", f"{key}={_format_value(value)}"]
+    log_path = cell_dir(work, cell) / "train.log"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    start = time.perf_counter()
+    load = os.getloadavg()[0]
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        code, cpu = _wait_with_usage(proc)
+    wall = time.perf_counter() - start
+    if code != 0:
+        raise RuntimeError(f"{cell.name}: empp-ff train exited {code}; see {log_path}")
+    test = json.loads((run_dir / "test_metrics.json").read_text())
+    return {
+        "command": " ".join(shlex.quote(str(c)) for c in cmd),
+        "test_energy_mae_mev": test["energy_mae_mev"],
+        "test_forces_mae_mev_per_a": test["forces_mae_mev_per_a"],
+        "test_energy_rmse_mev": test.get("energy_rmse_mev"),
+        "test_forces_rmse_mev_per_a": test.get("forces_rmse_mev_per_a"),
+        "test_energy_mean_error_mev": test.get("energy_mean_error_mev"),
+        "best_epoch": test.get("epoch"),
+        "curve": _curve_from_metrics(run_dir / "metrics.csv"),
+        "wall_time_s": wall, "cpu_time_s": cpu, "load_average_at_start": load,
+    }
+
+
+def _curve_from_metrics(path: Path) -> List[Dict[str, float]]:
+    import csv
+
+    rows = []
+    with open(path) as fh:
+        for row in csv.DictReader(fh):
+            rows.append({
+                "epoch": int(row["epoch"]), "wall_time_s": float(row["wall_time_s"]),
+                "val_energy_mae_mev": float(row["val_energy_mae_mev"]),
+                "val_forces_mae_mev_per_a": float(row["val_forces_mae_mev_per_a"]),
+            })
+    return rows
+
+
+def run_cell(cell: Cell, variants: Dict[str, Optional[Dict[str, object]]], data_dir: Path, work: Path) -> str:
+    out = cell_dir(work, cell)
+    if read_result(out) is not None:
+        return f"skip {cell.name} (done)"
+    out.mkdir(parents=True, exist_ok=True)
+    if variants[cell.variant] is None:
+        result = run_mace_cell(cell, data_dir, out)
+    else:
+        result = run_empp_ff_cell(cell, variants[cell.variant], data_dir, work)
+    result.update(cell.as_dict())
+    tmp = out / "result.json.tmp"
+    tmp.write_text(json.dumps(result, indent=1) + "\n")
+    os.replace(tmp, out / "result.json")  # a cell counts as done only once complete
+    return (f"done {cell.name}: F {result['test_forces_mae_mev_per_a']:.1f} meV/Å, "
+            f"E {result['test_energy_mae_mev']:.1f} meV, {result['cpu_time_s']:.0f} s CPU")
+
+
+def command_run(args) -> None:
+    variants = dict(VARIANTS)
+    for text in args.variant or []:
+        name, overrides = parse_extra_variant(text)
+        variants[name] = overrides
+    unknown = [v for v in args.variants if v not in variants]
+    if unknown:
+        raise SystemExit(f"unknown variants {unknown}; known: {sorted(variants)}")
+    spec = GridSpec(args.molecules, parse_regimes(args.regimes), args.variants, args.paper_molecules or [],
+                    args.epochs, args.n_val, args.n_test)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "grid.json").write_text(json.dumps({
+        "variants": {k: variants[k] for k in args.variants}, "machine": cpu_model(),
+        "empp_ff": _empp_ff_origin(),
+    }, indent=1, default=str) + "\n")
+    cells = cells_of(spec)
+    print(f"{len(cells)} cells, {args.jobs} parallel one-thread jobs", flush=True)
+
+    def one(cell):
+        try:
+            msg = run_cell(cell, variants, Path(args.data_dir), work)
+        except Exception as exc:  # one failed cell must not stop the grid
+            msg = f"FAILED {cell.name}: {exc}"
+        print(time.strftime("%H:%M:%S"), msg, flush=True)
+
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        list(pool.map(one, cells))
+
+
+def _empp_ff_origin() -> Dict[str, str]:
+    """Which empp-ff source tree (and git commit) the cells were trained with."""
+    code = ("import empp_ff, os; print(os.path.dirname(os.path.dirname(empp_ff.__file__)))")
+    root = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip()
+    return {"source": root, "commit": commit, "dirty": bool(dirty)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[1].parent / "shared/data/md17_aspirin.npz"))
-    parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--channels", type=int, default=32)
-    parser.add_argument("--empp-weight", type=float, default=50.0)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1])
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--work", default="runs/bench_empp_accuracy")
-    parser.add_argument("--out", default="benchmarks/results/empp_accuracy_cpu")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="train every unfinished cell")
+    run.add_argument("--molecules", nargs="+", default=["aspirin", "uracil", "toluene"])
+    run.add_argument("--regimes", nargs="+", default=["200x2", "50x3"], help="N_TRAINxN_SEEDS")
+    run.add_argument("--variants", nargs="+", default=["no_empp", "empp", "denoise", "mace", "empp_paper"])
+    run.add_argument("--variant", action="append", help="NAME:key=value,key=value (ad hoc variant)")
+    run.add_argument("--paper-molecules", nargs="*", default=["aspirin"])
+    run.add_argument("--epochs", type=int, default=20)
+    run.add_argument("--n-val", type=int, default=50)
+    run.add_argument("--n-test", type=int, default=500)
+    run.add_argument("--jobs", type=int, default=2)
+    run.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
+    run.add_argument("--work", default=str(REPO / "runs" / "bench_empp_accuracy"))
+    report = sub.add_parser("report", help="summarise finished cells")
+    report.add_argument("--work", default=str(REPO / "runs" / "bench_empp_accuracy"))
+    report.add_argument("--out", default=str(HERE / "results" / "empp_accuracy_cpu"))
+    report.add_argument("--baseline", default="no_empp")
     args = parser.parse_args()
-
-    import torch
-
-    from empp_ff.train.config import load_config
-    from empp_ff.train.trainer import run_training
-
-    torch.set_num_threads(args.threads)
-    base = {
-        "data.path": args.data, "data.n_train": 950, "data.n_val": 50,
-        "model.num_channels": args.channels, "model.max_L": 1, "model.num_interactions": 2,
-        "model.correlation": 3, "model.dtype": "float32",
-        "train.max_epochs": args.epochs, "train.batch_size": 8, "train.lr": 5e-3,
-        "train.progress": False, "train.tensorboard": False,
-        "loss.energy_weight": 1.0, "loss.forces_weight": 80.0, "empp.weight": args.empp_weight,
-    }
-    results = []
-    for seed in args.seeds:
-        for name in args.variants:
-            overrides = {**base, **VARIANTS[name], "seed": seed, "run_dir": f"{args.work}/{name}_s{seed}"}
-            cfg = load_config(None, [f"{k}={v}" for k, v in overrides.items()])
-            load_before = os.getloadavg()[0]
-            start = time.perf_counter()
-            metrics = run_training(cfg, log=lambda m: print(f"[{name} s{seed}] {m}", flush=True))
-            wall = time.perf_counter() - start
-            results.append({
-                "variant": name, "seed": seed, "wall_time_s": wall, "load_average_before": load_before,
-                "test_energy_mae_mev": metrics.get("energy_mae_mev"),
-                "test_forces_mae_mev_per_a": metrics.get("forces_mae_mev_per_a"),
-                "test_energy_rmse_mev": metrics.get("energy_rmse_mev"),
-                "test_forces_rmse_mev_per_a": metrics.get("forces_rmse_mev_per_a"),
-                "best_epoch": metrics.get("epoch"), "overrides": overrides,
-            })
-            print(json.dumps(results[-1]), flush=True)
-
-    report = {
-        "command": "python benchmarks/empp_accuracy.py " + " ".join(
-            f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in vars(args).items()),
-        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "device": "cpu", "threads": args.threads},
-        "torch": torch.__version__,
-        "data": args.data, "protocol": "950 train / 50 val / rest test, split seed = run seed",
-        "results": results,
-    }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    lines = [
-        "# EMPP accuracy ablation (CPU)", "",
-        f"Command: `{report['command']}`", "",
-        f"Machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, torch {report['torch']}, "
-        f"{args.threads} threads. Data: {args.data} (GFN2-xTB labels). Model: MACE {args.channels} channels, "
-        f"L=1, 2 interactions, correlation 3, float32; {args.epochs} epochs, batch 8, lr 5e-3, EMA; "
-        f"loss weights E 1 / F 80 / EMPP {args.empp_weight}.", "",
-        "| variant | seed | test energy MAE (meV) | test force MAE (meV/Å) | wall time (s) | load avg at start |",
-        "|---|---|---|---|---|---|",
-    ]
-    for r in results:
-        lines.append(f"| {r['variant']} | {r['seed']} | {r['test_energy_mae_mev']:.1f} | "
-                     f"{r['test_forces_mae_mev_per_a']:.1f} | {r['wall_time_s']:.0f} | {r['load_average_before']:.1f} |")
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    if args.command == "run":
+        command_run(args)
+    else:
+        write_report(Path(args.work), Path(args.out), args.baseline)
 
 
 if __name__ == "__main__":

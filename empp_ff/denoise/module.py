@@ -25,8 +25,9 @@ from empp_ff.empp.sphere import real_sh
 from empp_ff.model._imports import import_e3nn_o3
 from empp_ff.model.backbone import default_dtype
 
-# e3nn orders the components of a 1o irrep as (y, z, x).
-_E3NN_TO_XYZ = [2, 0, 1]
+# The backbone's 1o features rotate with the Cartesian rotation matrix itself (MACE's
+# spherical harmonics of l=1 are in x, y, z order), and o3.Linear / Gate only mix
+# multiplicities, so the head's 1o output is already a Cartesian vector.
 
 
 def _force_irreps(lmax: int) -> str:
@@ -51,7 +52,7 @@ class VectorHead(torch.nn.Module):
         self.linear_out = o3.Linear(self.gate.irreps_out, o3.Irreps("1x1o"))
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return self.linear_out(self.gate(self.linear_in(self.norm(h))))[:, _E3NN_TO_XYZ]
+        return self.linear_out(self.gate(self.linear_in(self.norm(h))))
 
 
 class ForceEncoding(torch.nn.Module):
