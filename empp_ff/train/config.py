@@ -71,7 +71,10 @@ class TrainConfig:
     # each rank's batch holds at most this many atoms.
     max_atoms_per_batch: Optional[int] = None
     lr: float = 5e-3
-    min_lr_ratio: float = 0.01  # cosine decays to lr * min_lr_ratio
+    # The LR follows a cosine from lr down to lr * min_lr_ratio after the warm-up. 1.0
+    # (constant LR; the EMA weights do the averaging, as in mace_run_train) gave 19-35 %
+    # lower force errors than a decay to 0.01 at 20 epochs on three molecules.
+    min_lr_ratio: float = 1.0
     warmup_epochs: float = 1.0
     weight_decay: float = 5e-7
     grad_clip: Optional[float] = 10.0
