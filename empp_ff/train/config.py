@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -37,6 +38,12 @@ class DataConfig:
     energy_key: str = "energy"
     forces_key: str = "forces"
     energy_only: bool = False  # ignore force labels (GEOM-Drug style energy-only training)
+    # Frames with NaN/inf positions, cells, energies or forces are an error naming them;
+    # true drops them instead (the count is reported).
+    drop_nonfinite: bool = False
+    # GEOM-style files: a molecule group without the labels the others carry is an error;
+    # true keeps its structures without that label (the count is reported).
+    allow_missing_labels: bool = False
     n_train: Number = 950  # an int (count) or a fraction in (0, 1)
     n_val: Number = 50
     n_test: Optional[Number] = None  # None: all remaining structures
@@ -164,6 +171,8 @@ def _coerce(value: Any, tp, key: str) -> Any:
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
+        if isinstance(value, float) and value.is_integer():  # 1e6, 100.0
+            return int(value)
         raise ConfigError(f"config key '{key}': expected an integer, got {value!r}")
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -260,12 +269,28 @@ DEMO_CONFIG: Dict[str, Any] = {
 }
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 (PyYAML) reads ``5e-3`` and ``1e6`` as strings; read them as numbers
+    (as YAML 1.2 does). A subclass: PyYAML's own loaders are left untouched."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)
+
+
 def read_yaml(path: Union[str, Path]) -> Dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = parse_yaml(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"cannot parse {path} as YAML: {exc}") from exc
     if data is None:
@@ -286,7 +311,7 @@ def apply_overrides(mapping: Dict[str, Any], overrides: List[str]) -> Dict[str, 
         if not key:
             raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
+            value = parse_yaml(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw
         node = result

@@ -52,8 +52,20 @@ def open_store(source: Path, run_dir: Path, cfg: Config, log: Callable[[str], No
     target = run_dir / "data" / (source.stem + ".h5")
     if not target.exists():  # conversion is atomic: an existing file is complete
         log(f"converting {source} ({fmt}) -> {target}")
-        convert(source, target, fmt=fmt, energy_key=cfg.data.energy_key, forces_key=cfg.data.forces_key)
-    return StructureStore(target), target
+        convert(source, target, fmt=fmt, energy_key=cfg.data.energy_key, forces_key=cfg.data.forces_key,
+                drop_nonfinite=cfg.data.drop_nonfinite, allow_missing_labels=cfg.data.allow_missing_labels)
+    store = StructureStore(target)
+    _report_validation(store, source, log)
+    return store, target
+
+
+def _report_validation(store, source: Path, log: Callable[[str], None]) -> None:
+    dropped = int(store.attrs.get("n_dropped_nonfinite", 0))
+    if dropped:
+        log(f"data.drop_nonfinite: dropped {dropped} frame(s) of {source} holding NaN/inf values")
+    kept = int(store.attrs.get("n_missing_labels_kept", 0))
+    if kept:
+        log(f"data.allow_missing_labels: {kept} structure(s) of {source} kept without the labels others carry")
 
 
 def prepare_data(cfg: Config, run_dir: Path, log: Callable[[str], None], write: bool = True) -> PreparedData:
