@@ -7,6 +7,7 @@ import json
 import click
 
 from empp_ff._dtypes import DTYPE_NAMES
+from empp_ff.cli._support import stdout_for_json
 
 
 @click.command("export")
@@ -76,7 +77,8 @@ def info_cmd(model, as_json):
     from empp_ff.export import ModelFileError, read_metadata
 
     try:
-        meta = read_metadata(model)
+        with stdout_for_json(as_json):
+            meta = read_metadata(model)
     except (FileNotFoundError, ModelFileError) as exc:
         raise click.ClickException(str(exc)) from exc
     if as_json:

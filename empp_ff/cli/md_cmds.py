@@ -6,6 +6,8 @@ import json
 
 import click
 
+from empp_ff.cli._support import stdout_for_json
+
 
 def _calculator(model, device):
     from empp_ff.export import ModelFileError
@@ -89,8 +91,9 @@ def opt_cmd(model, structure, fmax, optimizer, steps, out, device, as_json):
     atoms = _structure(structure)
     calc = _calculator(model, device)
     try:
-        result = optimize(atoms, calc, fmax=fmax, optimizer=optimizer, steps=steps,
-                          trajectory=out, logfile=None if as_json else "-")
+        with stdout_for_json(as_json):
+            result = optimize(atoms, calc, fmax=fmax, optimizer=optimizer, steps=steps,
+                              trajectory=out, logfile=None if as_json else "-")
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     if as_json:
