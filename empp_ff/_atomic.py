@@ -17,6 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterator, Optional, Union
 
+from empp_ff._faults import window
+
 
 def _umask_mode() -> int:
     umask = os.umask(0)
@@ -40,7 +42,9 @@ def atomic_path(path: Union[str, os.PathLike], mode: Optional[int] = None) -> It
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.chmod(tmp, _umask_mode() if mode is None else mode)
+        window("tmp", path)
         os.replace(tmp, path)
+        window("done", path)
     except OSError as exc:
         _unlink_quietly(tmp)
         if exc.filename in (None, tmp):  # e.g. ENOSPC from a write: name the file meant

@@ -34,11 +34,12 @@ def train_cmd(config, overrides, dry_run):
 
         click.echo(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         return
+    from empp_ff.train.rundir import RunDirBusy
     from empp_ff.train.trainer import run_training
 
     try:
         run_training(cfg, log=lambda msg: click.echo(msg, err=False))
-    except (ConfigError, FileNotFoundError, FloatingPointError) as exc:
+    except (ConfigError, FileNotFoundError, FloatingPointError, RunDirBusy) as exc:
         _fail(exc)
     except ValueError as exc:  # data problems found while reading
         _fail(exc)

@@ -53,6 +53,8 @@ def convert(
         "input": os.path.abspath(src),
         "format": fmt,
         "sha256": sha256_file(src),
+        "size": os.stat(src).st_size,
+        "mtime_ns": os.stat(src).st_mtime_ns,
         "energy_key": energy_key,
         "forces_key": forces_key,
         "drop_nonfinite": bool(drop_nonfinite),

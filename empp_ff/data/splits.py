@@ -14,6 +14,8 @@ from empp_ff._atomic import atomic_path
 
 __all__ = ["make_splits", "save_splits", "load_splits"]
 
+_NOT_INDICES = ("seed", "n", "fingerprint")
+
 
 def _size(x: int | float | None, n: int, what: str) -> int:
     """A count, or a fraction in (0, 1) of n (rounded)."""
@@ -54,13 +56,15 @@ def make_splits(
     return {"train": perm[:tr], "val": perm[tr : tr + va], "test": perm[tr + va : tr + va + te]}
 
 
-def save_splits(
-    path: str | os.PathLike, splits: dict[str, np.ndarray], seed: int | None = None, n: int | None = None
-) -> None:
-    """Write ``splits.json``: {"train": [...], "val": [...], "test": [...], "seed": s, "n": n} (atomically)."""
-    doc: dict = {k: [int(i) for i in np.asarray(v).tolist()] for k, v in splits.items() if k not in ("seed", "n")}
+def save_splits(path: str | os.PathLike, splits: dict[str, np.ndarray], seed: int | None = None, n: int | None = None,
+                fingerprint: dict | None = None) -> None:
+    """Write ``splits.json``: {"train": [...], "val": [...], "test": [...], "seed": s, "n": n} (atomically),
+    plus ``fingerprint``: what the splits were made from (source data, split config)."""
+    doc: dict = {k: [int(i) for i in np.asarray(v).tolist()] for k, v in splits.items() if k not in _NOT_INDICES}
     doc["seed"] = None if seed is None else int(seed)
     doc["n"] = None if n is None else int(n)
+    if fingerprint is not None:
+        doc["fingerprint"] = fingerprint
     with atomic_path(path) as tmp:
         with open(tmp, "w") as fh:
             json.dump(doc, fh)
@@ -80,7 +84,7 @@ def load_splits(path: str | os.PathLike, n: int | None = None) -> dict[str, np.n
     missing = [k for k in ("train", "val", "test") if k not in doc]
     if missing:
         raise ValueError(f"{p!r}: splits file lacks {missing}; found keys {sorted(doc)}")
-    out = {k: np.asarray(v, dtype=np.int64).reshape(-1) for k, v in doc.items() if k not in ("seed", "n")}
+    out = {k: np.asarray(v, dtype=np.int64).reshape(-1) for k, v in doc.items() if k not in _NOT_INDICES}
     if n is not None:
         stored = doc.get("n")
         top = max((int(v.max()) for v in out.values() if v.size), default=-1)

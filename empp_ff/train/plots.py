@@ -22,6 +22,14 @@ def _figure(ncols: int = 1):
     return fig
 
 
+def _save(fig, path: Path) -> None:
+    """Atomically: a reader (or a kill) never sees a half-written PNG."""
+    from empp_ff._atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+
+
 def _parity(ax, ref, pred, label, unit):
     ref, pred = np.asarray(ref), np.asarray(pred)
     ax.scatter(ref, pred, s=4, alpha=0.5, linewidths=0)
@@ -43,7 +51,7 @@ def parity_plots(predictions: Dict, out_dir: Path) -> List[Path]:
                 "energy per atom", "eV")
         fig.tight_layout()
         path = out_dir / "parity_energy.png"
-        fig.savefig(path)
+        _save(fig, path)
         written.append(path)
     if len(predictions["forces_ref"]):
         fig = _figure()
@@ -51,7 +59,7 @@ def parity_plots(predictions: Dict, out_dir: Path) -> List[Path]:
                 predictions["forces_pred"].numpy().ravel(), "force component", "eV/Å")
         fig.tight_layout()
         path = out_dir / "parity_forces.png"
-        fig.savefig(path)
+        _save(fig, path)
         written.append(path)
     return written
 
@@ -78,5 +86,5 @@ def learning_curves(history: List[Dict], out_dir: Path) -> Path:
             ax.legend(fontsize=7)
     fig.tight_layout()
     path = out_dir / "learning_curves.png"
-    fig.savefig(path)
+    _save(fig, path)
     return path
