@@ -60,10 +60,14 @@ def _format_metadata(meta: dict) -> str:
         f", epoch {meta['epoch']}" if meta.get("epoch") is not None else ""))
     row("source checkpoint", meta.get("source_checkpoint"))
     metrics = meta.get("validation_metrics") or {}
-    if metrics:
-        lines.append("  validation metrics")
-        for k, v in metrics.items():
-            lines.append(f"    {k:<20} {v:.6g}" if isinstance(v, float) else f"    {k:<20} {v}")
+    # The record is the checkpoint epoch's metrics row: list validation and training values apart.
+    for title, keep in (("validation metrics", lambda k: k.startswith("val_")),
+                        ("training metrics (same epoch)", lambda k: k.startswith(("train_", "empp_")))):
+        chosen = {k: v for k, v in metrics.items() if keep(k)}
+        if chosen:
+            lines.append(f"  {title}")
+            for k, v in chosen.items():
+                lines.append(f"    {k:<26} {v:.6g}" if isinstance(v, float) else f"    {k:<26} {v}")
     versions = meta.get("versions", {})
     row("versions", ", ".join(f"{k} {v}" for k, v in versions.items() if v))
     return "\n".join(lines)

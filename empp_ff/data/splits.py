@@ -34,7 +34,7 @@ def _size(x: int | float | None, n: int, what: str) -> int:
 
 def make_splits(
     n: int,
-    n_train: int | float,
+    n_train: int | float | None,
     n_val: int | float,
     n_test: int | float | None = None,
     seed: int = 1,
@@ -42,11 +42,17 @@ def make_splits(
     """Disjoint random index sets from ``numpy.random.default_rng(seed).permutation(n)``.
 
     Sizes are ints (counts) or fractions in (0, 1) of ``n``. With ``n_test=None``
-    everything not in train/val goes to test. Same (n, sizes, seed) -> same split.
+    everything not in train/val goes to test; with ``n_train=None`` everything not in
+    val/test trains. Same (n, sizes, seed) -> same split.
     """
     n = int(n)
-    tr, va = _size(n_train, n, "n_train"), _size(n_val, n, "n_val")
-    te = n - tr - va if n_test is None else _size(n_test, n, "n_test")
+    va = _size(n_val, n, "n_val")
+    if n_train is None:  # training takes the rest
+        te = _size(n_test, n, "n_test")
+        tr = max(n - va - te, 0)
+    else:
+        tr = _size(n_train, n, "n_train")
+        te = n - tr - va if n_test is None else _size(n_test, n, "n_test")
     if tr + va + te > n or te < 0:
         raise ValueError(
             f"split sizes exceed the dataset: n_train={tr} + n_val={va} + "

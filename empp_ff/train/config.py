@@ -44,9 +44,11 @@ class DataConfig:
     # GEOM-style files: a molecule group without the labels the others carry is an error;
     # true keeps its structures without that label (the count is reported).
     allow_missing_labels: bool = False
-    n_train: Number = 950  # an int (count) or a fraction in (0, 1)
+    # Counts, or fractions in (0, 1). n_test None: all structures not in train/val; n_train
+    # None: all not in val/test. task: pretrain defaults to n_train None, n_val 0.05, n_test 0.
+    n_train: Optional[Number] = 950
     n_val: Number = 50
-    n_test: Optional[Number] = None  # None: all remaining structures
+    n_test: Optional[Number] = None
     split_seed: Optional[int] = None  # None: the top-level seed
     num_workers: int = 0
 
@@ -236,7 +238,7 @@ def _check_values(cfg: Config) -> None:
     )
     for name in ("n_train", "n_val"):
         v = getattr(cfg.data, name)
-        need(v > 0, f"data.{name} must be > 0 (a count, or a fraction in (0, 1)), got {v}")
+        need(v is None or v > 0, f"data.{name} must be > 0 (a count, or a fraction in (0, 1)), got {v}")
     if cfg.task == "pretrain":
         need(cfg.empp.enabled, "task 'pretrain' trains with EMPP alone: set empp.enabled: true")
     try:
@@ -249,7 +251,14 @@ def _check_values(cfg: Config) -> None:
         raise ConfigError(str(exc)) from exc
 
 
+#: Split sizes of a pre-training run unless given: everything trains but a 5% validation
+#: split; no test split (nothing would evaluate it).
+PRETRAIN_SPLITS = {"n_train": None, "n_val": 0.05, "n_test": 0}
+
+
 def config_from_dict(mapping: Dict[str, Any]) -> Config:
+    if isinstance(mapping, dict) and mapping.get("task") == "pretrain" and isinstance(mapping.get("data", {}), dict):
+        mapping = dict(mapping, data={**PRETRAIN_SPLITS, **(mapping.get("data") or {})})
     cfg = _build(Config, mapping)
     _check_values(cfg)
     return cfg
@@ -337,8 +346,15 @@ def _deepcopy(d):
 
 def load_config(path: Optional[Union[str, Path]] = None, overrides: Optional[List[str]] = None) -> Config:
     """The demo config when ``path`` is None, then ``overrides`` on top."""
-    mapping = DEMO_CONFIG if path is None else read_yaml(path)
-    return config_from_dict(apply_overrides(mapping, list(overrides or [])))
+    overrides = list(overrides or [])
+    mapping = apply_overrides(DEMO_CONFIG if path is None else read_yaml(path), overrides)
+    given = {item.split("=", 1)[0].strip() for item in overrides}
+    if path is None and mapping["data"].get("path"):
+        # The demo's split sizes are for the demo file: other data get the defaults (or their task's).
+        for key in ("n_train", "n_val", "n_test"):
+            if f"data.{key}" not in given:
+                mapping["data"].pop(key, None)
+    return config_from_dict(mapping)
 
 
 def dump_config(cfg: Config, path: Union[str, Path]) -> None:
