@@ -26,7 +26,7 @@ import numpy as np
 __all__ = ["InstabilityError", "InstabilityGuard", "DEFAULT_MIN_DISTANCE", "DEFAULT_MAX_BOND_STRETCH"]
 
 DEFAULT_MIN_DISTANCE = 0.3  # Å
-DEFAULT_MAX_BOND_STRETCH = 0.5  # Å, the MD/optimisation default (Fu et al. 2022)
+DEFAULT_MAX_BOND_STRETCH = 0.5  # Å, the `empp-ff md` default (Fu et al. 2022); opt: off unless asked
 _BOND_FACTOR = 1.2  # a bond: closer than 1.2 x the sum of covalent radii in the reference
 
 
@@ -72,10 +72,13 @@ class InstabilityGuard:
         if self.min_distance is None or len(lengths) == 0:
             return
         k = int(np.argmin(lengths))
-        if lengths[k] < self.min_distance:
-            i, j = int(pairs[0, k]), int(pairs[1, k])
+        self.check_closest(numbers, int(pairs[0, k]), int(pairs[1, k]), float(lengths[k]))
+
+    def check_closest(self, numbers: np.ndarray, i: int, j: int, distance: float) -> None:
+        """The closest pair (i, j) at ``distance`` Å."""
+        if self.min_distance is not None and distance < self.min_distance:
             raise InstabilityError(
-                f"atoms {_label(numbers, i)} and {_label(numbers, j)} are {float(lengths[k]):.3f} Å apart, "
+                f"atoms {_label(numbers, i)} and {_label(numbers, j)} are {distance:.3f} Å apart, "
                 f"closer than min_distance={self.min_distance} Å: the structure has collapsed (or overlapping "
                 "atoms were given), where the model's predictions are meaningless",
                 atoms=(i, j),
