@@ -240,3 +240,20 @@ def test_learning_curves_show_pretraining_and_use_readable_legends():
         assert {ax.get_title() for ax in fig.axes} >= {"EMPP radius KL", "EMPP direction KL"}
         labels = {t.get_text() for ax in fig.axes for t in ax.get_legend().get_texts()}
         assert labels == {"train", "validation"}
+
+
+# --- case 7: a damaged checkpoint --------------------------------------------------------------
+
+@pytest.mark.parametrize("damage", ["empty", "truncated"])
+def test_damaged_last_pt_is_a_clear_error(tmp_path, finished, damage):
+    run_dir, overrides = finished
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    last = copy / "checkpoints" / "last.pt"
+    last.write_bytes(b"" if damage == "empty" else last.read_bytes()[:1000])
+    rest = [kv for kv in overrides if not kv.startswith("run_dir=")] + [f"run_dir={copy}"]
+    output = _failed(_train(rest), f"cannot read checkpoint {last}: ")
+    reason = output.split(f"cannot read checkpoint {last}: ")[1].strip()
+    assert len(reason) > 10, output  # was: an empty reason
+    if damage == "empty":
+        assert "the file is empty (0 bytes" in output
