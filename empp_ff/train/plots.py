@@ -87,20 +87,28 @@ def _has_data(values: List[float]) -> bool:
 def learning_curves_figure(history: List[Dict]):
     """The learning-curve figure: one panel per quantity the run recorded (a
     supervised run: MAEs and loss; a pre-training run: the EMPP losses)."""
+    from matplotlib.ticker import MaxNLocator
+
     panels = [(title, curves) for title, curves in LEARNING_CURVE_PANELS
               if any(_has_data(_series(history, key)) for key, _ in curves)]
     if any(title.startswith("energy") for title, _ in panels):  # supervised: EMPP parts are in the loss
         panels = [p for p in panels if not p[0].startswith("EMPP") or p[0] == "EMPP loss"]
+    else:  # pre-training: the objective is the (weighted) EMPP loss, shown on its own
+        panels = [p for p in panels if not p[0].startswith("loss")]
     fig = _figure(ncols=max(1, len(panels)))
     epochs = [row["epoch"] for row in history]
     for i, (title, curves) in enumerate(panels):
         ax = fig.add_subplot(1, len(panels), i + 1)
+        shown = []
         for key, label in curves:
             values = _series(history, key)
             if _has_data(values):  # markers: a one-epoch run still shows its point
                 ax.plot(epochs, values, marker="o", markersize=3, label=label)
-        ax.set_yscale("log")
+                shown += [v for v in values if math.isfinite(v) and v > 0]
+        if max(shown) > 10 * min(shown):  # log scale only where it spans decades
+            ax.set_yscale("log")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(title)
         ax.legend(fontsize=8)
     fig.tight_layout()
