@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
-from conftest import TINY_MODEL
 
 from empp_ff.cli import main
+
+from conftest import TINY_MODEL
 
 ROOT = Path(__file__).resolve().parents[1]
 NOISE = ("instance-level annotations", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "cuequivariance", "Traceback")

@@ -16,8 +16,8 @@ import sys
 import textwrap
 
 import pytest
-from conftest import TINY_MODEL
 
+from conftest import TINY_MODEL
 
 # Forks one child per job, two at a time: {"dir", "kill_at", "log", "copy_from", "out"} (all but
 # "dir" optional): copy "copy_from" to "dir", train there (stdout to "out"), kill at window "kill_at".

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 from ase import Atoms
 from click.testing import CliRunner
-from conftest import ethanol
 
 from empp_ff import EMPPCalculator
 from empp_ff.cli import main
 from empp_ff.inference.guard import InstabilityError
+
+from conftest import ethanol
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -37,7 +37,7 @@ class InstabilityError(RuntimeError):
         self.reason, self.atoms, self.where = reason, [int(i) for i in atoms], where
         super().__init__(f"{where}: {reason}" if where else reason)
 
-    def at(self, where: str) -> "InstabilityError":
+    def at(self, where: str) -> InstabilityError:
         """The same error, located (e.g. ``"MD step 120 (t = 60.0 fs)"``)."""
         return InstabilityError(self.reason, self.atoms, where)
 

@@ -74,7 +74,7 @@ class RunLock:
             f"delete {self.path}."
         )
 
-    def acquire(self) -> "RunLock":
+    def acquire(self) -> RunLock:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         while True:
             existed = self.path.exists()
@@ -124,7 +124,7 @@ class RunLock:
             os.close(self._fd)  # closing releases the flock
             self._fd = None
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> RunLock:
         return self.acquire()
 
     def __exit__(self, *exc: object) -> None:

@@ -66,7 +66,7 @@ class RunDirectory:
         self.plots = self.root / "plots"
 
     # -- start and end ------------------------------------------------------------------
-    def open(self) -> "RunDirectory":
+    def open(self) -> RunDirectory:
         if not self.is_main:
             return self
         self.lock.acquire()
