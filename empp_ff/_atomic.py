@@ -4,7 +4,9 @@ Every artefact empp-ff writes (checkpoints, metrics, stores, model files, the
 LAMMPS plugin) goes through :func:`atomic_path`: write to a temporary file in the
 target's directory, fsync it, then ``os.replace`` it over the target. A crash or
 ``kill -9`` at any moment leaves either the old file or the new one, never a
-mixture, and no temporary file is left behind after an exception.
+mixture, and no temporary file is left behind after an exception (after a kill,
+the run-directory protocol removes leftovers on the next start). An OSError of
+the write names the target file, so a full disk says which file it was writing.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Iterator, Optional, Union
+
+from empp_ff._faults import window
 
 
 def _umask_mode() -> int:
@@ -38,8 +42,21 @@ def atomic_path(path: Union[str, os.PathLike], mode: Optional[int] = None) -> It
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.chmod(tmp, _umask_mode() if mode is None else mode)
+        window("tmp", path)
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        window("done", path)
+    except OSError as exc:
+        _unlink_quietly(tmp)
+        if exc.filename in (None, tmp):  # e.g. ENOSPC from a write: name the file meant
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
         raise
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+
+
+def _unlink_quietly(tmp: str) -> None:
+    try:
+        os.unlink(tmp)
+    except FileNotFoundError:
+        pass

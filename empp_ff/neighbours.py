@@ -46,7 +46,13 @@ def _vesin_list(cutoff: float):
 def _vesin_pairs(nl, positions: np.ndarray, box: np.ndarray, periodic) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(i, j, S) of all pairs within the list's cutoff: vector = pos[j] - pos[i] + S @ box,
     so i is the sender and j the receiver; S are integer cell shifts (as float64)."""
-    i, j, S = nl.compute(points=positions, box=box, periodic=periodic, quantities="ijS")
+    try:
+        i, j, S = nl.compute(points=positions, box=box, periodic=periodic, quantities="ijS")
+    except RuntimeError as exc:  # vesin's own words, e.g. "the box matrix is not invertible"
+        raise ValueError(
+            f"cannot build the neighbour list of this structure (cell {np.asarray(box).tolist()}, pbc "
+            f"{periodic}): {exc}"
+        ) from exc
     return np.asarray(i, np.int64), np.asarray(j, np.int64), np.asarray(S, dtype=np.float64)
 
 

@@ -219,7 +219,7 @@ def test_bad_inputs(model64, calc, tmp_path):
 
 
 def test_close_atoms_warn_once_per_calculator(model64):
-    calc = fresh(model64, min_distance=0.8)
+    calc = fresh(model64, warn_distance=0.8)
     atoms = Atoms("OH", positions=[[0, 0, 0], [0.6, 0, 0]])
     atoms.calc = calc
     with pytest.warns(RuntimeWarning, match="closer than 0.8"):

@@ -96,12 +96,12 @@ def test_kill_minus_9_then_same_command_resumes_and_completes(tmp_path, tiny_tra
 
 
 def test_resume_accepts_a_run_started_before_a_config_key_existed(tmp_path):
-    from empp_ff.train.trainer import Trainer
+    from empp_ff.train.resume import check_resumable
 
     cfg = load_config(None, [f"run_dir={tmp_path / 'r'}"])
     saved = cfg.to_dict()
     del saved["data"]["energy_only"]  # as written by an older empp-ff
-    Trainer(cfg)._check_resumable(saved)  # the default then equals the default now: no error
+    check_resumable(saved, cfg, tmp_path)  # the default then equals the default now: no error
     saved["train"]["lr"] = 123.0
     with pytest.raises(Exception, match="train.lr"):
-        Trainer(cfg)._check_resumable(saved)
+        check_resumable(saved, cfg, tmp_path)

@@ -9,9 +9,10 @@ from __future__ import annotations
 import click
 
 from empp_ff import __version__
+from empp_ff.cli._support import TranslatingGroup
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=TranslatingGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="empp-ff")
 def main():
     """Train, export and run EMPP-augmented MACE force fields."""

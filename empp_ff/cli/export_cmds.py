@@ -7,6 +7,7 @@ import json
 import click
 
 from empp_ff._dtypes import DTYPE_NAMES
+from empp_ff.cli._support import stdout_for_json
 
 
 @click.command("export")
@@ -59,10 +60,14 @@ def _format_metadata(meta: dict) -> str:
         f", epoch {meta['epoch']}" if meta.get("epoch") is not None else ""))
     row("source checkpoint", meta.get("source_checkpoint"))
     metrics = meta.get("validation_metrics") or {}
-    if metrics:
-        lines.append("  validation metrics")
-        for k, v in metrics.items():
-            lines.append(f"    {k:<20} {v:.6g}" if isinstance(v, float) else f"    {k:<20} {v}")
+    # The record is the checkpoint epoch's metrics row: list validation and training values apart.
+    for title, keep in (("validation metrics", lambda k: k.startswith("val_")),
+                        ("training metrics (same epoch)", lambda k: k.startswith(("train_", "empp_")))):
+        chosen = {k: v for k, v in metrics.items() if keep(k)}
+        if chosen:
+            lines.append(f"  {title}")
+            for k, v in chosen.items():
+                lines.append(f"    {k:<26} {v:.6g}" if isinstance(v, float) else f"    {k:<26} {v}")
     versions = meta.get("versions", {})
     row("versions", ", ".join(f"{k} {v}" for k, v in versions.items() if v))
     return "\n".join(lines)
@@ -76,7 +81,8 @@ def info_cmd(model, as_json):
     from empp_ff.export import ModelFileError, read_metadata
 
     try:
-        meta = read_metadata(model)
+        with stdout_for_json(as_json):
+            meta = read_metadata(model)
     except (FileNotFoundError, ModelFileError) as exc:
         raise click.ClickException(str(exc)) from exc
     if as_json:

@@ -6,15 +6,40 @@ import json
 
 import click
 
+from empp_ff.cli._support import stdout_for_json
+from empp_ff.inference.guard import DEFAULT_MAX_BOND_STRETCH
 
-def _calculator(model, device):
+
+def _calculator(model, device, min_distance, max_bond_stretch):
     from empp_ff.export import ModelFileError
     from empp_ff.inference.calculator import EMPPCalculator
 
     try:
-        return EMPPCalculator(model, device=device)
+        return EMPPCalculator(model, device=device, min_distance=min_distance or None,
+                              max_bond_stretch=max_bond_stretch or None)
     except (FileNotFoundError, ModelFileError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+def _guard_options(max_bond_stretch: float):
+    """The instability guard's thresholds (0 switches a check off)."""
+    from empp_ff.inference.guard import DEFAULT_MIN_DISTANCE
+
+    def decorate(command):
+        command = click.option(
+            "--max-bond-stretch", default=max_bond_stretch, show_default=True, type=click.FloatRange(min=0),
+            help="Molecules: stop when a bond of the initial structure changes by more than this (Å); 0: off.",
+        )(command)
+        return click.option(
+            "--min-distance", default=DEFAULT_MIN_DISTANCE, show_default=True, type=click.FloatRange(min=0),
+            help="Stop when two atoms come closer than this (Å); 0: off.",
+        )(command)
+
+    return decorate
+
+
+def _unstable(exc, out) -> click.ClickException:
+    return click.ClickException(f"{exc}. Stopped; the frames before it are in {out}.")
 
 
 def _structure(path):
@@ -44,18 +69,22 @@ def _structure(path):
 @click.option("--log", "log", default=None, type=click.Path(dir_okay=False), help="MD log file.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@_guard_options(max_bond_stretch=DEFAULT_MAX_BOND_STRETCH)  # Fu et al. 2022 ("Forces are not enough")
 def md_cmd(model, structure, steps, dt_fs, temperature, ensemble, friction, pressure_bar, seed, out,
-           interval, log, device, no_progress):
+           interval, log, device, no_progress, min_distance, max_bond_stretch):
     """Molecular dynamics of STRUCTURE (any ase.io.read format) with MODEL."""
+    from empp_ff.inference.guard import InstabilityError
     from empp_ff.inference.md import run_md
 
     atoms = _structure(structure)
-    calc = _calculator(model, device)
+    calc = _calculator(model, device, min_distance, max_bond_stretch)
     try:
         result = run_md(atoms, calc, steps=steps, dt_fs=dt_fs, temperature=temperature,
                         ensemble=ensemble, friction=friction, seed=seed, trajectory=out,
                         traj_interval=interval, logfile=log, log_interval=interval,
                         progress=not no_progress, pressure_bar=pressure_bar)
+    except InstabilityError as exc:
+        raise _unstable(exc, out) from exc
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     s = result.summary()
@@ -80,17 +109,22 @@ def md_cmd(model, structure, steps, dt_fs, temperature, ensemble, friction, pres
               help="Final structure (any ase.io.write format; .traj keeps the whole path).")
 @click.option("--device", default=None)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def opt_cmd(model, structure, fmax, optimizer, steps, out, device, as_json):
+@_guard_options(max_bond_stretch=0.0)  # off: a relaxation may legitimately move far from its start
+def opt_cmd(model, structure, fmax, optimizer, steps, out, device, as_json, min_distance, max_bond_stretch):
     """Relax STRUCTURE with MODEL until max force < FMAX."""
     from dataclasses import asdict
 
+    from empp_ff.inference.guard import InstabilityError
     from empp_ff.inference.md import optimize
 
     atoms = _structure(structure)
-    calc = _calculator(model, device)
+    calc = _calculator(model, device, min_distance, max_bond_stretch)
     try:
-        result = optimize(atoms, calc, fmax=fmax, optimizer=optimizer, steps=steps,
-                          trajectory=out, logfile=None if as_json else "-")
+        with stdout_for_json(as_json):
+            result = optimize(atoms, calc, fmax=fmax, optimizer=optimizer, steps=steps,
+                              trajectory=out, logfile=None if as_json else "-")
+    except InstabilityError as exc:
+        raise click.ClickException(str(exc)) from exc
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     if as_json:

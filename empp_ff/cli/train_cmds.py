@@ -6,15 +6,17 @@ import json
 
 import click
 
+from empp_ff.cli._support import OverridesCommand, stdout_for_json
+
 
 def _fail(exc: Exception) -> None:
     raise click.ClickException(str(exc)) from exc
 
 
-@click.command("train")
+@click.command("train", cls=OverridesCommand)
 @click.argument("config", required=False, type=click.Path(dir_okay=False))
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a config key (dotted, e.g. train.max_epochs=10); repeatable.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE [KEY=VALUE ...]",
+              help="Override config keys (dotted, e.g. --set train.max_epochs=10 train.lr=5e-3); repeatable.")
 @click.option("--dry-run", is_flag=True, help="Validate and print the resolved config, then stop.")
 def train_cmd(config, overrides, dry_run):
     """Train a force field. Without CONFIG, trains the bundled aspirin demo.
@@ -32,11 +34,12 @@ def train_cmd(config, overrides, dry_run):
 
         click.echo(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         return
+    from empp_ff.train.rundir import RunDirBusy
     from empp_ff.train.trainer import run_training
 
     try:
         run_training(cfg, log=lambda msg: click.echo(msg, err=False))
-    except (ConfigError, FileNotFoundError, FloatingPointError) as exc:
+    except (ConfigError, FileNotFoundError, FloatingPointError, RunDirBusy) as exc:
         _fail(exc)
     except ValueError as exc:  # data problems found while reading
         _fail(exc)
@@ -58,8 +61,9 @@ def eval_cmd(target, data, split, as_json, batch_size, device, no_ema):
     from empp_ff.train.evaluation_cli import run_eval
 
     try:
-        result = run_eval(target, data, split=split, batch_size=batch_size, device=device,
-                          use_ema=not no_ema, progress=not as_json)
+        with stdout_for_json(as_json):
+            result = run_eval(target, data, split=split, batch_size=batch_size, device=device,
+                              use_ema=not no_ema, progress=not as_json)
     except (FileNotFoundError, ValueError) as exc:
         _fail(exc)
     if as_json:

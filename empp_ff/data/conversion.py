@@ -34,13 +34,18 @@ def convert(
     forces_key: str = "forces",
     progress: bool = True,
     chunk: int = 4096,
+    drop_nonfinite: bool = False,
+    allow_missing_labels: bool = False,
 ) -> str:
     """Convert any supported dataset to a store; returns the store path.
 
-    Provenance records the input path, its format, its sha256, the keys used,
-    the empp_ff version and the time, so a store can be traced to its source.
+    Provenance records the input path, its format, its sha256, the keys and the
+    validation options used, the empp_ff version and the time, so a store can be
+    traced to its source. The store's attributes ``n_dropped_nonfinite`` and
+    ``n_missing_labels_kept`` count what the validation dropped or kept unlabelled.
     """
     from empp_ff import __version__
+    from empp_ff.data.validation import ValidationReport
 
     src = check_exists(in_path)
     fmt = fmt or readers.detect_format(src)
@@ -48,13 +53,20 @@ def convert(
         "input": os.path.abspath(src),
         "format": fmt,
         "sha256": sha256_file(src),
+        "size": os.stat(src).st_size,
+        "mtime_ns": os.stat(src).st_mtime_ns,
         "energy_key": energy_key,
         "forces_key": forces_key,
+        "drop_nonfinite": bool(drop_nonfinite),
+        "allow_missing_labels": bool(allow_missing_labels),
         "empp_ff_version": __version__,
         "time": _dt.datetime.now(_dt.timezone.utc).isoformat(),
     }
     # Looked up on the module at call time (benchmarks/geom_scale.py wraps it to sample memory).
-    structures = readers.read_structures(src, fmt=fmt, energy_key=energy_key, forces_key=forces_key)
+    report = ValidationReport()
+    structures = readers.read_structures(src, fmt=fmt, energy_key=energy_key, forces_key=forces_key,
+                                         drop_nonfinite=drop_nonfinite, allow_missing_labels=allow_missing_labels,
+                                         report=report)
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -62,7 +74,7 @@ def convert(
         bar = tqdm(desc=f"convert {os.path.basename(src)}", unit="struct")
     try:
         return write_store(structures, out_path, prov, chunk=chunk, source=prov["input"], source_format=fmt,
-                           progress=bar)
+                           progress=bar, report=report)
     finally:
         if bar is not None:
             bar.close()

@@ -14,6 +14,8 @@ from empp_ff._atomic import atomic_path
 
 __all__ = ["make_splits", "save_splits", "load_splits"]
 
+_NOT_INDICES = ("seed", "n", "fingerprint")
+
 
 def _size(x: int | float | None, n: int, what: str) -> int:
     """A count, or a fraction in (0, 1) of n (rounded)."""
@@ -32,7 +34,7 @@ def _size(x: int | float | None, n: int, what: str) -> int:
 
 def make_splits(
     n: int,
-    n_train: int | float,
+    n_train: int | float | None,
     n_val: int | float,
     n_test: int | float | None = None,
     seed: int = 1,
@@ -40,11 +42,17 @@ def make_splits(
     """Disjoint random index sets from ``numpy.random.default_rng(seed).permutation(n)``.
 
     Sizes are ints (counts) or fractions in (0, 1) of ``n``. With ``n_test=None``
-    everything not in train/val goes to test. Same (n, sizes, seed) -> same split.
+    everything not in train/val goes to test; with ``n_train=None`` everything not in
+    val/test trains. Same (n, sizes, seed) -> same split.
     """
     n = int(n)
-    tr, va = _size(n_train, n, "n_train"), _size(n_val, n, "n_val")
-    te = n - tr - va if n_test is None else _size(n_test, n, "n_test")
+    va = _size(n_val, n, "n_val")
+    if n_train is None:  # training takes the rest
+        te = _size(n_test, n, "n_test")
+        tr = max(n - va - te, 0)
+    else:
+        tr = _size(n_train, n, "n_train")
+        te = n - tr - va if n_test is None else _size(n_test, n, "n_test")
     if tr + va + te > n or te < 0:
         raise ValueError(
             f"split sizes exceed the dataset: n_train={tr} + n_val={va} + "
@@ -54,13 +62,15 @@ def make_splits(
     return {"train": perm[:tr], "val": perm[tr : tr + va], "test": perm[tr + va : tr + va + te]}
 
 
-def save_splits(
-    path: str | os.PathLike, splits: dict[str, np.ndarray], seed: int | None = None, n: int | None = None
-) -> None:
-    """Write ``splits.json``: {"train": [...], "val": [...], "test": [...], "seed": s, "n": n} (atomically)."""
-    doc: dict = {k: [int(i) for i in np.asarray(v).tolist()] for k, v in splits.items() if k not in ("seed", "n")}
+def save_splits(path: str | os.PathLike, splits: dict[str, np.ndarray], seed: int | None = None, n: int | None = None,
+                fingerprint: dict | None = None) -> None:
+    """Write ``splits.json``: {"train": [...], "val": [...], "test": [...], "seed": s, "n": n} (atomically),
+    plus ``fingerprint``: what the splits were made from (source data, split config)."""
+    doc: dict = {k: [int(i) for i in np.asarray(v).tolist()] for k, v in splits.items() if k not in _NOT_INDICES}
     doc["seed"] = None if seed is None else int(seed)
     doc["n"] = None if n is None else int(n)
+    if fingerprint is not None:
+        doc["fingerprint"] = fingerprint
     with atomic_path(path) as tmp:
         with open(tmp, "w") as fh:
             json.dump(doc, fh)
@@ -80,7 +90,7 @@ def load_splits(path: str | os.PathLike, n: int | None = None) -> dict[str, np.n
     missing = [k for k in ("train", "val", "test") if k not in doc]
     if missing:
         raise ValueError(f"{p!r}: splits file lacks {missing}; found keys {sorted(doc)}")
-    out = {k: np.asarray(v, dtype=np.int64).reshape(-1) for k, v in doc.items() if k not in ("seed", "n")}
+    out = {k: np.asarray(v, dtype=np.int64).reshape(-1) for k, v in doc.items() if k not in _NOT_INDICES}
     if n is not None:
         stored = doc.get("n")
         top = max((int(v.max()) for v in out.values() if v.size), default=-1)

@@ -29,6 +29,7 @@ import h5py
 import numpy as np
 
 from empp_ff._atomic import atomic_path
+from empp_ff.data.fileio import DataError, open_hdf5
 from empp_ff.data.structure import Structure
 
 __all__ = ["STORE_VERSION", "write_store", "StructureStore"]
@@ -42,8 +43,9 @@ _CACHE_BYTES = 50 * 1024**2
 class _Writer:
     """Buffers structures and appends them to resizable datasets."""
 
-    def __init__(self, f: h5py.File, compression: str | None) -> None:
+    def __init__(self, f: h5py.File, compression: str | None, target: str = "") -> None:
         self.f = f
+        self.target = target or f.filename
         self.comp = compression
         self.n = 0
         self.n_atoms = 0
@@ -69,6 +71,25 @@ class _Writer:
         ds.resize(start + data.shape[0], axis=0)
         ds[start : start + data.shape[0]] = data
 
+    def _check_finite(self, buf: list[Structure], positions: np.ndarray, energies: np.ndarray) -> None:
+        """The store's invariant: values are finite, NaN only marks an absent label."""
+        if np.isfinite(positions).all() and not np.isinf(energies).any() and not any(
+            (s.energy is not None and np.isnan(s.energy))
+            or (s.forces is not None and not np.isfinite(s.forces).all())
+            or (s.cell is not None and not np.isfinite(s.cell).all())
+            for s in buf
+        ):
+            return
+        from empp_ff.data.validation import nonfinite_fields
+
+        for k, s in enumerate(buf):
+            bad = nonfinite_fields(s)
+            if bad:
+                raise DataError(
+                    f"{self.target}: structure {self.n + k}" + (f" ({s.name!r})" if s.name else "")
+                    + f": non-finite (NaN/inf) {'; '.join(bad)}; a store holds finite values only"
+                )
+
     def flush(self, buf: list[Structure]) -> None:
         if not buf:
             return
@@ -79,9 +100,11 @@ class _Writer:
         self.species.update(np.unique(z).tolist())
         a0, s0 = self.n_atoms, self.n
         self._append(f["offsets"], s0 + 1, offs)
-        self._append(f["atomic_numbers"], a0, z)
-        self._append(f["positions"], a0, np.concatenate([s.positions for s in buf]))
+        positions = np.concatenate([s.positions for s in buf])
         e = np.array([np.nan if s.energy is None else s.energy for s in buf], dtype=np.float64)
+        self._check_finite(buf, positions, e)
+        self._append(f["atomic_numbers"], a0, z)
+        self._append(f["positions"], a0, positions)
         self.has_energy |= bool(np.isfinite(e).any())
         self._append(f["energy"], s0, e)
         self._append(
@@ -116,18 +139,20 @@ def write_store(
     source_format: str = "",
     compression: str | None = None,
     progress: Any = None,
+    report: Any = None,
 ) -> str:
     """Stream ``structures`` into a new store at ``out_path`` (atomic; constant memory).
 
     Buffers ``chunk`` structures at a time. Writes to a temporary file in the same
     directory and ``os.replace``s it at the end, so a crash never leaves a
     half-written store under ``out_path``. ``progress`` is an optional tqdm-like
-    object with ``update(n)``. Returns ``out_path``.
+    object with ``update(n)``. ``report``: the ``ValidationReport`` of the reader
+    feeding ``structures``; its counts are stored as attributes. Returns ``out_path``.
     """
     out = os.fspath(out_path)
     with atomic_path(out) as tmp:
         with h5py.File(tmp, "w") as f:
-            w = _Writer(f, compression)
+            w = _Writer(f, compression, out)
             buf: list[Structure] = []
             for s in structures:
                 if not isinstance(s, Structure):
@@ -155,6 +180,9 @@ def write_store(
             a["n_structures"] = w.n
             a["n_atoms_total"] = w.n_atoms
             a["species"] = np.array(sorted(w.species), dtype=np.int64)
+            if report is not None:  # what the data-boundary validation dropped or kept unlabelled
+                a["n_dropped_nonfinite"] = int(report.dropped_nonfinite)
+                a["n_missing_labels_kept"] = int(report.missing_labels_kept)
     return out
 
 
@@ -178,7 +206,7 @@ class StructureStore:
         self._cache: dict[str, np.ndarray] | None = None
         self._ds: dict[str, h5py.Dataset] = {}
         self._small = os.path.getsize(self.path) <= cache_bytes
-        with h5py.File(self.path, "r") as f:
+        with open_hdf5(self.path) as f:
             if "empp_ff_store" not in f.attrs:
                 raise ValueError(
                     f"{self.path!r} is not an empp-ff store (no 'empp_ff_store' attribute; found attributes "

@@ -31,6 +31,7 @@ from empp_ff.empp.loss import kl_per_pair, per_copy_loss, reduce_copies
 from empp_ff.empp.masking import MaskedBatch, build_masked_batch, sample_mask_indices
 from empp_ff.empp.radius import RadiusHead
 from empp_ff.empp.targets import direction_target, radius_bin_centres, radius_target
+from empp_ff.model._imports import quiet_torchscript_build
 from empp_ff.model.backbone import default_dtype
 from empp_ff.model.scatter import scatter_sum
 
@@ -78,7 +79,7 @@ class EMPPModule(torch.nn.Module):
         e0 = z_table(spec.atomic_numbers, list(spec.atomic_energies), 0.0, torch.float64)
         self.register_buffer("e0_by_z", e0, persistent=False)
 
-        with default_dtype(dtype):
+        with default_dtype(dtype), quiet_torchscript_build():
             self.conditioning = LabelConditioning(config, spec.atomic_numbers, backbone.message_irreps())
             self.head = PositionHead(feature_irreps, config.head_channels, lmax)
         self.direction = DirectionHead(lmax, config.grid_res, config.head_channels, config.dir_mlp_hidden, config.tau,

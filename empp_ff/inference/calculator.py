@@ -34,6 +34,7 @@ from ase.stress import full_3x3_to_voigt_6_stress
 from empp_ff._dtypes import check_dtype_name, torch_dtype
 from empp_ff._elements import TABLE_SIZE
 from empp_ff.export.model_file import load_model_file
+from empp_ff.inference.guard import DEFAULT_MIN_DISTANCE, InstabilityGuard
 from empp_ff.neighbours import VerletList, all_pairs_edges
 
 
@@ -55,8 +56,17 @@ class EMPPCalculator(Calculator):
         ``"float32"``/``"float64"``; default (and only supported value) is the
         file's own dtype. Re-export with ``empp-ff export --dtype`` for another.
     min_distance:
-        Atoms closer than this (Å) trigger one warning per calculator. ``None``
+        Atoms closer than this (Å) are an :class:`~empp_ff.inference.guard.InstabilityError`
+        (a collapsed structure; default 0.3, as ``pair_style empp``). ``None``
         disables the check.
+    warn_distance:
+        Atoms closer than this (Å) trigger one warning per calculator (outside the
+        training data). ``None`` disables the warning.
+    max_bond_stretch:
+        Molecules: a bond of the first structure seen stretched by more than this
+        (Å) is an :class:`~empp_ff.inference.guard.InstabilityError` (``empp-ff md`` uses
+        0.5). Default ``None`` (off): a calculator may be given unrelated
+        structures. Non-finite energies or forces are always an error.
     skin:
         Verlet skin (Å) of the cached neighbour list for periodic/large systems.
     neighbor_list:
@@ -81,11 +91,13 @@ class EMPPCalculator(Calculator):
         model_path: Union[str, Path],
         device: Optional[Union[str, torch.device]] = None,
         dtype: Optional[str] = None,
-        min_distance: Optional[float] = 0.5,
+        min_distance: Optional[float] = DEFAULT_MIN_DISTANCE,
         skin: float = 0.5,
         neighbor_list: str = "auto",
         all_pairs_max_atoms: int = 1000,
         jit_optimize: bool = False,
+        warn_distance: Optional[float] = 0.5,
+        max_bond_stretch: Optional[float] = None,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
@@ -112,6 +124,8 @@ class EMPPCalculator(Calculator):
         self.r_max = float(self.metadata["r_max"])
         self.species = [int(z) for z in self.metadata["species"]]
         self.min_distance = min_distance
+        self.warn_distance = warn_distance
+        self.guard = InstabilityGuard(min_distance=min_distance, max_bond_stretch=max_bond_stretch)
         self.skin = float(skin)
         self.neighbor_list = neighbor_list
         self.all_pairs_max_atoms = int(all_pairs_max_atoms)
@@ -159,6 +173,12 @@ class EMPPCalculator(Calculator):
                     raise ValueError(
                         f"periodic direction {axis} has a zero cell vector; set a cell or pbc=False"
                     )
+            periodic = cell[atoms.pbc]
+            if np.linalg.matrix_rank(periodic, tol=1e-8 * max(1.0, np.abs(periodic).max())) < len(periodic):
+                raise ValueError(
+                    f"the cell {cell.tolist()} is singular (its periodic vectors are linearly dependent, "
+                    "volume 0); give a cell with independent lattice vectors"
+                )
 
     def _numbers_tensor(self, numbers: np.ndarray) -> torch.Tensor:
         if self._numbers is None or not np.array_equal(self._numbers, numbers):
@@ -190,6 +210,25 @@ class EMPPCalculator(Calculator):
         """(edge_index [2, E], shifts [E, 3], lengths [E]) as passed to the model."""
         return self._edges(atoms, torch.as_tensor(atoms.positions, dtype=self.dtype, device=self.device))
 
+    def _check_geometry(self, atoms, edge_index: torch.Tensor, lengths: torch.Tensor) -> None:
+        """The instability guard (collapsed pairs, broken bonds) and the close-atoms warning."""
+        self.guard.check_bonds(atoms.numbers, atoms.positions, periodic=bool(atoms.pbc.any()))
+        if lengths.numel() == 0 or (self.min_distance is None and (self.warn_distance is None or self._warned_close)):
+            return
+        k = int(torch.argmin(lengths))
+        closest = float(lengths[k])
+        pair = edge_index[:, k].tolist()
+        self.guard.check_closest(atoms.numbers, pair[0], pair[1], closest)
+        if self.warn_distance is not None and not self._warned_close and closest < self.warn_distance:
+            self._warned_close = True
+            warnings.warn(
+                f"atoms closer than {self.warn_distance} Å (closest pair {closest:.3f} Å): "
+                "the model was not trained on such geometries and its predictions "
+                "there are unreliable (warned once per calculator)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+
     # -- ASE interface ----------------------------------------------------------------
     def calculate(self, atoms=None, properties=None, system_changes=all_changes):
         if properties is None:
@@ -206,27 +245,19 @@ class EMPPCalculator(Calculator):
         pos = torch.as_tensor(atoms.positions, dtype=self.dtype, device=self.device)
         numbers = self._numbers_tensor(atoms.numbers)
         edge_index, shifts, lengths = self._edges(atoms, pos)
-        if self.min_distance is not None and not self._warned_close and lengths.numel() > 0:
-            closest = float(lengths.min())
-            if closest < self.min_distance:
-                self._warned_close = True
-                warnings.warn(
-                    f"atoms closer than {self.min_distance} Å (closest pair {closest:.3f} Å): "
-                    "the model was not trained on such geometries and its predictions "
-                    "there are unreliable (warned once per calculator)",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
+        self._check_geometry(atoms, edge_index, lengths)
         if "stress" in properties:
             self._stress_wanted = True
         want_virial = periodic and self._stress_wanted
         with torch.jit.optimized_execution(self.jit_optimize):
             out = self.model(pos, numbers, edge_index, shifts, len(atoms), want_virial)
         energy = float(out["energy"].detach().cpu())
+        forces = out["forces"].detach().cpu().double().numpy()
+        self.guard.check_results(atoms.numbers, energy, forces)
         self.results["energy"] = energy
         self.results["free_energy"] = energy
         self.results["energies"] = out["node_energy"].detach().cpu().double().numpy()
-        self.results["forces"] = out["forces"].detach().cpu().double().numpy()
+        self.results["forces"] = forces
         if want_virial:
             virial = out["virial"].detach().cpu().double().numpy()
             stress = -virial / atoms.get_volume()

@@ -16,6 +16,8 @@ from typing import Any, Callable, Dict, List, Optional, Union
 import numpy as np
 from ase import Atoms, units
 
+from empp_ff.inference.guard import InstabilityError, finite_frame
+
 ENSEMBLES = ("nve", "langevin", "nvt", "npt")
 OPTIMIZERS = ("BFGS", "FIRE", "LBFGS")
 
@@ -226,6 +228,11 @@ def run_md(
     start = time.perf_counter()
     try:
         dyn.run(steps)  # observers fire at step 0 too, so step 0 is recorded
+    except InstabilityError as exc:
+        # No observer ran for the failing step: its frame was not written.
+        step = dyn.get_number_of_steps() + 1 if result.times_fs else 0
+        where = f"MD step {step} (t = {step * dt_fs:.1f} fs)" if step else "MD step 0 (the initial structure)"
+        raise exc.at(where) from exc
     finally:
         for close in closers:
             close()
@@ -253,6 +260,9 @@ class _TrajectoryWriter:
             self.path.unlink()
 
     def __call__(self):
+        bad = finite_frame(self.atoms)
+        if bad:  # only a calculator without the guard lets MD get here
+            raise InstabilityError(f"non-finite positions of atom(s) {bad[:8]}: not writing the frame", atoms=bad)
         if self._traj is not None:
             self._traj.write()
         else:
@@ -301,14 +311,20 @@ def optimize(
     if name not in lookup:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
     atoms.calc = calculator
-    e0 = float(atoms.get_potential_energy())
+    try:
+        e0 = float(atoms.get_potential_energy())
+    except InstabilityError as exc:
+        raise exc.at("the initial structure") from exc
     cls = getattr(ase.optimize, lookup[name])
     opt = cls(
         atoms,
         trajectory=str(trajectory) if trajectory is not None and Path(trajectory).suffix == ".traj" else None,
         logfile=None if logfile is None else str(logfile),
     )
-    converged = bool(opt.run(fmax=fmax, steps=steps))
+    try:
+        converged = bool(opt.run(fmax=fmax, steps=steps))
+    except InstabilityError as exc:
+        raise exc.at(f"optimisation step {opt.get_number_of_steps()}") from exc
     forces = atoms.get_forces()
     final_fmax = float(np.sqrt((forces**2).sum(axis=1)).max()) if len(atoms) else 0.0
     if trajectory is not None and Path(trajectory).suffix != ".traj":

@@ -5,27 +5,59 @@ on torch >= 2.6 unless ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``; ``import mace``
 sets that variable for the whole process and never unsets it (mace#...; see
 ANCHORS.md finding 5). We set it only for the duration of the import and then
 restore the user's environment exactly as it was.
+
+Two messages of these imports are not for our users and are silenced here, at
+their source, and nowhere else: torch's warning that the variable is set
+(e3nn's own ``torch.load``), and mace's ``print`` that cuequivariance is not
+installed (on stdout, where it would break ``--json`` output). Building e3nn
+modules scripts them with TorchScript, which warns about mace's annotations:
+:func:`quiet_torchscript_build` silences that one warning around a build.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import os
+import sys
+import warnings
 
 _VAR = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
+_CUEQ_NOTICE = "cuequivariance or cuequivariance_torch is not available"
 
 
 @contextlib.contextmanager
 def _weights_only_load_allowed():
     previous = os.environ.get(_VAR)
     os.environ[_VAR] = "1"
+    captured = io.StringIO()
     try:
-        yield
+        with warnings.catch_warnings(), contextlib.redirect_stdout(captured):
+            warnings.filterwarnings("ignore", message=f"Environment variable {_VAR} detected")
+            yield
     finally:
         if previous is None:
             os.environ.pop(_VAR, None)
         else:
             os.environ[_VAR] = previous
+        # Anything else printed during the import still reaches the user, on stderr.
+        rest = [line for line in captured.getvalue().splitlines() if _CUEQ_NOTICE not in line]
+        if rest:
+            print("\n".join(rest), file=sys.stderr)
+
+
+@contextlib.contextmanager
+def quiet_torchscript_build():
+    """Silence TorchScript's 'instance-level annotations' UserWarning (and torch's
+    deprecation notice of ``torch.jit.script``), which every e3nn/mace module build
+    raises once per code-generated block, for this block only."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message="The TorchScript type system doesn't support instance-level annotations",
+            category=UserWarning,
+        )
+        warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=DeprecationWarning)
+        yield
 
 
 def import_mace_modules():

@@ -23,7 +23,7 @@ import torch
 
 from empp_ff._dtypes import torch_dtype
 from empp_ff._elements import z_table
-from empp_ff.model._imports import import_e3nn_o3, import_mace_modules
+from empp_ff.model._imports import import_e3nn_o3, import_mace_modules, quiet_torchscript_build
 from empp_ff.model.irreps import irreps_up_to
 from empp_ff.model.spec import BackboneSpec
 
@@ -77,7 +77,7 @@ class MACEBackbone(torch.nn.Module):
         super().__init__()
         self.spec_dict = spec.to_dict()  # plain dict: survives scripting as an ignored attr
         dtype = torch_dtype(spec.dtype)
-        with default_dtype(dtype):
+        with default_dtype(dtype), quiet_torchscript_build():
             self.mace = _build_mace(spec)
         self.mace.to(dtype)
         self.num_elements = len(spec.atomic_numbers)

@@ -62,10 +62,16 @@ def resolve_checkpoint(target: Union[str, Path], prefer: str = "best") -> Path:
 
 def load_checkpoint(target: Union[str, Path], prefer: str = "best") -> Dict[str, Any]:
     path = resolve_checkpoint(target, prefer)
+    if path.stat().st_size == 0:
+        raise ValueError(
+            f"cannot read checkpoint {path}: the file is empty (0 bytes; a copy cut short or a full disk?). "
+            "Restore it, or delete it to start that run over."
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated file, not a torch file, pickled objects...
-        raise ValueError(f"cannot read checkpoint {path}: {exc}") from exc
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"cannot read checkpoint {path}: {reason} (a truncated or foreign file?)") from exc
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not an empp-ff checkpoint")
     if int(state.get("format_version", 0)) > CHECKPOINT_VERSION:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -37,9 +38,17 @@ class DataConfig:
     energy_key: str = "energy"
     forces_key: str = "forces"
     energy_only: bool = False  # ignore force labels (GEOM-Drug style energy-only training)
-    n_train: Number = 950  # an int (count) or a fraction in (0, 1)
+    # Frames with NaN/inf positions, cells, energies or forces are an error naming them;
+    # true drops them instead (the count is reported).
+    drop_nonfinite: bool = False
+    # GEOM-style files: a molecule group without the labels the others carry is an error;
+    # true keeps its structures without that label (the count is reported).
+    allow_missing_labels: bool = False
+    # Counts, or fractions in (0, 1). n_test None: all structures not in train/val; n_train
+    # None: all not in val/test. task: pretrain defaults to n_train None, n_val 0.05, n_test 0.
+    n_train: Optional[Number] = 950
     n_val: Number = 50
-    n_test: Optional[Number] = None  # None: all remaining structures
+    n_test: Optional[Number] = None
     split_seed: Optional[int] = None  # None: the top-level seed
     num_workers: int = 0
 
@@ -167,6 +176,8 @@ def _coerce(value: Any, tp, key: str) -> Any:
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
+        if isinstance(value, float) and value.is_integer():  # 1e6, 100.0
+            return int(value)
         raise ConfigError(f"config key '{key}': expected an integer, got {value!r}")
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -230,7 +241,7 @@ def _check_values(cfg: Config) -> None:
     )
     for name in ("n_train", "n_val"):
         v = getattr(cfg.data, name)
-        need(v > 0, f"data.{name} must be > 0 (a count, or a fraction in (0, 1)), got {v}")
+        need(v is None or v > 0, f"data.{name} must be > 0 (a count, or a fraction in (0, 1)), got {v}")
     if cfg.task == "pretrain":
         need(cfg.empp.enabled, "task 'pretrain' trains with EMPP alone: set empp.enabled: true")
     try:
@@ -243,7 +254,14 @@ def _check_values(cfg: Config) -> None:
         raise ConfigError(str(exc)) from exc
 
 
+#: Split sizes of a pre-training run unless given: everything trains but a 5% validation
+#: split; no test split (nothing would evaluate it).
+PRETRAIN_SPLITS = {"n_train": None, "n_val": 0.05, "n_test": 0}
+
+
 def config_from_dict(mapping: Dict[str, Any]) -> Config:
+    if isinstance(mapping, dict) and mapping.get("task") == "pretrain" and isinstance(mapping.get("data", {}), dict):
+        mapping = dict(mapping, data={**PRETRAIN_SPLITS, **(mapping.get("data") or {})})
     cfg = _build(Config, mapping)
     _check_values(cfg)
     return cfg
@@ -263,12 +281,28 @@ DEMO_CONFIG: Dict[str, Any] = {
 }
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 (PyYAML) reads ``5e-3`` and ``1e6`` as strings; read them as numbers
+    (as YAML 1.2 does). A subclass: PyYAML's own loaders are left untouched."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)
+
+
 def read_yaml(path: Union[str, Path]) -> Dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = parse_yaml(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"cannot parse {path} as YAML: {exc}") from exc
     if data is None:
@@ -289,7 +323,7 @@ def apply_overrides(mapping: Dict[str, Any], overrides: List[str]) -> Dict[str, 
         if not key:
             raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
+            value = parse_yaml(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw
         node = result
@@ -315,8 +349,15 @@ def _deepcopy(d):
 
 def load_config(path: Optional[Union[str, Path]] = None, overrides: Optional[List[str]] = None) -> Config:
     """The demo config when ``path`` is None, then ``overrides`` on top."""
-    mapping = DEMO_CONFIG if path is None else read_yaml(path)
-    return config_from_dict(apply_overrides(mapping, list(overrides or [])))
+    overrides = list(overrides or [])
+    mapping = apply_overrides(DEMO_CONFIG if path is None else read_yaml(path), overrides)
+    given = {item.split("=", 1)[0].strip() for item in overrides}
+    if path is None and mapping["data"].get("path"):
+        # The demo's split sizes are for the demo file: other data get the defaults (or their task's).
+        for key in ("n_train", "n_val", "n_test"):
+            if f"data.{key}" not in given:
+                mapping["data"].pop(key, None)
+    return config_from_dict(mapping)
 
 
 def dump_config(cfg: Config, path: Union[str, Path]) -> None:

@@ -23,8 +23,10 @@ def predict(potential, batch, compute_forces: bool = True, create_graph: bool = 
 
 
 def evaluate(potential, loader, device: torch.device, keep_predictions: bool = False,
-             progress: bool = False, desc: str = "eval", dist=None) -> Tuple[Dict[str, float], ErrorAccumulator]:
-    """Errors over ``loader``; with ``dist`` (DDP), sums are reduced over ranks."""
+             progress: bool = False, desc: str = "eval", dist=None,
+             loss_fn=None) -> Tuple[Dict[str, float], ErrorAccumulator]:
+    """Errors over ``loader``; with ``dist`` (DDP), sums are reduced over ranks.
+    ``loss_fn(pred, batch)``: its mean over the batches is reported as ``loss``."""
     acc = ErrorAccumulator(keep_predictions=keep_predictions)
     was_training = potential.training
     potential.eval()
@@ -39,6 +41,8 @@ def evaluate(potential, loader, device: torch.device, keep_predictions: bool = F
             with torch.enable_grad():  # forces need autograd even at evaluation
                 pred = predict(potential, batch, compute_forces=bool(batch.has_forces.any()))
             acc.add({k: v.detach() for k, v in pred.items()}, batch)
+            if loss_fn is not None:
+                acc.add_loss(float(loss_fn(pred, batch).detach()))
     finally:
         potential.train(was_training)
     if dist is not None:

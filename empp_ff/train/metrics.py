@@ -79,7 +79,12 @@ class ErrorAccumulator:
                 self.predictions["forces_ref"].append(batch.forces[mask].double().cpu())
                 self.predictions["forces_pred"].append(pred["forces"][mask].detach().double().cpu())
 
-    _KEYS = ("n_structures", "e_abs", "e_sq", "e_n", "epa_abs", "f_abs", "f_sq", "f_n")
+    def add_loss(self, value: float) -> None:
+        """One batch's loss (the mean over batches is reported as ``loss``)."""
+        self.sums["loss_sum"] += value
+        self.sums["loss_n"] += 1
+
+    _KEYS = ("n_structures", "e_abs", "e_sq", "e_n", "epa_abs", "f_abs", "f_sq", "f_n", "loss_sum", "loss_n")
 
     def all_reduce(self, dist, device) -> None:
         """Sum the running totals over DDP ranks (no-op in a single process)."""
@@ -110,6 +115,8 @@ class ErrorAccumulator:
         out["energy_per_atom_mae_mev"] = 1000 * s["epa_abs"] / e_n if e_n else nan
         out["forces_mae_mev_per_a"] = 1000 * s["f_abs"] / f_n if f_n else nan
         out["forces_rmse_mev_per_a"] = 1000 * (s["f_sq"] / f_n) ** 0.5 if f_n else nan
+        if s["loss_n"]:
+            out["loss"] = s["loss_sum"] / s["loss_n"]
         return out
 
     def per_element(self) -> Dict[str, float]:

@@ -22,6 +22,14 @@ def _figure(ncols: int = 1):
     return fig
 
 
+def _save(fig, path: Path) -> None:
+    """Atomically: a reader (or a kill) never sees a half-written PNG."""
+    from empp_ff._atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+
+
 def _parity(ax, ref, pred, label, unit):
     ref, pred = np.asarray(ref), np.asarray(pred)
     ax.scatter(ref, pred, s=4, alpha=0.5, linewidths=0)
@@ -43,7 +51,7 @@ def parity_plots(predictions: Dict, out_dir: Path) -> List[Path]:
                 "energy per atom", "eV")
         fig.tight_layout()
         path = out_dir / "parity_energy.png"
-        fig.savefig(path)
+        _save(fig, path)
         written.append(path)
     if len(predictions["forces_ref"]):
         fig = _figure()
@@ -51,32 +59,64 @@ def parity_plots(predictions: Dict, out_dir: Path) -> List[Path]:
                 predictions["forces_pred"].numpy().ravel(), "force component", "eV/Å")
         fig.tight_layout()
         path = out_dir / "parity_forces.png"
-        fig.savefig(path)
+        _save(fig, path)
         written.append(path)
     return written
 
 
+#: (panel title, [(column, legend label), ...]); a panel is drawn when one of its columns has data.
+LEARNING_CURVE_PANELS = [
+    ("energy MAE (meV)", [("train_energy_mae_mev", "train"), ("val_energy_mae_mev", "validation")]),
+    ("forces MAE (meV/Å)", [("train_forces_mae_mev_per_a", "train"), ("val_forces_mae_mev_per_a", "validation")]),
+    ("loss (training objective)", [("train_loss", "train"), ("val_loss", "validation")]),
+    ("EMPP loss", [("empp_loss", "train"), ("val_empp_loss", "validation")]),
+    ("EMPP radius KL", [("empp_radius_kl", "train"), ("val_empp_radius_kl", "validation")]),
+    ("EMPP direction KL", [("empp_direction_kl", "train"), ("val_empp_direction_kl", "validation")]),
+]
+
+
+def _series(history: List[Dict], key: str) -> List[float]:
+    values = [row.get(key, float("nan")) for row in history]
+    return [float(v) if isinstance(v, (int, float)) else float("nan") for v in values]
+
+
+def _has_data(values: List[float]) -> bool:
+    return any(math.isfinite(v) and v > 0 for v in values)
+
+
+def learning_curves_figure(history: List[Dict]):
+    """The learning-curve figure: one panel per quantity the run recorded (a
+    supervised run: MAEs and loss; a pre-training run: the EMPP losses)."""
+    from matplotlib.ticker import MaxNLocator
+
+    panels = [(title, curves) for title, curves in LEARNING_CURVE_PANELS
+              if any(_has_data(_series(history, key)) for key, _ in curves)]
+    if any(title.startswith("energy") for title, _ in panels):  # supervised: EMPP parts are in the loss
+        panels = [p for p in panels if not p[0].startswith("EMPP") or p[0] == "EMPP loss"]
+    else:  # pre-training: the objective is the (weighted) EMPP loss, shown on its own
+        panels = [p for p in panels if not p[0].startswith("loss")]
+    fig = _figure(ncols=max(1, len(panels)))
+    epochs = [row["epoch"] for row in history]
+    for i, (title, curves) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), i + 1)
+        shown = []
+        for key, label in curves:
+            values = _series(history, key)
+            if _has_data(values):  # markers: a one-epoch run still shows its point
+                ax.plot(epochs, values, marker="o", markersize=3, label=label)
+                shown += [v for v in values if math.isfinite(v) and v > 0]
+        if max(shown) > 10 * min(shown):  # log scale only where it spans decades
+            ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(title)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def learning_curves(history: List[Dict], out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
-    panels = [
-        ("energy MAE (meV)", ["train_energy_mae_mev", "val_energy_mae_mev"]),
-        ("forces MAE (meV/Å)", ["train_forces_mae_mev_per_a", "val_forces_mae_mev_per_a"]),
-        ("loss", ["train_loss", "val_loss", "empp_loss"]),
-    ]
-    fig = _figure(ncols=len(panels))
-    epochs = [row["epoch"] for row in history]
-    for i, (title, keys) in enumerate(panels):
-        ax = fig.add_subplot(1, len(panels), i + 1)
-        for key in keys:
-            values = [row.get(key, float("nan")) for row in history]
-            if any(isinstance(v, (int, float)) and math.isfinite(v) and v > 0 for v in values):
-                ax.plot(epochs, values, label=key)
-        ax.set_yscale("log")
-        ax.set_xlabel("epoch")
-        ax.set_title(title)
-        if ax.lines:
-            ax.legend(fontsize=7)
-    fig.tight_layout()
     path = out_dir / "learning_curves.png"
-    fig.savefig(path)
+    _save(learning_curves_figure(history), path)
     return path

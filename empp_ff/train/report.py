@@ -1,6 +1,7 @@
 """What a run reports: the ``metrics.csv`` columns, the per-epoch log line, and
 the final report (learning curves; the best checkpoint's test-split errors,
-parity plots and ``test_metrics.json``)."""
+parity plots and ``test_metrics.json``, the run's last commit: a finished run is
+reported from it again, never re-evaluated; see ``train/rundir/protocol.py``)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,8 @@ from typing import Any, Callable, Dict, List
 
 import torch
 
-from empp_ff.train.checkpoint import build_potential, load_checkpoint
+from empp_ff.train.checkpoint import load_checkpoint
 from empp_ff.train.evaluate import evaluate, format_error_table
-from empp_ff.train.io import write_json
 
 METRIC_COLUMNS = [
     "epoch", "step", "lr", "wall_time_s",
@@ -25,6 +25,7 @@ METRIC_COLUMNS = [
     # train.grad_norm_every: what each loss term puts on the backbone's gradient (epoch means)
     "grad_norm_energy", "grad_norm_forces", "grad_norm_empp", "grad_norm_denoise",
     "grad_cos_forces_empp", "grad_cos_forces_denoise",
+    "val_weighted_mae",  # model selection (supervised): energy_weight * E/atom MAE + forces_weight * F MAE
 ]
 
 
@@ -41,38 +42,55 @@ def epoch_line(row: Dict[str, Any], improved: bool, max_epochs: int, supervised:
     return "  ".join(parts) + ("  *" if improved else "")
 
 
-def _test_errors(best: Dict[str, Any], test_set, batch_size: int, device: torch.device, progress: bool,
-                 plots: Path, title: str, log: Callable[[str], None]) -> Dict[str, Any]:
+def _test_errors(best: Dict[str, Any], potential, test_set, batch_size: int, device: torch.device,
+                 progress: bool, plots: Path) -> Dict[str, Any]:
     from torch_geometric.loader import DataLoader
 
     from empp_ff.train.plots import parity_plots
 
-    potential = build_potential(best, use_ema=True).to(device)
+    # best.pt's (EMA) weights in the training potential: training is over, and a rebuild costs seconds
+    potential.load_state_dict(best.get("ema_potential_state") or best["potential_state"])
     loader = DataLoader(test_set, batch_size=batch_size, shuffle=False)
     metrics, acc = evaluate(potential, loader, device, keep_predictions=True, progress=progress, desc="test")
     parity_plots(acc.stacked_predictions(), plots)
-    log(format_error_table(metrics, acc.per_element(), title=title))
     return {**metrics, "per_element_forces_mae_mev_per_a": acc.per_element()}
 
 
-def final_report(run_dir: Path, history: List[Dict[str, Any]], test_set, *, best_val: float, batch_size: int,
-                 device: torch.device, progress: bool, log: Callable[[str], None]) -> Dict[str, Any]:
-    """Evaluate ``checkpoints/best.pt`` on ``test_set`` (the test graphs, or None for
-    no supervised test: empty split or self-supervised run); write plots and
-    ``test_metrics.json``; return what it holds."""
+def log_result(result: Dict[str, Any], run_dir: Path, supervised: bool, log: Callable[[str], None]) -> None:
+    if "energy_mae_mev" in result:
+        log(format_error_table(result, result.get("per_element_forces_mae_mev_per_a"), title=f"Test set ({run_dir})"))
+    elif supervised:
+        log(f"no test split (data.n_test = 0), nothing to evaluate; best epoch {result['epoch']}: "
+            f"val energy MAE {result.get('val_energy_mae_mev', float('nan')):.1f} meV, "
+            f"forces MAE {result.get('val_forces_mae_mev_per_a', float('nan')):.1f} meV/Å")
+    else:
+        log(f"self-supervised run: best val EMPP loss {result.get('val_empp_loss', float('nan')):.4f} "
+            f"at epoch {result['epoch']}")
+
+
+def final_report(rundir, history: List[Dict[str, Any]], test_set, *, trained_epochs: int, supervised: bool,
+                 potential, batch_size: int, device: torch.device, progress: bool,
+                 log: Callable[[str], None]) -> Dict[str, Any]:
+    """Evaluate ``checkpoints/best.pt`` (loaded into ``potential``) on ``test_set`` (the
+    test graphs, or None for no supervised test: empty split or self-supervised run);
+    write plots and ``test_metrics.json``; return what it holds. ``rundir``: the
+    run's :class:`~empp_ff.train.rundir.RunDirectory`."""
     from empp_ff.train.plots import learning_curves
 
-    plots = run_dir / "plots"
+    done = rundir.finished_result(trained_epochs)
+    if done is not None:  # a finished run: report it again, do not re-evaluate
+        log(f"{rundir.root} is a finished run ({trained_epochs} epochs); results from test_metrics.json:")
+        log_result(done, rundir.root, supervised, log)
+        return done
     if history:
-        learning_curves(history, plots)
-    best = load_checkpoint(run_dir / "checkpoints" / "best.pt")
+        learning_curves(history, rundir.plots)
+    best = load_checkpoint(rundir.best)
     result: Dict[str, Any] = {"checkpoint": "checkpoints/best.pt", "epoch": int(best["epoch"]),
                               "ema": best.get("ema_potential_state") is not None}
     if test_set is not None:
-        result.update(_test_errors(best, test_set, batch_size, device, progress, plots,
-                                   f"Test set ({run_dir})", log))
-    elif history:
-        result.update({k: v for k, v in best.get("val_metrics", {}).items() if k.startswith("val_empp")})
-        log(f"self-supervised run: best val EMPP loss {best_val:.4f}")
-    write_json(run_dir / "test_metrics.json", result)
+        result.update(_test_errors(best, potential, test_set, batch_size, device, progress, rundir.plots))
+    else:
+        result.update({k: v for k, v in best.get("val_metrics", {}).items() if k.startswith("val_")})
+    result = rundir.commit_result(result, trained_epochs)
+    log_result(result, rundir.root, supervised, log)
     return result

@@ -10,8 +10,8 @@ Resumption is exact: the data order and the EMPP masks of epoch e come from
 generators seeded by (seed, e), and the checkpoint holds the model, optimiser,
 schedule, EMA and metric history. Re-running the same command on a run
 directory whose ``checkpoints/last.pt`` exists continues from the last completed
-epoch (also after kill -9: checkpoints are written atomically) and ends where an
-uninterrupted run would.
+epoch and ends where an uninterrupted run would, also after kill -9 at any instant:
+``train/rundir`` holds the run directory's lock and write order.
 """
 
 from __future__ import annotations
@@ -28,21 +28,21 @@ from empp_ff._dtypes import torch_dtype
 from empp_ff.model.backbone import build_backbone
 from empp_ff.model.potential import Potential
 from empp_ff.model.spec import BackboneSpec
-from empp_ff.train.checkpoint import save_checkpoint
 from empp_ff.train.config import Config, ConfigError, dump_config
-from empp_ff.train.data_setup import PreparedData, finite, prepare_data
+from empp_ff.train.data_setup import PreparedData, finite, prepare_data, with_recorded_data_path
 from empp_ff.train.distributed import init_distributed, reduce_mean_dict
 from empp_ff.train.ema import EMA
 from empp_ff.train.energy_offset import refit_reference_energies
 from empp_ff.train.epoch_stats import EpochStats, logged_keys
 from empp_ff.train.evaluate import evaluate
 from empp_ff.train.finetune import load_pretrained
-from empp_ff.train.io import write_csv, write_json
+from empp_ff.train.io import write_json
 from empp_ff.train.loaders import Loaders
-from empp_ff.train.metrics import ErrorAccumulator
+from empp_ff.train.metrics import ErrorAccumulator, supervised_loss
 from empp_ff.train.objective import Objective
 from empp_ff.train.report import METRIC_COLUMNS, epoch_line, final_report
 from empp_ff.train.resume import check_resumable, interrupted_state
+from empp_ff.train.rundir import RunDirectory
 from empp_ff.train.schedule import warmup_cosine
 from empp_ff.train.tensorboard import TensorBoardLog
 from empp_ff.train.training_model import TrainingModel
@@ -50,6 +50,7 @@ from empp_ff.train.training_model import TrainingModel
 
 class Trainer:
     def __init__(self, cfg: Config, log: Callable[[str], None] = print):
+        cfg = with_recorded_data_path(cfg)
         self.cfg = cfg
         self.dist, self.device = init_distributed(cfg.train.device)
         self.log = log if self.dist.is_main else (lambda msg: None)  # rank 0 alone reports
@@ -75,22 +76,24 @@ class Trainer:
         self._build_optimiser()
         if resume_state is not None:
             self._restore(resume_state)
-            self.log(f"resuming {self.run_dir} after epoch {self.epoch}")
+            if self.epoch < self.cfg.train.max_epochs:
+                self.log(f"resuming {self.run_dir} after epoch {self.epoch}")
         elif self.cfg.finetune_from:
             self._load_pretrained(self.cfg.finetune_from)
+        if self.epoch < self.cfg.train.max_epochs:
+            self.rundir.discard_result()  # a test_metrics.json of fewer epochs is not this run's result
 
     def _prepare_data(self) -> Optional[Dict[str, Any]]:
         """Run directory, data and splits; returns the state of an interrupted run, if any."""
         cfg, main = self.cfg, self.dist.is_main
-        if main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.rundir = RunDirectory(self.run_dir, main, self.log).open()  # lock, leftover clean-up
         self.dist.barrier()
         resume_state = interrupted_state(self.run_dir)
         if resume_state is not None:
-            self._check_resumable(resume_state["config"])
+            self._check_resumable(resume_state)
         if main:  # rank 0 converts the data and writes the splits; the others then read them
             dump_config(cfg, self.run_dir / "config.yaml")
-            self.data: PreparedData = prepare_data(cfg, self.run_dir, self.log)
+            self.data: PreparedData = prepare_data(cfg, self.run_dir, self.log, resuming=resume_state is not None)
         self.dist.barrier()
         if not main:
             self.data = prepare_data(cfg, self.run_dir, self.log, write=False)
@@ -180,8 +183,10 @@ class Trainer:
 
         return DenoiseModule(self.cfg.aux.denoise, potential.backbone, self.label_stats()["force_scale"])
 
-    def _check_resumable(self, saved: Dict[str, Any]) -> None:
-        check_resumable(saved, self.cfg, self.run_dir)
+    def _check_resumable(self, state: Dict[str, Any]) -> None:
+        epochs = int(state["epoch"])
+        check_resumable(state["config"], self.cfg, self.run_dir, epochs,
+                        finished=self.rundir.finished_result(epochs) is not None)
 
     def _load_pretrained(self, target: str) -> None:
         record = load_pretrained(self.model, target)
@@ -311,18 +316,22 @@ class Trainer:
                 refit_reference_energies(self.model.potential, self.loaders.refit_loader(), self.device)
             if self.supervised:
                 loader = self.loaders.loader(self.val_set, train=False)
-                metrics, _ = evaluate(self.model.potential, loader, self.device, dist=self.dist)
+                # val_loss is the training objective on the validation split, as train_loss is on the training one
+                metrics, _ = evaluate(self.model.potential, loader, self.device, dist=self.dist,
+                                      loss_fn=lambda pred, batch: supervised_loss(pred, batch, self.cfg.loss,
+                                                                                  self.scale)["loss"])
                 result.update({f"val_{k}": v for k, v in metrics.items() if k != "n_structures"})
             if self.model.empp is not None:
                 result.update(self._val_empp())
+        if "val_empp_loss" in result:  # with EMPP's weight as scheduled at this step
+            factor = self.cfg.empp.factor(self.step / self.objective.total_steps)
+            result["val_loss"] = result.get("val_loss", 0.0) + self.cfg.empp.weight * factor * result["val_empp_loss"]
         if self.supervised:
             # Model selection as in Equiformer's MD17 protocol: weighted MAEs.
             e = result["val_energy_per_atom_mae_mev"]
             f = result["val_forces_mae_mev_per_a"] if self.train_forces else 0.0
             f = f if math.isfinite(f) else 0.0
-            result["val_loss"] = self.cfg.loss.energy_weight * e + self.cfg.loss.forces_weight * f
-        else:
-            result["val_loss"] = result.get("val_empp_loss", float("nan"))
+            result["val_weighted_mae"] = self.cfg.loss.energy_weight * e + self.cfg.loss.forces_weight * f
         return result
 
     # ------------------------------------------------------------------ main
@@ -340,9 +349,10 @@ class Trainer:
                 self.wall_offset = time.perf_counter() - start
                 row.update(step=self.step, lr=self.optimizer.param_groups[0]["lr"], wall_time_s=self.wall_offset)
                 self.history.append(row)
-                improved = row["val_loss"] < self.best_val or not math.isfinite(self.best_val)
+                selection = row["val_weighted_mae" if self.supervised else "val_empp_loss"]
+                improved = selection < self.best_val or not math.isfinite(self.best_val)
                 if improved:
-                    self.best_val = row["val_loss"]
+                    self.best_val = selection
                 self._save(improved)
                 tensorboard.write(row, self.epoch)
                 self.log(epoch_line(row, improved, cfg.train.max_epochs, self.supervised))
@@ -351,13 +361,9 @@ class Trainer:
         return self.finish()
 
     def _save(self, improved: bool) -> None:
-        """Rank 0 writes last.pt (and best.pt when ``improved``) and metrics.csv."""
+        """Rank 0 writes best.pt (when ``improved``), metrics.csv, then last.pt (train/rundir/protocol.py)."""
         if self.dist.is_main:
-            state = self._state()
-            save_checkpoint(state, self.run_dir / "checkpoints" / "last.pt")
-            if improved:
-                save_checkpoint(state, self.run_dir / "checkpoints" / "best.pt")
-            write_csv(self.run_dir / "metrics.csv", self.history, METRIC_COLUMNS)
+            self.rundir.commit_epoch(self._state(), improved, self.history, METRIC_COLUMNS)
         self.dist.barrier()
 
     def finish(self) -> Dict[str, Any]:
@@ -366,7 +372,8 @@ class Trainer:
             return {}
         has_test = len(self.data.splits["test"]) > 0
         test_set = self.loaders.dataset("test") if self.supervised and has_test else None
-        return final_report(self.run_dir, self.history, test_set, best_val=self.best_val,
+        return final_report(self.rundir, self.history, test_set, trained_epochs=self.epoch,
+                            supervised=self.supervised, potential=self.model.potential,
                             batch_size=self.cfg.train.eval_batch_size, device=self.device,
                             progress=self.cfg.train.progress, log=self.log)
 
@@ -383,4 +390,6 @@ def run_training(cfg: Config, log: Callable[[str], None] = print) -> Dict[str, A
     finally:
         torch.set_num_threads(previous_threads)
         if trainer is not None:
+            if hasattr(trainer, "rundir"):
+                trainer.rundir.close()
             trainer.dist.shutdown()

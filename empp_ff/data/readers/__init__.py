@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 
-from empp_ff.data.readers._common import check_exists
+from empp_ff.data.readers._common import check_exists, open_hdf5, open_npz
 from empp_ff.data.structure import Structure
+from empp_ff.data.validation import ValidationReport, validated
 
 __all__ = ["FORMATS", "read_structures", "detect_format"]
 
@@ -46,9 +47,7 @@ def detect_format(path: str | os.PathLike) -> str:
     p = check_exists(path)
     ext = os.path.splitext(p)[1].lower()
     if ext == ".npz":
-        import numpy as np
-
-        with np.load(p, allow_pickle=False) as d:
+        with open_npz(p) as d:
             keys = set(d.files)
         if {"z", "R"} <= keys:
             return "md17"
@@ -69,7 +68,7 @@ def detect_format(path: str | os.PathLike) -> str:
     if ext in (".h5", ".hdf5", ".hdf") or h5py.is_hdf5(p):
         from empp_ff.data.readers.geom_h5 import looks_like_geom_h5
 
-        with h5py.File(p, "r") as f:
+        with open_hdf5(p) as f:
             if STORE_MARKER in f.attrs:
                 return "store"
             if looks_like_geom_h5(f):
@@ -87,13 +86,23 @@ def detect_format(path: str | os.PathLike) -> str:
 
 
 def read_structures(
-    path: str | os.PathLike, fmt: str | None = None, energy_key: str = "energy", forces_key: str = "forces"
+    path: str | os.PathLike,
+    fmt: str | None = None,
+    energy_key: str = "energy",
+    forces_key: str = "forces",
+    drop_nonfinite: bool = False,
+    allow_missing_labels: bool = False,
+    report: ValidationReport | None = None,
 ) -> Iterator[Structure]:
-    """Lazily yield Structures from ``path`` (format detected when ``fmt`` is None).
+    """Lazily yield validated Structures from ``path`` (format detected when ``fmt`` is None).
 
-    Raises FileNotFoundError for a missing file and ValueError for an unknown format
-    or missing keys, naming the file, the keys found and the keys expected.
+    Raises FileNotFoundError for a missing file and ValueError (``DataError``) for an
+    unknown format, missing keys, an unreadable file or non-finite values, naming the
+    file and the cause (see :mod:`empp_ff.data.validation` for ``drop_nonfinite``,
+    ``allow_missing_labels`` and what ``report`` counts).
     """
     p = check_exists(path)
     fmt = detect_format(p) if fmt is None else fmt
-    return _reader(fmt)(p, energy_key=energy_key, forces_key=forces_key)
+    structures = _reader(fmt)(p, energy_key=energy_key, forces_key=forces_key)
+    return validated(structures, p, fmt, drop_nonfinite=drop_nonfinite,
+                     allow_missing_labels=allow_missing_labels, report=report)

@@ -8,7 +8,10 @@ from collections.abc import Iterable
 
 from ase import units
 
-__all__ = ["KCAL_MOL", "check_exists", "missing_keys_error", "energy_unit_factor", "length_unit_factor"]
+from empp_ff.data.fileio import open_hdf5, open_npz  # noqa: F401  (re-exported for the readers)
+
+__all__ = ["KCAL_MOL", "check_exists", "missing_keys_error", "energy_unit_factor", "length_unit_factor",
+           "open_npz", "open_hdf5"]
 
 #: 1 kcal/mol in eV (MD17 and rMD17 are in kcal/mol and kcal/mol/Å).
 KCAL_MOL: float = units.kcal / units.mol

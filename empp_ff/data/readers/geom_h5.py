@@ -15,12 +15,12 @@ from collections.abc import Iterator
 import h5py
 import numpy as np
 
-from empp_ff.data.readers._common import check_exists, missing_keys_error, parse_units_attr
+from empp_ff.data.readers._common import check_exists, missing_keys_error, open_hdf5, parse_units_attr
 from empp_ff.data.structure import Structure
 
 
 def _iter(path: str, energy_key: str, forces_key: str) -> Iterator[Structure]:
-    with h5py.File(path, "r") as f:
+    with open_hdf5(path) as f:
         file_units = f.attrs.get("units")
         groups = [(k, g) for k, g in f.items() if isinstance(g, h5py.Group)]
         if not groups:

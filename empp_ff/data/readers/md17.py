@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from empp_ff.data.readers._common import KCAL_MOL, check_exists, missing_keys_error
+from empp_ff.data.readers._common import KCAL_MOL, check_exists, missing_keys_error, open_npz
 from empp_ff.data.structure import Structure
 
 
@@ -15,12 +15,12 @@ def read_npz_trajectory(
     path: str, fmt: str, z_key: str, r_key: str, e_key: str, f_key: str, name_key: str | None
 ) -> Iterator[Structure]:
     """Shared MD17/rMD17 loop: one fixed composition, M frames, kcal/mol -> eV."""
-    with np.load(path, allow_pickle=False) as d:
+    with open_npz(path) as d:
         keys = set(d.files)
         if z_key not in keys or r_key not in keys:
             raise missing_keys_error(path, fmt, keys, [z_key, r_key, f"optional: {e_key}, {f_key}"])
         z = np.asarray(d[z_key]).astype(np.int64)
-        R = d[r_key]
+        R = np.asarray(d[r_key])
         E = d[e_key] if e_key in keys else None
         F = d[f_key] if f_key in keys else None
         name = str(d[name_key]) if name_key and name_key in keys else os.path.splitext(os.path.basename(path))[0]

@@ -1,0 +1,34 @@
+"""Fault injection for the kill-at-any-point tests of the run-directory protocol.
+
+Every atomic write passes two *windows*: ``tmp:<file>`` (the temporary file is
+complete, the target not yet replaced) and ``done:<file>`` (replaced, the next
+write not yet begun). Two environment variables, read at each window and unset
+in normal use (then a window costs one dictionary lookup):
+
+* ``EMPP_FF_FAULT_LOG=PATH``: append each window's name to PATH, one a line.
+* ``EMPP_FF_KILL_AT=K``: the process kills itself with SIGKILL at its K-th window
+  (0-based, counted from the start of the process), as ``kill -9`` would.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import Union
+
+_count = 0
+
+
+def window(kind: str, path: Union[str, os.PathLike]) -> None:
+    global _count
+    log, kill_at = os.environ.get("EMPP_FF_FAULT_LOG"), os.environ.get("EMPP_FF_KILL_AT")
+    if log is None and kill_at is None:
+        return
+    name = f"{kind}:{Path(path).name}"
+    if log:
+        with open(log, "a") as fh:
+            fh.write(name + "\n")
+    if kill_at is not None and int(kill_at) == _count:
+        os.kill(os.getpid(), signal.SIGKILL)
+    _count += 1

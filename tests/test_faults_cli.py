@@ -1,0 +1,161 @@
+"""Issue 10, CLI cases: `--set a=1 b=2` (case 8), scientific notation (case 8), one JSON
+document on stdout (case 9), file-system errors without tracebacks (case 7) and no
+noise a user must learn to ignore in normal runs (case 11)."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from empp_ff.cli import main
+
+from conftest import TINY_MODEL
+
+ROOT = Path(__file__).resolve().parents[1]
+NOISE = ("instance-level annotations", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "cuequivariance", "Traceback")
+
+
+def _cli(args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def _sets(items):
+    """One --set per pair (the form every version accepts), so each test reproduces its own case."""
+    return [a for kv in items for a in ("--set", kv)]
+
+
+def _dry_run(args):
+    result = _cli(["train", "--dry-run", *args])
+    assert result.exit_code == 0, result.output
+    return yaml.safe_load(result.output)
+
+
+# --- case 8 ----------------------------------------------------------------------------
+
+def test_one_set_takes_several_pairs(tmp_path):
+    cfg = _dry_run(["--set", "train.batch_size=4", "train.lr=0.01", "data.n_val=7"])
+    assert (cfg["train"]["batch_size"], cfg["train"]["lr"], cfg["data"]["n_val"]) == (4, 0.01, 7)
+    config = tmp_path / "c.yaml"
+    config.write_text("train:\n  max_epochs: 3\n")
+    cfg = _dry_run(["--set", "train.batch_size=2", "train.lr=0.02", str(config), "--set", "seed=5"])
+    assert (cfg["train"]["batch_size"], cfg["train"]["lr"], cfg["train"]["max_epochs"], cfg["seed"]) == (2, 0.02, 3, 5)
+    # later overrides win, in command-line order
+    assert _dry_run(["--set", "seed=1", "seed=2", "--set", "seed=3"])["seed"] == 3
+
+
+def test_scientific_notation_is_a_number(tmp_path):
+    cfg = _dry_run(_sets(["train.lr=5e-3", "train.weight_decay=1E-6", "train.max_epochs=1e2"]))
+    assert cfg["train"]["lr"] == 5e-3 and cfg["train"]["weight_decay"] == 1e-6 and cfg["train"]["max_epochs"] == 100
+    assert _dry_run(["--set", "train.max_atoms_per_batch=1e6"])["train"]["max_atoms_per_batch"] == 1_000_000
+    config = tmp_path / "c.yaml"
+    config.write_text("train:\n  lr: 5e-3\n  warmup_epochs: 1e0\n")
+    cfg = _dry_run([str(config)])
+    assert cfg["train"]["lr"] == 5e-3 and cfg["train"]["warmup_epochs"] == 1.0
+    result = _cli(["train", "--dry-run", "--set", "train.max_epochs=1.5e0"])
+    assert result.exit_code != 0 and "expected an integer, got 1.5" in result.output
+
+
+# --- case 7: file-system errors ------------------------------------------------------------
+
+def _deny(monkeypatch, root: Path, err: int):
+    """Make writes under ``root`` fail with ``err`` (root may write anywhere, so
+    permissions cannot be used to produce EACCES in CI)."""
+    real_open, real_mkdir = os.open, os.mkdir
+
+    def guarded(path):
+        if str(os.fspath(path)).startswith(str(root)):
+            raise OSError(err, os.strerror(err), os.fspath(path))
+
+    def fake_open(path, flags, *args, **kwargs):
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            guarded(path)
+        return real_open(path, flags, *args, **kwargs)
+
+    def fake_mkdir(path, *args, **kwargs):
+        guarded(path)
+        return real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", fake_open)
+    monkeypatch.setattr(os, "mkdir", fake_mkdir)
+
+
+@pytest.mark.parametrize("exists", [False, True], ids=["new-run-dir", "existing-run-dir"])
+def test_read_only_run_dir_is_a_clear_error(tmp_path, monkeypatch, tiny_train_overrides, exists):
+    ro = tmp_path / "ro"
+    run_dir = ro / "run"
+    if exists:
+        run_dir.mkdir(parents=True)
+    _deny(monkeypatch, ro, errno.EACCES)
+    result = _cli(["train", *_sets(tiny_train_overrides(run_dir))])
+    assert result.exit_code == 1 and (result.exception is None or isinstance(result.exception, SystemExit))
+    assert "permission denied" in result.output and str(ro) in result.output, result.output
+    assert "Traceback" not in result.output
+
+
+def test_disk_full_names_the_file_and_leaves_no_temporary(tmp_path, monkeypatch, tiny_train_overrides):
+    real_fsync = os.fsync
+
+    def full_disk(fd):
+        if ".last.pt." in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    run_dir = tmp_path / "run"
+    result = _cli(["train", *_sets(tiny_train_overrides(run_dir, epochs=1))])
+    assert result.exit_code == 1, result.output
+    assert f"no space left on the device while writing {run_dir / 'checkpoints' / 'last.pt'}" in result.output
+    assert not list(run_dir.rglob("*.tmp"))
+
+
+# --- cases 9 and 11: --json and a quiet normal run (fresh processes) -----------------------
+
+def _run(args, cwd):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
+    return subprocess.run([sys.executable, "-m", "empp_ff.cli", *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One tiny run trained, exported and run in fresh processes (as a user would)."""
+    work = tmp_path_factory.mktemp("cli")
+    sets = {"run_dir": work / "run", "data.n_train": 16, "data.n_val": 4, "data.n_test": 8,
+            "train.max_epochs": 1, "train.batch_size": 4, "train.tensorboard": False,
+            "empp.num_masks": 1, **{f"model.{k}": v for k, v in TINY_MODEL.items()}}
+    train = _run(["train", *_sets(f"{k}={v}" for k, v in sets.items())], work)
+    assert train.returncode == 0, train.stdout + train.stderr
+    export = _run(["export", work / "run", "-o", work / "m.pt"], work)
+    assert export.returncode == 0, export.stderr
+    md = _run(["md", work / "m.pt", ROOT / "md_examples" / "aspirin.xyz", "--steps", 3, "--interval", 1,
+               "--no-progress", "--out", work / "md.traj"], work)
+    assert md.returncode == 0, md.stderr
+    return work, {"train": train, "export": export, "md": md}
+
+
+def test_json_output_is_exactly_one_document(trained):
+    work, _ = trained
+    for args in (["eval", work / "run", "--json"], ["info", work / "m.pt", "--json"],
+                 ["opt", work / "m.pt", ROOT / "md_examples" / "aspirin.xyz", "--steps", 2, "--json",
+                  "--out", work / "opt.xyz"]):
+        proc = _run(args, work)
+        assert proc.returncode in (0, 2), proc.stderr  # opt: 2 = not converged in 2 steps
+        json.loads(proc.stdout)  # the whole of stdout is one JSON document
+        assert proc.stdout.strip().startswith("{"), proc.stdout[:200]
+
+
+def test_normal_runs_print_no_warnings_to_ignore(trained):
+    _, procs = trained
+    for name, proc in procs.items():
+        for noise in NOISE:
+            assert noise not in proc.stdout + proc.stderr, (name, noise, proc.stderr[-2000:])
+        assert "Warning" not in proc.stderr, (name, proc.stderr[-2000:])

@@ -1,0 +1,121 @@
+"""Issue 10, case 4 (ASE side) and the singular cell of case 7: the instability guard of
+EMPPCalculator, `empp-ff md` and `empp-ff opt`. (The pair style's guard is tested with
+the LAMMPS tests.)"""
+
+from __future__ import annotations
+
+import ase.io
+import numpy as np
+import pytest
+from ase import Atoms
+from click.testing import CliRunner
+
+from empp_ff import EMPPCalculator
+from empp_ff.cli import main
+from empp_ff.inference.guard import InstabilityError
+
+from conftest import ethanol
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    from empp_ff.testing.models import demo_checkpoint
+
+    root = tmp_path_factory.mktemp("guard")
+    demo_checkpoint(root / "run" / "checkpoints" / "best.pt", seed=5, num_interactions=1, correlation=2)
+    result = CliRunner().invoke(main, ["export", str(root / "run"), "-o", str(root / "m.pt"), "--dtype", "float64"])
+    assert result.exit_code == 0, result.output
+    return root / "m.pt"
+
+
+def _cli(args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def _overlapping():
+    atoms = ethanol()
+    atoms.positions[4] = atoms.positions[0]  # an H on top of the C
+    return atoms
+
+
+def test_two_atoms_at_one_position_is_an_error_naming_them(model):
+    atoms = _overlapping()
+    atoms.calc = EMPPCalculator(model, device="cpu")
+    with pytest.raises(InstabilityError, match=r"atoms 0 \(C\) and 4 \(H\) are 0.000 Å apart, closer than "
+                                               r"min_distance=0.3 Å") as info:
+        atoms.get_potential_energy()
+    assert info.value.atoms == [0, 4]
+
+
+def test_non_finite_forces_are_an_error_naming_the_atoms(model):
+    atoms = _overlapping()
+    atoms.calc = EMPPCalculator(model, device="cpu", min_distance=None, warn_distance=None)
+    with pytest.raises(InstabilityError, match=r"non-finite \(NaN/inf\) forces on atom\(s\) 0 \(C\)"):
+        atoms.get_forces()  # before: NaN energy and forces, returned without a word
+
+
+def test_min_distance_is_configurable(model):
+    atoms = ethanol()  # closest pair 0.96 Å (O-H)
+    atoms.calc = EMPPCalculator(model, device="cpu", min_distance=1.0, warn_distance=None)
+    with pytest.raises(InstabilityError, match="closer than min_distance=1.0"):
+        atoms.get_potential_energy()
+    atoms.calc = EMPPCalculator(model, device="cpu", min_distance=0.9, warn_distance=None)
+    assert np.isfinite(atoms.get_potential_energy())
+
+
+def test_exploding_nve_md_stops_with_the_step_and_never_writes_a_bad_frame(model, tmp_path):
+    start = tmp_path / "ethanol.xyz"
+    ase.io.write(start, ethanol())
+    traj = tmp_path / "md.traj"
+    result = _cli(["md", model, start, "--ensemble", "nve", "--temperature", 3000, "--dt", 2.0, "--steps", 400,
+                   "--interval", 1, "--no-progress", "--out", traj, "--device", "cpu"])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert "MD step" in result.output and "more than max_bond_stretch=0.5 Å" in result.output
+    assert "NVE energy drift" not in result.output
+    frames = ase.io.read(traj, index=":")
+    step = int(result.output.split("MD step ")[1].split()[0])
+    assert len(frames) == step  # steps 0 .. step-1: the failing step wrote nothing
+    assert all(np.isfinite(f.positions).all() and np.isfinite(f.get_forces()).all() for f in frames)
+    bonds = ethanol().get_distance(0, 4), frames[-1].get_distance(0, 4)
+    assert abs(bonds[1] - bonds[0]) < 2.0  # stopped early, not 1350 Å apart
+
+
+def test_bond_stretch_bound_is_configurable(model, tmp_path):
+    start = tmp_path / "ethanol.xyz"
+    ase.io.write(start, ethanol())
+    args = ["md", model, start, "--temperature", 300, "--dt", 0.5, "--steps", 20, "--no-progress",
+            "--out", tmp_path / "md.traj", "--device", "cpu"]
+    assert _cli(args).exit_code == 0
+    tight = _cli(args + ["--max-bond-stretch", 0.0001])
+    assert tight.exit_code == 1 and "max_bond_stretch=0.0001" in tight.output
+
+
+def test_opt_bond_bound_on_request(model, tmp_path):
+    start = tmp_path / "ethanol.xyz"
+    ase.io.write(start, ethanol())
+    result = _cli(["opt", model, start, "--steps", 200, "--max-bond-stretch", 0.05, "--out", tmp_path / "o.xyz",
+                   "--device", "cpu"])
+    assert result.exit_code == 1 and "optimisation step" in result.output and "max_bond_stretch=0.05" in result.output
+
+
+def test_md_and_opt_refuse_a_collapsed_initial_structure(model, tmp_path):
+    start = tmp_path / "bad.xyz"
+    ase.io.write(start, _overlapping())
+    for args in (["md", model, start, "--steps", 5, "--no-progress", "--out", tmp_path / "md.traj"],
+                 ["opt", model, start, "--steps", 5, "--out", tmp_path / "opt.xyz"]):
+        result = _cli(args + ["--device", "cpu"])
+        assert result.exit_code == 1 and "Traceback" not in result.output
+        assert "initial structure" in result.output and "atoms 0 (C) and 4 (H) are 0.000 Å apart" in result.output
+
+
+def test_singular_cell_is_a_clear_error(model, tmp_path):
+    atoms = Atoms("H2", positions=[[0, 0, 0], [0.74, 0, 0]], cell=[[3, 0, 0], [3, 0, 0], [0, 0, 3]], pbc=True)
+    atoms.calc = EMPPCalculator(model, device="cpu")
+    with pytest.raises(ValueError, match=r"the cell .* is singular"):  # was vesin's 'box matrix is not invertible'
+        atoms.get_potential_energy()
+    path = tmp_path / "singular.extxyz"
+    ase.io.write(path, atoms)
+    result = _cli(["md", model, path, "--steps", 2, "--no-progress", "--out", tmp_path / "md.traj", "--device", "cpu"])
+    assert result.exit_code == 1 and "is singular" in result.output and "Traceback" not in result.output
