@@ -22,6 +22,7 @@ import torch
 
 from empp_ff._dtypes import torch_dtype
 from empp_ff._elements import z_table
+from empp_ff.export.errors import ModelFileError
 
 #: CPU flags (/proc/cpuinfo names) of the ``x86-64-v3`` level that portable x86-64 packages target.
 X86_64_V3_FLAGS = ("abm", "avx", "avx2", "bmi1", "bmi2", "cx16", "f16c", "fma", "movbe", "popcnt",
@@ -86,8 +87,6 @@ class CompiledModel:
     """An AOTInductor package with the TorchScript model file's call signature."""
 
     def __init__(self, path: Union[str, Path], metadata: Dict[str, Any], device: Union[str, torch.device]):
-        from empp_ff.export.model_file import ModelFileError
-
         self.path = Path(path)
         self.device = torch.device(device)
         problems = compatibility_problems(metadata, self.device)

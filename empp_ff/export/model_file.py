@@ -31,6 +31,7 @@ from typing import Any, Dict, Optional, Tuple, Union
 import torch
 
 from empp_ff.export.checksum import archive_checksum
+from empp_ff.export.errors import ModelFileError
 
 #: The newest model-file format version this empp-ff reads (and the version of .pt2 packages).
 FORMAT_VERSION = 2
@@ -40,10 +41,6 @@ METADATA_NAME = "metadata.json"
 MODEL_FILE_KIND = "empp-ff-model"
 #: Format names (``metadata["format"]``, ``empp-ff export --format``) by file suffix.
 FORMAT_BY_SUFFIX = {".pt": "torchscript", ".pt2": "aotinductor"}
-
-
-class ModelFileError(ValueError):
-    """The file exists but is not a usable empp-ff model file."""
 
 
 def _zip_member(names, suffix: str):
@@ -164,7 +161,7 @@ def load_model(path: Union[str, Path], metadata: Dict[str, Any], device: Union[s
     compute_virial)`` and return the dict of the model-file contract (``exporter.py``).
     """
     if metadata["format"] == "aotinductor":
-        from empp_ff.export.compiled import CompiledModel
+        from empp_ff.export.compiled import CompiledModel  # imported only for packages
 
         return CompiledModel(path, metadata, device)
     extra = {METADATA_NAME: ""}
