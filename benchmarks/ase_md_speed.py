@@ -1,20 +1,23 @@
 #!/usr/bin/env python
-"""ASE MD speed: EMPPCalculator vs mace's MACECalculator on the same network.
+"""ASE MD speed: EMPPCalculator on both model-file formats vs mace's MACECalculator
+on the same network.
 
 Systems: aspirin (21 atoms, no pbc) and a periodic box of 350 water molecules
 (1050 atoms, 1 g/cm^3, random orientations on a grid). For each system we time
 VelocityVerlet steps/s (after warm-up) with
 
-* ``empp``: EMPPCalculator on an exported model file (TorchScript);
+* ``empp``: EMPPCalculator on the TorchScript model file (``.pt``);
+* ``empp_pt2``: EMPPCalculator on the AOTInductor package (``.pt2``) of the same weights;
 * ``mace``: ``mace.calculators.MACECalculator`` on the *same* ScaleShiftMACE
   (our backbone's ``.mace`` module holds the same weights; saved as a .model);
-* ``floor``: the exported module's forward+backward alone, on precomputed
-  edges (no neighbour list, no ASE) — the cost no calculator can beat.
+* ``floor`` / ``floor_pt2``: each file's model call (forward + forces) alone, on
+  precomputed edges (no neighbour list, no ASE) — the cost no calculator can beat.
 
-Weights are random (untrained): speed does not depend on training. Writes
-benchmarks/results/ase_md_speed_cpu.json and .md.
+All five are stepped interleaved. The package's compile time and the file sizes
+are recorded. Weights are random (untrained): speed does not depend on training.
+Writes benchmarks/results/ase_md_speed_cpu.json and .md (or ``--out``).
 
-    python benchmarks/ase_md_speed.py [--threads 2] [--channels 32]
+    python benchmarks/ase_md_speed.py [--threads 1] [--channels 32] [--formats pt,pt2]
 """
 
 from __future__ import annotations
@@ -132,13 +135,119 @@ def interleaved(runners: dict, steps: int, warmup: int) -> dict:
     }
 
 
+def _model_files(args, tmp: Path) -> dict:
+    """The benchmark model as .pt, .pt2 (when asked) and a mace .model; compile time and sizes."""
+    import torch
+
+    from empp_ff.export import export_potential
+    from empp_ff.testing.models import demo_potential, demo_spec
+
+    spec = demo_spec(
+        num_channels=args.channels, max_L=args.max_L, num_interactions=2, correlation=3,
+        r_max=args.r_max, dtype=args.dtype, radial_mlp=[64, 64, 64], mlp_irreps="16x0e",
+        avg_num_neighbors=20.0,
+    )
+    potential = demo_potential(spec, seed=0)
+    files = {"pt": export_potential(potential, tmp / "model.pt"), "mace": tmp / "mace.model"}
+    torch.save(potential.backbone.mace, files["mace"])
+    info = {}
+    if "pt2" in args.formats:
+        t0 = time.perf_counter()
+        files["pt2"] = export_potential(potential, tmp / "model.pt2", cpu_target=args.cpu_target)
+        info["pt2_export_seconds"] = round(time.perf_counter() - t0, 1)
+    info["file_size_MB"] = {k: round(p.stat().st_size / 1e6, 2) for k, p in files.items()}
+    return files, info
+
+
+def _runners(atoms, files, args) -> dict:
+    from mace.calculators import MACECalculator
+
+    from empp_ff.export import load_model_file
+    from empp_ff.inference.calculator import EMPPCalculator
+
+    runners = {"empp": MDRunner(atoms, EMPPCalculator(files["pt"], device="cpu"))}
+    if "pt2" in files:
+        runners["empp_pt2"] = MDRunner(atoms, EMPPCalculator(files["pt2"], device="cpu"))
+    # MACECalculator sets torch's global default dtype (to the model's dtype here).
+    runners["mace"] = MDRunner(atoms, MACECalculator(model_paths=str(files["mace"]), device="cpu",
+                                                    default_dtype=args.dtype))
+    for fmt, name in (("pt", "floor"), ("pt2", "floor_pt2")):
+        if fmt in files:
+            model, _ = load_model_file(files[fmt])
+            runners[name] = FloorRunner(model, atoms, EMPPCalculator(files[fmt], device="cpu"))
+    return runners
+
+
+def _same_model_check(atoms, files, runners) -> dict:
+    from empp_ff.inference.calculator import EMPPCalculator
+
+    ref = atoms.copy()
+    ref.calc = runners["mace"].atoms.calc
+    out = {}
+    for fmt in ("pt", "pt2"):
+        if fmt in files:
+            a = atoms.copy()
+            a.calc = EMPPCalculator(files[fmt], device="cpu")
+            out[fmt] = {"energy_diff_eV": abs(a.get_potential_energy() - ref.get_potential_energy()),
+                        "max_force_diff_eV_per_A": float(np.abs(a.get_forces() - ref.get_forces()).max())}
+    return out
+
+
+def _ratios(r: dict) -> None:
+    sps = {k: v["steps_per_s"] for k, v in r.items() if isinstance(v, dict) and "steps_per_s" in v}
+    r["empp_speedup_vs_mace"] = sps["empp"] / sps["mace"]
+    r["empp_overhead_vs_floor_pct"] = 100.0 * (sps["floor"] / sps["empp"] - 1.0)
+    if "empp_pt2" in sps:
+        r["pt2_speedup_vs_pt"] = sps["empp_pt2"] / sps["empp"]
+        r["pt2_speedup_vs_mace"] = sps["empp_pt2"] / sps["mace"]
+        r["pt2_floor_speedup_vs_pt_floor"] = sps["floor_pt2"] / sps["floor"]
+        r["pt2_overhead_vs_floor_pct"] = 100.0 * (sps["floor_pt2"] / sps["empp_pt2"] - 1.0)
+
+
+def _markdown(report: dict, args) -> str:
+    m = report["machine"]
+    lines = [
+        "# ASE MD speed: EMPPCalculator (.pt and .pt2) vs MACECalculator (CPU)",
+        "",
+        f"- CPU: {m['cpu']} ({m['logical_cpus']} logical CPUs, shared); torch threads {args.threads}; "
+        f"load average at start {m['loadavg_start']}, at end {m['loadavg_end']}",
+        f"- Model: {report['model']['architecture']}, {args.dtype}, **random weights** (untrained)",
+        f"- torch {report['versions']['torch']}, mace-torch {report['versions']['mace-torch']}, "
+        f"ase {report['versions']['ase']}",
+        f"- Files: {report['files']}",
+        "- VelocityVerlet 0.5 fs, median wall time per step after warm-up; all runners are stepped "
+        "interleaved (rotating order) so load from other processes hits them alike. `floor` = the "
+        "model file's call (forward + forces) on precomputed edges (no neighbour list, no ASE).",
+        "",
+        "| system | .pt2 steps/s | .pt steps/s | MACECalculator steps/s | floor .pt2 | floor .pt | "
+        ".pt2 / .pt | .pt2 / MACE | .pt / MACE |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in report["results"].items():
+        pt2 = r.get("empp_pt2", {}).get("steps_per_s", float("nan"))
+        fpt2 = r.get("floor_pt2", {}).get("steps_per_s", float("nan"))
+        lines.append(
+            f"| {name} | {pt2:.3g} | {r['empp']['steps_per_s']:.3g} | {r['mace']['steps_per_s']:.3g} | "
+            f"{fpt2:.3g} | {r['floor']['steps_per_s']:.3g} | {r.get('pt2_speedup_vs_pt', float('nan')):.2f}x | "
+            f"{r.get('pt2_speedup_vs_mace', float('nan')):.2f}x | {r['empp_speedup_vs_mace']:.2f}x |"
+        )
+    lines += ["", "Same weights in all calculators (difference to MACECalculator):", ""]
+    for name, checks in report["same_model_check"].items():
+        for fmt, c in checks.items():
+            lines.append(f"- {name}, .{fmt}: |ΔE| = {c['energy_diff_eV']:.2e} eV, "
+                         f"max |ΔF| = {c['max_force_diff_eV_per_A']:.2e} eV/Å")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--channels", type=int, default=32)
     parser.add_argument("--max-L", type=int, default=1)
     parser.add_argument("--r-max", type=float, default=5.0)
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    parser.add_argument("--formats", default="pt,pt2", help="model files to time besides MACE: pt and/or pt2")
+    parser.add_argument("--cpu-target", default="portable", choices=["portable", "native"])
     parser.add_argument("--aspirin-steps", type=int, default=40)
     parser.add_argument("--water-steps", type=int, default=10)
     parser.add_argument("--water-molecules", type=int, default=350)
@@ -148,55 +257,20 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)  # entry point: set explicitly, never in the library
-    from empp_ff.export import export_potential, load_model_file
-    from empp_ff.inference.calculator import EMPPCalculator
-    from empp_ff.testing.models import demo_potential, demo_spec
-
     load_start = loadavg()
-    spec = demo_spec(
-        num_channels=args.channels, max_L=args.max_L, num_interactions=2, correlation=3,
-        r_max=args.r_max, dtype=args.dtype, radial_mlp=[64, 64, 64], mlp_irreps="16x0e",
-        avg_num_neighbors=20.0,
-    )
-    potential = demo_potential(spec, seed=0)
-    tmp = Path(tempfile.mkdtemp(prefix="ase_md_speed_"))
-    model_file = export_potential(potential, tmp / "model.pt")
-    mace_file = tmp / "mace.model"
-    torch.save(potential.backbone.mace, mace_file)
-
+    files, file_info = _model_files(args, Path(tempfile.mkdtemp(prefix="ase_md_speed_")))
     systems = {"aspirin_21": (aspirin(), args.aspirin_steps, 5),
                f"water_{3 * args.water_molecules}_pbc": (water_box(args.water_molecules), args.water_steps, 2)}
-    # MACECalculator sets torch's global default dtype (to the model's dtype here).
-    from mace.calculators import MACECalculator
-
-    results = {}
-    checks = {}
+    results, checks = {}, {}
     for name, (atoms, steps, warmup) in systems.items():
         print(f"== {name}: {len(atoms)} atoms", flush=True)
-        calc = EMPPCalculator(model_file, device="cpu")
-        mcalc = MACECalculator(model_paths=str(mace_file), device="cpu", default_dtype=args.dtype)
-        model, _ = load_model_file(model_file)
-        runners = {
-            "empp": MDRunner(atoms, calc),
-            "mace": MDRunner(atoms, mcalc),
-            "floor": FloorRunner(model, atoms, EMPPCalculator(model_file, device="cpu")),
-        }
+        runners = _runners(atoms, files, args)
         results[name] = interleaved(runners, steps, warmup)
         for key, value in results[name].items():
-            print(f"  {key:5s} {value}", flush=True)
-        a, b = atoms.copy(), atoms.copy()
-        a.calc, b.calc = EMPPCalculator(model_file, device="cpu"), mcalc
-        checks[name] = {
-            "energy_diff_eV": abs(a.get_potential_energy() - b.get_potential_energy()),
-            "max_force_diff_eV_per_A": float(np.abs(a.get_forces() - b.get_forces()).max()),
-        }
+            print(f"  {key:9s} {value}", flush=True)
+        checks[name] = _same_model_check(atoms, files, runners)
         results[name]["num_edges"] = int(runners["floor"].edge_index.shape[1])
-
-    for name, r in results.items():
-        r["empp_speedup_vs_mace"] = r["empp"]["steps_per_s"] / r["mace"]["steps_per_s"]
-        r["empp_overhead_vs_floor_pct"] = 100.0 * (
-            r["empp"]["median_ms_per_step"] / r["floor"]["median_ms_per_step"] - 1.0
-        )
+        _ratios(results[name])
     from importlib import metadata as md
 
     report = {
@@ -205,11 +279,12 @@ def main(argv=None) -> int:
         "model": {"weights": "random (untrained); speed does not depend on training",
                   "architecture": f"MACE {args.channels}x0e+{args.channels}x1o (max_L {args.max_L}), "
                                   f"2 interactions, correlation 3, max_ell 3, r_max {args.r_max} Å",
-                  "dtype": args.dtype},
+                  "dtype": args.dtype, "pt2_cpu_target": args.cpu_target},
+        "files": file_info,
         "versions": {"torch": torch.__version__, "mace-torch": md.version("mace-torch"),
                      "ase": md.version("ase"), "python": platform.python_version()},
         "integrator": "ase VelocityVerlet, 0.5 fs; median time per step after warm-up; "
-                      "the three runners are stepped in rotating order (interleaved) so that "
+                      "the runners are stepped in rotating order (interleaved) so that "
                       "load from other processes on the shared CPU affects them alike",
         "same_model_check": checks,
         "results": results,
@@ -217,31 +292,9 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(report, indent=2))
-    lines = [
-        "# ASE MD speed: EMPPCalculator vs MACECalculator (CPU)",
-        "",
-        f"- CPU: {report['machine']['cpu']} ({report['machine']['logical_cpus']} logical CPUs, shared); "
-        f"torch threads {args.threads}; load average at start {load_start}, at end {report['machine']['loadavg_end']}",
-        f"- Model: {report['model']['architecture']}, {args.dtype}, **random weights** (untrained)",
-        f"- torch {torch.__version__}, mace-torch {report['versions']['mace-torch']}, ase {report['versions']['ase']}",
-        "- VelocityVerlet 0.5 fs, median wall time per step after warm-up; the three runners are "
-        "stepped interleaved (rotating order) so load from other processes hits them alike. "
-        "`floor` = exported module forward+backward on precomputed edges (no neighbour list, no ASE).",
-        "",
-        "| system | EMPPCalculator steps/s | MACECalculator steps/s | floor steps/s | EMPP / MACE | EMPP overhead vs floor |",
-        "|---|---|---|---|---|---|",
-    ]
-    for name, r in results.items():
-        lines.append(
-            f"| {name} | {r['empp']['steps_per_s']:.2f} | {r['mace']['steps_per_s']:.2f} | "
-            f"{r['floor']['steps_per_s']:.2f} | {r['empp_speedup_vs_mace']:.2f}x | "
-            f"{r['empp_overhead_vs_floor_pct']:+.1f}% |"
-        )
-    lines += ["", "Same weights in both calculators (energy / max force difference):", ""]
-    for name, c in checks.items():
-        lines.append(f"- {name}: |ΔE| = {c['energy_diff_eV']:.2e} eV, max |ΔF| = {c['max_force_diff_eV_per_A']:.2e} eV/Å")
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    text = _markdown(report, args)
+    out.with_suffix(".md").write_text(text)
+    print(text)
     return 0
 
 

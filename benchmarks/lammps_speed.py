@@ -1,14 +1,18 @@
 """Speed of pair_style empp in LAMMPS vs the raw model call (the floor) and the ASE
-calculator, for aspirin (21 atoms) and a periodic water/methanol box (1000+ atoms),
-with 1 and 2 MPI ranks.
+calculator, for aspirin (21 atoms) and a periodic box (the 1050-atom water box of
+ase_md_speed.py, or with --n-side a water/methanol box), with 1 and 2 MPI ranks,
+for the TorchScript file (.pt) and the AOTInductor package (.pt2) of the same weights.
 
-    python benchmarks/lammps_speed.py [--n-side 9] [--steps 5] [--channels 8] [--fold-no]
+    python benchmarks/lammps_speed.py [--box water|liquid] [--n-side 9] [--steps 5] [--channels 8]
+                                      [--formats pt,pt2] [--rounds 2] [--fold-no]
 
 Writes benchmarks/results/lammps_speed_cpu.json and .md. Every process uses one
 torch thread (OMP_NUM_THREADS=1, `pair_style empp threads 1`) and the TorchScript
 profiling executor off (the plugin's default, set the same way for the Python
-runs). The model is a random-weight MACE (r_max 5 A, 2 interactions, float64):
-cost, not chemistry. The first model calls (load, warm-up) are excluded.
+runs). The LAMMPS runs of the two formats alternate, ``--rounds`` times (medians
+are reported), so load from other jobs hits both alike. The model is a
+random-weight MACE (r_max 5 A, 2 interactions, float64): cost, not chemistry.
+The first model calls (load, warm-up) are excluded.
 """
 
 from __future__ import annotations
@@ -40,9 +44,10 @@ def floor_ms(model_path, atoms, repeats):
     """The bare model call on the periodic N-atom graph (neighbour list excluded)."""
     import torch
 
+    from empp_ff.export import load_model_file
     from empp_ff.neighbours import neighbour_graph
 
-    model = torch.jit.load(str(model_path))
+    model, _ = load_model_file(model_path)
     pos = atoms.get_positions()
     edge_index, shifts = neighbour_graph(pos, float(model.r_max), atoms.cell.array, np.asarray(atoms.pbc))
     ei = torch.tensor(edge_index)
@@ -116,31 +121,111 @@ def lammps_ms(model_path, data, np_ranks, steps, warmup=2, extra=""):
     return 1e3 * float(t) / int(n), float(ghosts[-1]) if ghosts else None
 
 
+def _models(args, work: Path) -> tuple:
+    from empp_ff.testing.models import make_model
+
+    kwargs = dict(atomic_numbers=(1, 6, 8), dtype="float64", num_channels=args.channels, num_interactions=2,
+                  r_max=5.0, perturb=0.0)
+    models, info = {}, {}
+    for fmt in args.formats.split(","):
+        t0 = time.perf_counter()
+        models[fmt] = make_model(work / f"bench.{fmt}", **kwargs)
+        info[f"{fmt}_export_seconds"] = round(time.perf_counter() - t0, 1)
+        info[f"{fmt}_size_MB"] = round(models[fmt].stat().st_size / 1e6, 2)
+    return models, info
+
+
+def _system_row(name, atoms, models, data, args) -> dict:
+    steps = args.aspirin_steps if name == "aspirin" else args.steps
+    repeats = 300 if name == "aspirin" else 3
+    row = {"atoms": len(atoms), "box_A": float(atoms.cell.lengths()[0])}
+    runs = {}
+    for fmt, model in models.items():
+        row[f"floor_{fmt}_ms"], row["edges"] = floor_ms(model, atoms, repeats)
+        row[f"ase_{fmt}_ms"] = ase_ms(model, atoms, repeats)
+    for _ in range(args.rounds):  # the formats alternate: load hits both alike
+        for npr in (1, 2):
+            for fmt, model in models.items():
+                ms, ghosts = lammps_ms(model, data, npr, steps)
+                runs.setdefault(f"lammps_{fmt}_np{npr}_ms", []).append(ms)
+                row[f"lammps_np{npr}_ghosts_per_rank"] = ghosts
+    row.update({key: float(np.median(v)) for key, v in runs.items()})
+    row["rounds"] = args.rounds
+    if name == "box" and args.fold_no:
+        row["lammps_pt_np1_fold_no_ms"], _ = lammps_ms(models["pt"], data, 1, max(2, steps // 2), extra="fold no")
+    for fmt in models:
+        row[f"overhead_{fmt}_np1_vs_floor"] = row[f"lammps_{fmt}_np1_ms"] / row[f"floor_{fmt}_ms"] - 1.0
+        row[f"speedup_{fmt}_np2_vs_np1"] = row[f"lammps_{fmt}_np1_ms"] / row[f"lammps_{fmt}_np2_ms"]
+    if "pt2" in models and "pt" in models:
+        for npr in (1, 2):
+            row[f"speedup_pt2_vs_pt_np{npr}"] = row[f"lammps_pt_np{npr}_ms"] / row[f"lammps_pt2_np{npr}_ms"]
+    row["loadavg_after"] = loadavg()
+    return row
+
+
+def _markdown(results: dict, args) -> str:
+    lines = [
+        "# pair_style empp speed (CPU): TorchScript (.pt) and AOTInductor (.pt2)",
+        "",
+        f"Command: `{results['command']}`  ",
+        f"Machine: {results['machine']['cpu']}, {results['machine']['ncpu']} CPUs ({results['machine']['platform']}), "
+        f"torch {results['torch']}  ",
+        f"Load average (1/5/15 min) at start {results['loadavg_start']}, end {results['loadavg_end']} "
+        "(other jobs share the 2 CPUs: treat differences below ~20% as noise).  ",
+        f"Model: random-weight MACE, r_max 5 A, 2 interactions, {args.channels} channels, float64; "
+        "1 torch thread per process; profiling executor off. Files: " + json.dumps(results["files"]) + "  ",
+        f"LAMMPS times: median of {args.rounds} alternating rounds per format.",
+        "",
+        "| system | atoms | edges | format | floor ms | ASE calculator ms | LAMMPS 1 rank ms/step | "
+        "LAMMPS 2 ranks ms/step | overhead vs floor | 2-rank speed-up |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in results["systems"].items():
+        for fmt in args.formats.split(","):
+            ase = r[f"ase_{fmt}_ms"]
+            lines.append(
+                f"| {name} | {r['atoms']} | {r['edges']} | .{fmt} | {r[f'floor_{fmt}_ms']:.1f} | "
+                f"{'n/a' if ase is None else f'{ase:.1f}'} | {r[f'lammps_{fmt}_np1_ms']:.1f} | "
+                f"{r[f'lammps_{fmt}_np2_ms']:.1f} | {100 * r[f'overhead_{fmt}_np1_vs_floor']:+.0f}% | "
+                f"{r[f'speedup_{fmt}_np2_vs_np1']:.2f}x |"
+            )
+    for name, r in results["systems"].items():
+        if "speedup_pt2_vs_pt_np1" in r:
+            lines.append(f"\n{name}: .pt2 / .pt steps/s in LAMMPS: {r['speedup_pt2_vs_pt_np1']:.2f}x (1 rank), "
+                         f"{r['speedup_pt2_vs_pt_np2']:.2f}x (2 ranks).")
+    box = results["systems"].get("box", {})
+    if "lammps_pt_np1_fold_no_ms" in box:
+        lines.append(f"\nBox without folding (`pair_style empp fold no`: every ghost atom is a graph node), "
+                     f".pt, 1 rank: {box['lammps_pt_np1_fold_no_ms']:.1f} ms/step.")
+    return "\n".join(lines) + "\n"
+
+
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--box", choices=["water", "liquid"], default="water",
+                    help="water: the 1050-atom water box of ase_md_speed.py; liquid: make_data's n^3 molecules")
     ap.add_argument("--n-side", type=int, default=9,
-                    help="box of n^3 molecules (9 -> 2628 atoms, the md_examples box; 7 -> 1239)")
+                    help="--box liquid: n^3 molecules (9 -> 2628 atoms, the md_examples box; 7 -> 1239)")
     ap.add_argument("--fold-no", action="store_true",
                     help="also time `pair_style empp fold no` on the box (slow: every ghost is a node)")
     ap.add_argument("--steps", type=int, default=5, help="timed MD steps per LAMMPS run (large system)")
     ap.add_argument("--aspirin-steps", type=int, default=300)
     ap.add_argument("--channels", type=int, default=8)
+    ap.add_argument("--formats", default="pt,pt2", help="model files to time: pt and/or pt2")
+    ap.add_argument("--rounds", type=int, default=2, help="alternating LAMMPS rounds per format")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "lammps_speed_cpu"))
     args = ap.parse_args()
 
     import torch
+    from ase_md_speed import water_box
     from make_data import aspirin, liquid_box, write
 
     from empp_ff.inference.lammps.build import build_plugin
-    from empp_ff.testing.models import make_model
 
     torch.set_num_threads(1)
     torch._C._set_graph_executor_optimize(False)  # as the plugin (jit_optimize no)
     build_plugin()
     work = Path(tempfile.mkdtemp(prefix="empp_bench_"))
-    model = make_model(work / "bench.pt", atomic_numbers=(1, 6, 8), dtype="float64",
-                       num_channels=args.channels, num_interactions=2, r_max=5.0, perturb=0.0)
-    systems = {"aspirin": aspirin(), "box": liquid_box(args.n_side)}
     results = {
         "command": "python " + " ".join([sys.argv[0]] + sys.argv[1:]),
         "machine": {"cpu": cpu_model(), "ncpu": os.cpu_count(), "platform": platform.platform()},
@@ -150,59 +235,20 @@ def main():
         "loadavg_start": loadavg(),
         "systems": {},
     }
+    models, results["files"] = _models(args, work)
+    systems = {"aspirin": aspirin(), "box": water_box(350) if args.box == "water" else liquid_box(args.n_side)}
     for name, atoms in systems.items():
         write(atoms, work / f"{name}.data")
-        steps = args.aspirin_steps if name == "aspirin" else args.steps
-        repeats = 300 if name == "aspirin" else 3
-        row = {"atoms": len(atoms), "box_A": float(atoms.cell.lengths()[0])}
-        row["floor_ms"], row["edges"] = floor_ms(model, atoms, repeats)
-        row["ase_ms"] = ase_ms(model, atoms, repeats)
-        for npr in (1, 2):
-            ms, ghosts = lammps_ms(model, work / f"{name}.data", npr, steps)
-            row[f"lammps_np{npr}_ms"] = ms
-            row[f"lammps_np{npr}_ghosts_per_rank"] = ghosts
-        if name == "box" and args.fold_no:
-            ms, ghosts = lammps_ms(model, work / f"{name}.data", 1, max(2, steps // 2), extra="fold no")
-            row["lammps_np1_fold_no_ms"] = ms
-        row["overhead_np1_vs_floor"] = row["lammps_np1_ms"] / row["floor_ms"] - 1.0
-        row["speedup_np2_vs_np1"] = row["lammps_np1_ms"] / row["lammps_np2_ms"]
-        row["loadavg_after"] = loadavg()
-        results["systems"][name] = row
-        print(name, json.dumps(row, indent=1), flush=True)
+        results["systems"][name] = _system_row(name, atoms, models, work / f"{name}.data", args)
+        print(name, json.dumps(results["systems"][name], indent=1), flush=True)
     results["loadavg_end"] = loadavg()
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
-    lines = [
-        "# pair_style empp speed (CPU)",
-        "",
-        f"Command: `{results['command']}`  ",
-        f"Machine: {results['machine']['cpu']}, {results['machine']['ncpu']} CPUs ({results['machine']['platform']}), torch {results['torch']}  ",
-        f"Load average (1/5/15 min) at start {results['loadavg_start']}, end {results['loadavg_end']} "
-        "(other jobs share the 2 CPUs: treat differences below ~20% as noise).  ",
-        f"Model: random-weight MACE, r_max 5 A, 2 interactions, {args.channels} channels, float64; "
-        "1 torch thread per process; profiling executor off.",
-        "",
-        "| system | atoms | edges | floor (model call) ms | ASE calculator ms | LAMMPS 1 rank ms/step | LAMMPS 2 ranks ms/step | overhead vs floor | 2-rank speed-up |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for name, r in results["systems"].items():
-        ase = f"{r['ase_ms']:.1f}" if r["ase_ms"] is not None else "n/a"
-        lines.append(
-            f"| {name} | {r['atoms']} | {r['edges']} | {r['floor_ms']:.1f} | {ase} | {r['lammps_np1_ms']:.1f} | "
-            f"{r['lammps_np2_ms']:.1f} | {100 * r['overhead_np1_vs_floor']:+.0f}% | {r['speedup_np2_vs_np1']:.2f}x |"
-        )
-    box = results["systems"]["box"]
-    if "lammps_np1_fold_no_ms" in box:
-        lines += [
-            "",
-            f"Box without folding (`pair_style empp fold no`: every ghost atom is a graph node), 1 rank: "
-            f"{box['lammps_np1_fold_no_ms']:.1f} ms/step.",
-        ]
-    lines.append("")
-    out.with_suffix(".md").write_text("\n".join(lines))
-    print("\n".join(lines))
+    text = _markdown(results, args)
+    out.with_suffix(".md").write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":

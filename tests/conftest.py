@@ -73,3 +73,34 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def plugin():
+    """The LAMMPS plugin, built once per session (a no-op when an up-to-date build exists)."""
+    from empp_ff.inference.lammps.build import build_plugin
+
+    return build_plugin(jobs=2)
+
+
+@pytest.fixture(scope="session")
+def compiled_model64(tmp_path_factory):
+    """The suite's one AOTInductor compile (2-3 min on 2 cores), through the CLI as a user
+    runs it: the LAMMPS tests' float64 model (``make_model`` defaults) exported from a
+    checkpoint to ``m64.pt2`` and, from the same checkpoint, to ``m64.pt``.
+    Returns {"pt", "pt2", "checkpoint", "output"} (``output``: the export command's stderr+stdout)."""
+    import subprocess
+    import sys
+
+    from empp_ff.testing.models import make_model
+
+    root = tmp_path_factory.mktemp("compiled")
+    ckpt = make_model(root / "m64_ckpt.pt", checkpoint=True)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    outputs = []
+    for name in ("m64.pt", "m64.pt2"):
+        proc = subprocess.run([sys.executable, "-m", "empp_ff.cli", "export", str(ckpt), "-o", str(root / name)],
+                              capture_output=True, text=True, env=env, timeout=1200)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        outputs.append(proc.stderr + proc.stdout)
+    return {"pt": root / "m64.pt", "pt2": root / "m64.pt2", "checkpoint": ckpt, "output": outputs[1]}

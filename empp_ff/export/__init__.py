@@ -1,12 +1,14 @@
-"""TorchScript export and the model-file contract (see ``exporter.py``).
+"""Model-file export (TorchScript ``.pt``, AOTInductor ``.pt2``) and the model-file
+contract (see ``exporter.py``, ``aoti.py``).
 
 ``load_model_file``/``read_metadata`` need torch only; ``export_model`` imports
-the training stack when called.
+the training stack (and, for ``.pt2``, torch's compiler) when called.
 """
 
 from empp_ff.export.exporter import ExportedPotential, export_model, export_potential
 from empp_ff.export.model_file import (
     FORMAT_VERSION,
+    TORCHSCRIPT_FORMAT_VERSION,
     ModelFileError,
     load_model_file,
     read_metadata,
@@ -14,6 +16,7 @@ from empp_ff.export.model_file import (
 
 __all__ = [
     "FORMAT_VERSION",
+    "TORCHSCRIPT_FORMAT_VERSION",
     "ExportedPotential",
     "ModelFileError",
     "export_model",

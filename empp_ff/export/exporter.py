@@ -1,7 +1,9 @@
-"""Export a trained ``Potential`` to a portable TorchScript model file.
+"""Export a trained ``Potential`` to a model file: TorchScript (``.pt``) or an
+AOTInductor package of compiled kernels (``.pt2``, see ``aoti.py``).
 
-The model-file contract (version 1), relied on by ``EMPPCalculator`` and the
-LAMMPS pair style::
+The model-file contract (format version 1 for TorchScript, 2 for packages; the
+call below is the same for both in Python), relied on by ``EMPPCalculator``
+and the LAMMPS pair style::
 
     forward(positions: Tensor[N, 3], atomic_numbers: Tensor[N] int64,
             edge_index: Tensor[2, E] int64, shifts: Tensor[E, 3],
@@ -19,18 +21,20 @@ LAMMPS pair style::
 * Attributes readable from C++ with ``module.attr(name)``: ``r_max`` (float),
   ``num_interactions`` (int), ``atomic_numbers`` (List[int]), ``model_dtype``
   ("float32"/"float64"), ``format_version`` (int).
-* ``metadata.json`` is stored as a TorchScript extra file.
+* ``metadata.json`` is stored as an extra file; its ``checksum`` (SHA-256 of
+  everything else in the archive, ``checksum.py``) is verified by every reader.
 """
 
 from __future__ import annotations
 
 import copy
 import datetime
+import io
 import json
 import platform
 import warnings
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Union
 
 import torch
 
@@ -38,7 +42,13 @@ from empp_ff._atomic import atomic_path
 from empp_ff._dtypes import check_dtype_name, dtype_name, torch_dtype
 from empp_ff._elements import z_table
 from empp_ff._versions import package_version
-from empp_ff.export.model_file import FORMAT_VERSION, METADATA_NAME, MODEL_FILE_KIND
+from empp_ff.export.checksum import archive_checksum
+from empp_ff.export.model_file import (
+    FORMAT_BY_SUFFIX,
+    METADATA_NAME,
+    MODEL_FILE_KIND,
+    TORCHSCRIPT_FORMAT_VERSION,
+)
 
 
 class ExportedPotential(torch.nn.Module):
@@ -51,7 +61,7 @@ class ExportedPotential(torch.nn.Module):
         self.num_interactions = int(potential.num_interactions)
         self.atomic_numbers = [int(z) for z in atomic_numbers]
         self.model_dtype = str(model_dtype)
-        self.format_version = int(FORMAT_VERSION)
+        self.format_version = int(TORCHSCRIPT_FORMAT_VERSION)
         self.register_buffer("known_species", z_table(self.atomic_numbers, True, False, torch.bool))
         # A dtype carrier: ``.dtype`` of this buffer is the model dtype in TorchScript.
         self.register_buffer("dtype_ref", torch.zeros(0, dtype=torch_dtype(model_dtype)))
@@ -156,7 +166,8 @@ def build_metadata(
     num_interactions = int(spec["num_interactions"])
     return {
         "kind": MODEL_FILE_KIND,
-        "format_version": FORMAT_VERSION,
+        "format_version": TORCHSCRIPT_FORMAT_VERSION,
+        "format": "torchscript",
         "empp_ff_version": __version__,
         "species": species,
         "elements": [chemical_symbols[z] for z in species],
@@ -204,14 +215,40 @@ def script_potential(potential: torch.nn.Module) -> torch.jit.ScriptModule:
     return scripted
 
 
-def _atomic_save(scripted: torch.jit.ScriptModule, metadata: Dict[str, Any], out_path: Path) -> Path:
+def _jit_save(scripted: torch.jit.ScriptModule, metadata: Dict[str, Any], target) -> None:
     extra = {METADATA_NAME: json.dumps(metadata, indent=2, sort_keys=False)}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        torch.jit.save(scripted, target, _extra_files=extra)
+
+
+def _atomic_save(scripted: torch.jit.ScriptModule, metadata: Dict[str, Any], out_path: Path) -> Path:
+    """Save with the checksum of the saved code and weights in ``metadata.json``: save once
+    to memory to hash, then to the file (``torch.jit.save`` is deterministic; checked)."""
+    first = io.BytesIO()
+    _jit_save(scripted, metadata, first)
+    metadata = dict(metadata, checksum=archive_checksum(io.BytesIO(first.getvalue())))
     with atomic_path(out_path) as tmp:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=DeprecationWarning)
-            warnings.filterwarnings("ignore", category=FutureWarning)
-            torch.jit.save(scripted, tmp, _extra_files=extra)
+        _jit_save(scripted, metadata, tmp)
+        if archive_checksum(tmp) != metadata["checksum"]:  # pragma: no cover - would be a torch change
+            raise RuntimeError("torch.jit.save wrote different bytes twice; cannot record a checksum")
     return Path(out_path)
+
+
+def resolve_format(out_path: Union[str, Path], format: Optional[str] = None) -> str:
+    """The format of a model file to write: ``format`` if given, else by suffix
+    (``.pt2``: aotinductor; anything else: torchscript). A package must end in ``.pt2``."""
+    by_suffix = FORMAT_BY_SUFFIX.get(Path(out_path).suffix)
+    if format is None:
+        return by_suffix or "torchscript"
+    if format not in FORMAT_BY_SUFFIX.values():
+        raise ValueError(f"format must be 'torchscript' or 'aotinductor', got {format!r}")
+    if format == "aotinductor" and by_suffix != "aotinductor":
+        raise ValueError(f"an AOTInductor package must be a .pt2 file, got {out_path}")
+    if format == "torchscript" and by_suffix == "aotinductor":
+        raise ValueError(f"{out_path}: .pt2 is the AOTInductor package's suffix; write TorchScript to a .pt file")
+    return format
 
 
 def export_potential(
@@ -219,12 +256,23 @@ def export_potential(
     out_path: Union[str, Path],
     *,
     metadata_extra: Optional[Dict[str, Any]] = None,
+    format: Optional[str] = None,
+    device: Optional[str] = None,
+    cpu_target: str = "portable",
+    log: Callable[[str], None] = lambda s: None,
 ) -> Path:
-    """Export an in-memory ``Potential`` (its dtype is the file's dtype)."""
+    """Export an in-memory ``Potential`` (its dtype is the file's dtype) as TorchScript or,
+    for ``.pt2`` / ``format="aotinductor"``, as a compiled package (``device``,
+    ``cpu_target``: see ``aoti.export_aoti``)."""
+    format = resolve_format(out_path, format)
     spec = dict(potential.backbone.spec_dict)
     param = next(potential.parameters())
     spec["dtype"] = dtype_name(param.dtype)
     metadata = build_metadata(spec, **(metadata_extra or {}))
+    if format == "aotinductor":
+        from empp_ff.export.aoti import export_aoti
+
+        return export_aoti(potential, out_path, metadata, device=device, cpu_target=cpu_target, log=log)
     scripted = script_potential(potential)
     return _atomic_save(scripted, metadata, Path(out_path))
 
@@ -234,17 +282,20 @@ def export_model(
     out_path: Union[str, Path],
     dtype: Optional[str] = None,
     use_ema: bool = True,
+    **export_options: Any,
 ) -> Path:
     """Export a checkpoint (or a run directory's best/last checkpoint) to ``out_path``.
 
     ``dtype`` ("float32"/"float64") overrides the training dtype; ``use_ema``
-    takes the EMA weights when the checkpoint has them. The file is written
-    atomically (temp file + ``os.replace``). Returns the output path.
+    takes the EMA weights when the checkpoint has them; ``export_options``
+    (``format``, ``device``, ``cpu_target``, ``log``) go to :func:`export_potential`.
+    The file is written atomically (temp file + ``os.replace``). Returns the output path.
     """
     from empp_ff.train.checkpoint import build_potential, load_checkpoint
 
     if dtype is not None:
         check_dtype_name(dtype)
+    resolve_format(out_path, export_options.get("format"))  # a bad name fails before any work
     state = load_checkpoint(checkpoint_or_run_dir)
     used_ema = bool(use_ema and state.get("ema_potential_state") is not None)
     potential = build_potential(state, use_ema=use_ema, dtype=dtype)
@@ -258,4 +309,5 @@ def export_model(
             used_ema=used_ema,
             epoch=state.get("epoch"),
         ),
+        **export_options,
     )

@@ -2,14 +2,21 @@
 
 This module is the inference path's entry point. It must never import mace,
 e3nn, torch_geometric or ``empp_ff.model``/``empp_ff.train``: an exported model
-file is self-contained TorchScript plus a ``metadata.json`` extra file.
+file is self-contained (TorchScript, or an AOTInductor package of compiled
+kernels) plus a ``metadata.json`` extra file.
 
-The file is a zip archive (TorchScript's container). Before handing it to
-``torch.jit.load`` we look inside with :mod:`zipfile` so that the common
+Two formats, both zip archives, told apart by their records (not the suffix):
+
+* ``torchscript`` (``.pt``, format version 1): TorchScript code and weights;
+* ``aotinductor`` (``.pt2``, format version 2): a PT2 archive holding a shared
+  library compiled by ``torch._inductor`` for one device and CPU architecture.
+
+Before anything is loaded we look inside with :mod:`zipfile` so that the common
 mistakes get a specific message instead of a C++ stack trace: a missing file,
 a text file, a truncated download, a training checkpoint written by
-``torch.save`` instead of an exported model, or a file from a newer,
-incompatible empp-ff.
+``torch.save`` instead of an exported model, a file from a newer, incompatible
+empp-ff, or a file whose weights or code changed after export (the checksum in
+``metadata.json``, see :mod:`empp_ff.export.checksum`).
 """
 
 from __future__ import annotations
@@ -17,19 +24,23 @@ from __future__ import annotations
 import json
 import warnings
 import zipfile
+import zlib
 from pathlib import Path
-from typing import Any, Dict, Tuple, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 import torch
 
-#: Version of the model-file contract (forward signature, attributes, metadata).
-FORMAT_VERSION = 1
+from empp_ff.export.checksum import archive_checksum
+from empp_ff.export.errors import ModelFileError
+
+#: The newest model-file format version this empp-ff reads (and the version of .pt2 packages).
+FORMAT_VERSION = 2
+#: TorchScript files keep format version 1 (their contract is unchanged).
+TORCHSCRIPT_FORMAT_VERSION = 1
 METADATA_NAME = "metadata.json"
 MODEL_FILE_KIND = "empp-ff-model"
-
-
-class ModelFileError(ValueError):
-    """The file exists but is not a usable empp-ff model file."""
+#: Format names (``metadata["format"]``, ``empp-ff export --format``) by file suffix.
+FORMAT_BY_SUFFIX = {".pt": "torchscript", ".pt2": "aotinductor"}
 
 
 def _zip_member(names, suffix: str):
@@ -39,13 +50,7 @@ def _zip_member(names, suffix: str):
     return None
 
 
-def read_metadata(path: Union[str, Path]) -> Dict[str, Any]:
-    """Return the ``metadata.json`` of a model file without loading the model.
-
-    Raises ``FileNotFoundError`` for a missing path and :class:`ModelFileError`
-    for anything that is not a complete empp-ff model file.
-    """
-    path = Path(path)
+def _check_archive(path: Path) -> None:
     if not path.exists():
         raise FileNotFoundError(f"model file not found: {path}")
     if path.is_dir():
@@ -62,25 +67,19 @@ def read_metadata(path: Union[str, Path]) -> Dict[str, Any]:
                 "copy or export it again"
             )
         raise ModelFileError(
-            f"{path} is not an empp-ff model file (not a TorchScript archive); "
+            f"{path} is not an empp-ff model file (not a TorchScript archive or AOTInductor package); "
             "model files are written by `empp-ff export`"
         )
-    try:
-        with zipfile.ZipFile(path) as zf:
-            names = zf.namelist()
-            meta_name = _zip_member(names, "/extra/" + METADATA_NAME)
-            if meta_name is None:
-                if _zip_member(names, "/data.pkl") and not _zip_member(names, "/code/"):
-                    hint = (
-                        "it looks like a plain torch.save file (a training checkpoint?); "
-                        "export it first with `empp-ff export CHECKPOINT -o model.pt`"
-                    )
-                else:
-                    hint = "it has no metadata.json (a TorchScript file from another package?)"
-                raise ModelFileError(f"{path} is not an empp-ff model file: {hint}")
-            raw = zf.read(meta_name)
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise ModelFileError(f"{path} is truncated or corrupted: {exc}") from exc
+
+
+def _archive_format(zf: zipfile.ZipFile, names) -> str:
+    member = _zip_member(names, "/archive_format")
+    if member is not None and zf.read(member).strip() == b"pt2":
+        return "aotinductor"
+    return "torchscript"
+
+
+def _parse_metadata(raw: bytes, path: Path) -> Dict[str, Any]:
     try:
         metadata = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -99,15 +98,72 @@ def read_metadata(path: Union[str, Path]) -> Dict[str, Any]:
     return metadata
 
 
-def load_model_file(
-    path: Union[str, Path], device: Union[str, torch.device] = "cpu"
-) -> Tuple[torch.jit.ScriptModule, Dict[str, Any]]:
-    """Load an exported model: ``(scripted_module, metadata)``.
+def _not_a_model_hint(names) -> str:
+    if _zip_member(names, "/data.pkl") and not _zip_member(names, "/code/"):
+        return (
+            "it looks like a plain torch.save file (a training checkpoint?); "
+            "export it first with `empp-ff export CHECKPOINT -o model.pt`"
+        )
+    return "it has no metadata.json (a TorchScript file or package from another program?)"
 
-    The module is in eval mode on ``device``; see ``empp_ff.export`` for its
-    forward signature. Needs torch only.
+
+def _verify_checksum(zf: zipfile.ZipFile, metadata: Dict[str, Any], path: Path) -> None:
+    expected = metadata.get("checksum")
+    if expected is None:
+        return  # written before empp-ff recorded checksums: nothing to compare against
+    try:
+        actual = archive_checksum(zf)
+    except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError) as exc:
+        actual = f"unreadable ({exc})"
+    if actual != expected:
+        raise ModelFileError(
+            f"{path} failed its integrity check: its weights and code do not match the checksum "
+            f"recorded at export (recorded {expected}, found {actual}); the file is corrupted or "
+            "was modified after export: copy or export it again"
+        )
+
+
+def read_metadata(path: Union[str, Path]) -> Dict[str, Any]:
+    """Return the ``metadata.json`` of a model file without loading the model, after
+    checking the file's integrity checksum. ``metadata["format"]`` is the file's format.
+
+    Raises ``FileNotFoundError`` for a missing path and :class:`ModelFileError`
+    for anything that is not a complete, intact empp-ff model file.
     """
-    metadata = read_metadata(path)
+    path = Path(path)
+    _check_archive(path)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+            meta_name = _zip_member(names, "/extra/" + METADATA_NAME)
+            if meta_name is None:
+                raise ModelFileError(f"{path} is not an empp-ff model file: {_not_a_model_hint(names)}")
+            metadata = _parse_metadata(zf.read(meta_name), path)
+            metadata["format"] = _archive_format(zf, names)
+            _verify_checksum(zf, metadata, path)
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:
+        raise ModelFileError(f"{path} is truncated or corrupted: {exc}") from exc
+    return metadata
+
+
+def default_device(metadata: Dict[str, Any]) -> str:
+    """The device a model file runs on when none is asked for: a compiled package's own
+    device; for TorchScript CUDA when available, else CPU."""
+    if metadata.get("format") == "aotinductor":
+        return str(metadata.get("compiled", {}).get("device", "cpu"))
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_model(path: Union[str, Path], metadata: Dict[str, Any], device: Union[str, torch.device]):
+    """The callable model of a file whose ``metadata`` :func:`read_metadata` returned.
+
+    Both formats take ``(positions, atomic_numbers, edge_index, shifts, n_local,
+    compute_virial)`` and return the dict of the model-file contract (``exporter.py``).
+    """
+    if metadata["format"] == "aotinductor":
+        from empp_ff.export.compiled import CompiledModel  # imported only for packages
+
+        return CompiledModel(path, metadata, device)
     extra = {METADATA_NAME: ""}
     try:
         with warnings.catch_warnings():
@@ -117,5 +173,18 @@ def load_model_file(
             module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
     except RuntimeError as exc:
         raise ModelFileError(f"cannot load model file {path}: {exc}") from exc
-    module.eval()
-    return module, metadata
+    return module.eval()
+
+
+def load_model_file(
+    path: Union[str, Path], device: Optional[Union[str, torch.device]] = "cpu"
+) -> Tuple[Any, Dict[str, Any]]:
+    """Load an exported model: ``(model, metadata)``.
+
+    ``model`` is a TorchScript module in eval mode on ``device`` (``.pt``) or a
+    :class:`~empp_ff.export.compiled.CompiledModel` (``.pt2``); see
+    ``empp_ff.export`` for the call signature. ``device=None``: the file's
+    default device (:func:`default_device`). Needs torch only.
+    """
+    metadata = read_metadata(path)
+    return load_model(path, metadata, default_device(metadata) if device is None else device), metadata

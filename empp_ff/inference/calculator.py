@@ -33,7 +33,7 @@ from ase.stress import full_3x3_to_voigt_6_stress
 
 from empp_ff._dtypes import check_dtype_name, torch_dtype
 from empp_ff._elements import TABLE_SIZE
-from empp_ff.export.model_file import load_model_file
+from empp_ff.export.model_file import default_device, load_model, read_metadata
 from empp_ff.inference.guard import DEFAULT_MIN_DISTANCE, InstabilityGuard
 from empp_ff.neighbours import VerletList, all_pairs_edges
 
@@ -49,9 +49,12 @@ class EMPPCalculator(Calculator):
     Parameters
     ----------
     model_path:
-        A file written by ``empp-ff export``.
+        A file written by ``empp-ff export``: TorchScript (``.pt``) or an
+        AOTInductor package (``.pt2``, compiled kernels; faster, but tied to the
+        device, CPU architecture and torch it was compiled for).
     device:
-        ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; default CUDA when available.
+        ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; default: a package's own device;
+        for TorchScript CUDA when available.
     dtype:
         ``"float32"``/``"float64"``; default (and only supported value) is the
         file's own dtype. Re-export with ``empp-ff export --dtype`` for another.
@@ -101,17 +104,16 @@ class EMPPCalculator(Calculator):
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
-        if device is None:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.device = torch.device(device)
         self.model_path = Path(model_path)
-        self.model, self.metadata = load_model_file(self.model_path, device=self.device)
+        self.metadata = read_metadata(self.model_path)  # checks the file's integrity
+        self.device = torch.device(default_device(self.metadata) if device is None else device)
+        self.model = load_model(self.model_path, self.metadata, self.device)
         file_dtype = str(self.metadata["dtype"])
         if dtype is not None and check_dtype_name(dtype) != file_dtype:
             raise ValueError(
                 f"{self.model_path} is a {file_dtype} model; running it as {dtype} is not "
-                f"supported (constants baked into the TorchScript code keep their dtype). "
-                f"Export a {dtype} file instead: `empp-ff export RUN_DIR -o model.pt --dtype {dtype}`"
+                f"supported (constants baked into the exported code keep their dtype). "
+                f"Export a {dtype} file instead: `empp-ff export RUN_DIR -o {self.model_path.name} --dtype {dtype}`"
             )
         if neighbor_list not in ("auto", "all_pairs", "vesin"):
             raise ValueError(

@@ -88,8 +88,6 @@ def demo_checkpoint(
     EMA state, a perturbed copy, so tests can tell the two apart)."""
     import torch
 
-    from empp_ff.train.checkpoint import save_checkpoint
-
     spec = spec if spec is not None else demo_spec(**spec_kwargs)
     potential = demo_potential(spec, seed=seed)
     state = {k: v.detach().clone() for k, v in potential.state_dict().items()}
@@ -103,6 +101,12 @@ def demo_checkpoint(
             else v.clone()
             for k, v in state.items()
         }
+    return _save_checkpoint(path, spec, state, ema_state, val_metrics)
+
+
+def _save_checkpoint(path, spec, state, ema_state=None, val_metrics=None) -> Path:
+    from empp_ff.train.checkpoint import save_checkpoint
+
     save_checkpoint(
         {
             "config": {"demo": True, "note": "random weights, not trained"},
@@ -119,6 +123,12 @@ def demo_checkpoint(
     return Path(path)
 
 
+def _pair_style_test_potential(atomic_numbers, dtype, num_channels, num_interactions, r_max, seed, perturb, scale):
+    spec = demo_spec(atomic_numbers, dtype=dtype, num_channels=num_channels, num_interactions=num_interactions,
+                     r_max=r_max, scale=3.0 if scale is None else float(scale), **_PAIR_STYLE_TEST_ARCHITECTURE)
+    return spec, demo_potential(spec, seed=seed, perturb=perturb)
+
+
 def make_model(
     path,
     *,
@@ -130,16 +140,21 @@ def make_model(
     seed: int = 0,
     perturb: float = 0.05,
     scale: Optional[float] = None,
+    checkpoint: bool = False,
 ) -> Path:
     """Write a small untrained model file obeying the model-file contract (the
-    LAMMPS tests' model: see ``_PAIR_STYLE_TEST_ARCHITECTURE``).
+    LAMMPS tests' model: see ``_PAIR_STYLE_TEST_ARCHITECTURE``): TorchScript, or an
+    AOTInductor package when ``path`` ends in ``.pt2`` (compiling takes minutes).
+    ``checkpoint=True`` writes a training checkpoint of the same weights instead.
 
     ``perturb`` adds seeded noise to all weights (so that the untrained model is far
     from flat: sensitive accuracy tests); ``perturb=0`` gives a gentler model."""
     from empp_ff.export import export_potential
 
-    spec = demo_spec(atomic_numbers, dtype=dtype, num_channels=num_channels, num_interactions=num_interactions,
-                     r_max=r_max, scale=3.0 if scale is None else float(scale), **_PAIR_STYLE_TEST_ARCHITECTURE)
+    spec, potential = _pair_style_test_potential(atomic_numbers, dtype, num_channels, num_interactions, r_max,
+                                                 seed, perturb, scale)
     path = Path(path)
-    export_potential(demo_potential(spec, seed=seed, perturb=perturb), path)
+    if checkpoint:
+        return _save_checkpoint(path, spec, {k: v.detach().clone() for k, v in potential.state_dict().items()})
+    export_potential(potential, path)
     return path

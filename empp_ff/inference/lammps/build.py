@@ -30,7 +30,9 @@ from empp_ff._atomic import atomic_path
 from empp_ff._versions import package_version
 from empp_ff.inference.lammps.paths import BUILD_INFO, PLUGIN_NAME, default_install_dir, source_dir
 
-SOURCES = ("emppplugin.cpp", "pair_empp.cpp", "pair_empp.h", "CMakeLists.txt")
+# Translation units, then headers and the build script (all hashed: a change rebuilds).
+UNITS = ("emppplugin.cpp", "pair_empp.cpp", "model_runner.cpp", "model_file.cpp")
+SOURCES = UNITS + ("pair_empp.h", "model_runner.h", "model_file.h", "sha256.h", "CMakeLists.txt")
 
 
 class BuildError(RuntimeError):
@@ -130,7 +132,7 @@ def _build_direct(src: Path, build: Path, jobs: int, log) -> Path:
         cxx, "-O3", "-DNDEBUG", "-fPIC", "-shared", "-std=c++17", "-DLAMMPS_SMALLBIG",
         f"-I{lammps_include_dir()}", "-isystem", str(mpi_include_dir()),
         "-isystem", str(tinc), "-isystem", str(tinc / "torch" / "csrc" / "api" / "include"),
-        src / "emppplugin.cpp", src / "pair_empp.cpp",
+        *(src / unit for unit in UNITS),
         f"-L{tlib}", f"-Wl,-rpath,{tlib}", "-Wl,--no-as-needed", "-ltorch", "-ltorch_cpu", "-lc10",
         "-o", out,
     ]
