@@ -4,9 +4,15 @@
 the training stack when called.
 """
 
-from empp_ff.export.exporter import ExportedPotential, export_model, export_potential
+from empp_ff.export.exporter import (
+    ExportedPotential,
+    LayerwiseExportedPotential,
+    export_model,
+    export_potential,
+)
 from empp_ff.export.model_file import (
     FORMAT_VERSION,
+    HALO_VERSION,
     ModelFileError,
     load_model_file,
     read_metadata,
@@ -14,7 +20,9 @@ from empp_ff.export.model_file import (
 
 __all__ = [
     "FORMAT_VERSION",
+    "HALO_VERSION",
     "ExportedPotential",
+    "LayerwiseExportedPotential",
     "ModelFileError",
     "export_model",
     "export_potential",

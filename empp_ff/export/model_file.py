@@ -24,6 +24,9 @@ import torch
 
 #: Version of the model-file contract (forward signature, attributes, metadata).
 FORMAT_VERSION = 1
+#: Version of the optional layer-wise ("halo") entry points (see ``exporter``): an
+#: extension of format 1, so older readers ignore it; files without it have none.
+HALO_VERSION = 1
 METADATA_NAME = "metadata.json"
 MODEL_FILE_KIND = "empp-ff-model"
 

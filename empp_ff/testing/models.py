@@ -130,16 +130,19 @@ def make_model(
     seed: int = 0,
     perturb: float = 0.05,
     scale: Optional[float] = None,
+    layerwise: bool = True,
 ) -> Path:
     """Write a small untrained model file obeying the model-file contract (the
     LAMMPS tests' model: see ``_PAIR_STYLE_TEST_ARCHITECTURE``).
 
     ``perturb`` adds seeded noise to all weights (so that the untrained model is far
-    from flat: sensitive accuracy tests); ``perturb=0`` gives a gentler model."""
+    from flat: sensitive accuracy tests); ``perturb=0`` gives a gentler model.
+    ``layerwise=False`` writes a file without the halo entry points, like the files
+    exported before they existed."""
     from empp_ff.export import export_potential
 
     spec = demo_spec(atomic_numbers, dtype=dtype, num_channels=num_channels, num_interactions=num_interactions,
                      r_max=r_max, scale=3.0 if scale is None else float(scale), **_PAIR_STYLE_TEST_ARCHITECTURE)
     path = Path(path)
-    export_potential(demo_potential(spec, seed=seed, perturb=perturb), path)
+    export_potential(demo_potential(spec, seed=seed, perturb=perturb), path, layerwise=layerwise)
     return path
