@@ -73,3 +73,43 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+# ---------------------------------------------------------------- LAMMPS pair style (test_lammps*.py)
+@pytest.fixture(scope="session")
+def plugin():
+    from empp_ff.inference.lammps.build import build_plugin
+
+    return build_plugin(jobs=2)
+
+
+@pytest.fixture(scope="session")
+def model64(plugin, tmp_path_factory):
+    from empp_ff.testing.models import make_model
+
+    return make_model(tmp_path_factory.mktemp("models") / "m64.pt", dtype="float64", r_max=3.5,
+                      num_interactions=2)
+
+
+@pytest.fixture(scope="session")
+def model32(plugin, tmp_path_factory):
+    from empp_ff.testing.models import make_model
+
+    return make_model(tmp_path_factory.mktemp("models") / "m32.pt", dtype="float32", r_max=3.5,
+                      num_interactions=2)
+
+
+@pytest.fixture(scope="session")
+def box():
+    """96 atoms (H2O, CH3OH, CO2) in an 11 A periodic box, wrapped: molecules cross
+    the periodic boundaries and, with 2 ranks, the domain boundary."""
+    from empp_ff.testing.structures import molecular_box
+
+    return molecular_box(24, 11.0, seed=1)
+
+
+@pytest.fixture(scope="session")
+def box_reference(model64, box):
+    from empp_ff.testing.lammps import reference
+
+    return reference(model64, box)

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = ("CMakeLists.txt", "README.md", "emppplugin.cpp", "pair_empp.cpp", "pair_empp.h")
+SOURCES = ("CMakeLists.txt", "README.md", "emppplugin.cpp", "pair_empp.cpp", "pair_empp.h", "pair_empp_full.cpp",
+           "pair_empp_halo.cpp", "pair_empp_model.cpp", "pair_empp_monitor.cpp")
 
 
 def test_no_symlinks_in_the_package():

@@ -30,7 +30,10 @@ from empp_ff._atomic import atomic_path
 from empp_ff._versions import package_version
 from empp_ff.inference.lammps.paths import BUILD_INFO, PLUGIN_NAME, default_install_dir, source_dir
 
-SOURCES = ("emppplugin.cpp", "pair_empp.cpp", "pair_empp.h", "CMakeLists.txt")
+# The translation units (CMakeLists.txt lists the same), then what else the hash covers.
+CPP_SOURCES = ("emppplugin.cpp", "pair_empp.cpp", "pair_empp_model.cpp", "pair_empp_full.cpp",
+               "pair_empp_halo.cpp", "pair_empp_monitor.cpp")
+SOURCES = CPP_SOURCES + ("pair_empp.h", "CMakeLists.txt")
 
 
 class BuildError(RuntimeError):
@@ -130,7 +133,7 @@ def _build_direct(src: Path, build: Path, jobs: int, log) -> Path:
         cxx, "-O3", "-DNDEBUG", "-fPIC", "-shared", "-std=c++17", "-DLAMMPS_SMALLBIG",
         f"-I{lammps_include_dir()}", "-isystem", str(mpi_include_dir()),
         "-isystem", str(tinc), "-isystem", str(tinc / "torch" / "csrc" / "api" / "include"),
-        src / "emppplugin.cpp", src / "pair_empp.cpp",
+        *[src / name for name in CPP_SOURCES],
         f"-L{tlib}", f"-Wl,-rpath,{tlib}", "-Wl,--no-as-needed", "-ltorch", "-ltorch_cpu", "-lc10",
         "-o", out,
     ]
