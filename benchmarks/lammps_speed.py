@@ -3,8 +3,11 @@ calculator, for aspirin (21 atoms) and a periodic water/methanol box (1000+ atom
 with 1 and 2 MPI ranks.
 
     python benchmarks/lammps_speed.py [--n-side 9] [--steps 5] [--channels 8] [--fold-no]
+    python benchmarks/lammps_speed.py --scaling [--sizes 9,14,20] [--steps 3]
 
-Writes benchmarks/results/lammps_speed_cpu.json and .md. Every process uses one
+Writes benchmarks/results/lammps_speed_cpu.json and .md; with --scaling (MPI
+scaling of the full-shell and halo modes on 2.6k-29k-atom boxes, see
+_lammps_scaling.py) lammps_scaling_cpu.json and .md instead. Every process uses one
 torch thread (OMP_NUM_THREADS=1, `pair_style empp threads 1`) and the TorchScript
 profiling executor off (the plugin's default, set the same way for the Python
 runs). The model is a random-weight MACE (r_max 5 A, 2 interactions, float64):
@@ -116,8 +119,33 @@ def lammps_ms(model_path, data, np_ranks, steps, warmup=2, extra=""):
     return 1e3 * float(t) / int(n), float(ghosts[-1]) if ghosts else None
 
 
+def scaling(args, model, work, results):
+    from _lammps_scaling import MODES, markdown, run_case, summarise
+    from make_data import liquid_box, write
+
+    results["boxes"] = {}
+    for n_side in (int(v) for v in args.sizes.split(",")):
+        atoms = liquid_box(n_side)
+        data = work / f"box{n_side}.data"
+        write(atoms, data)
+        box = {"atoms": len(atoms), "box_A": float(atoms.cell.lengths()[0]), "loadavg_before": loadavg(), "runs": {}}
+        for mode in MODES:
+            for npr in (1, 2):
+                box["runs"][f"{mode} np{npr}"] = run_case(model, data, mode, npr, args.steps, args.warmup)
+                print(len(atoms), mode, npr, json.dumps(box["runs"][f"{mode} np{npr}"]), flush=True)
+        box["loadavg_after"] = loadavg()
+        box["summary"] = summarise(box["runs"])
+        results["boxes"][str(len(atoms))] = box
+        print(json.dumps(box["summary"], indent=1), flush=True)
+    return markdown(results)
+
+
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--scaling", action="store_true",
+                    help="MPI scaling of `halo no` vs `halo yes` on boxes of --sizes (instead of the overhead table)")
+    ap.add_argument("--sizes", default="9,14,20", help="--scaling: box sizes, n^3 molecules each (9 -> 2628 atoms)")
+    ap.add_argument("--warmup", type=int, default=1, help="--scaling: untimed MD steps before the timed run")
     ap.add_argument("--n-side", type=int, default=9,
                     help="box of n^3 molecules (9 -> 2628 atoms, the md_examples box; 7 -> 1239)")
     ap.add_argument("--fold-no", action="store_true",
@@ -125,11 +153,13 @@ def main():
     ap.add_argument("--steps", type=int, default=5, help="timed MD steps per LAMMPS run (large system)")
     ap.add_argument("--aspirin-steps", type=int, default=300)
     ap.add_argument("--channels", type=int, default=8)
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "lammps_speed_cpu"))
+    ap.add_argument("--out", default=None, help="results path without suffix (default: results/lammps_speed_cpu, "
+                                                 "or lammps_scaling_cpu with --scaling)")
     args = ap.parse_args()
+    args.out = args.out or str(ROOT / "benchmarks" / "results" / ("lammps_scaling_cpu" if args.scaling
+                                                                   else "lammps_speed_cpu"))
 
     import torch
-    from make_data import aspirin, liquid_box, write
 
     from empp_ff.inference.lammps.build import build_plugin
     from empp_ff.testing.models import make_model
@@ -140,7 +170,6 @@ def main():
     work = Path(tempfile.mkdtemp(prefix="empp_bench_"))
     model = make_model(work / "bench.pt", atomic_numbers=(1, 6, 8), dtype="float64",
                        num_channels=args.channels, num_interactions=2, r_max=5.0, perturb=0.0)
-    systems = {"aspirin": aspirin(), "box": liquid_box(args.n_side)}
     results = {
         "command": "python " + " ".join([sys.argv[0]] + sys.argv[1:]),
         "machine": {"cpu": cpu_model(), "ncpu": os.cpu_count(), "platform": platform.platform()},
@@ -148,8 +177,45 @@ def main():
         "model": {"r_max": 5.0, "num_interactions": 2, "num_channels": args.channels, "dtype": "float64",
                   "weights": "random (cost only)"},
         "loadavg_start": loadavg(),
-        "systems": {},
+        "uptime_start": uptime(),
     }
+    table = scaling(args, model, work, results) if args.scaling else overhead(args, model, work, results)
+    results["loadavg_end"] = loadavg()
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
+    title = "MPI scaling" if args.scaling else "speed"
+    lines = [
+        f"# pair_style empp {title} (CPU)",
+        "",
+        f"Command: `{results['command']}`  ",
+        f"Machine: {results['machine']['cpu']}, {results['machine']['ncpu']} CPUs ({results['machine']['platform']}), "
+        f"torch {results['torch']}  ",
+        f"Load average (1/5/15 min) at start {results['loadavg_start']}, end {results['loadavg_end']} "
+        f"(`uptime` at start: {results['uptime_start']}; other jobs may share the CPUs: treat differences "
+        "below ~20% as noise).  ",
+        f"Model: random-weight MACE, r_max 5 A, 2 interactions, {args.channels} channels, float64; "
+        "1 torch thread per process; profiling executor off.",
+        "",
+    ] + table + [""]
+    out.with_suffix(".md").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+def uptime() -> str:
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "n/a"
+
+
+def overhead(args, model, work, results):
+    """LAMMPS vs the bare model call and the ASE calculator (aspirin and one box)."""
+    from make_data import aspirin, liquid_box, write
+
+    systems = {"aspirin": aspirin(), "box": liquid_box(args.n_side)}
+    results["systems"] = {}
     for name, atoms in systems.items():
         write(atoms, work / f"{name}.data")
         steps = args.aspirin_steps if name == "aspirin" else args.steps
@@ -162,29 +228,16 @@ def main():
             row[f"lammps_np{npr}_ms"] = ms
             row[f"lammps_np{npr}_ghosts_per_rank"] = ghosts
         if name == "box" and args.fold_no:
-            ms, ghosts = lammps_ms(model, work / f"{name}.data", 1, max(2, steps // 2), extra="fold no")
+            ms, ghosts = lammps_ms(model, work / f"{name}.data", 1, max(2, steps // 2), extra="halo no fold no")
             row["lammps_np1_fold_no_ms"] = ms
         row["overhead_np1_vs_floor"] = row["lammps_np1_ms"] / row["floor_ms"] - 1.0
         row["speedup_np2_vs_np1"] = row["lammps_np1_ms"] / row["lammps_np2_ms"]
         row["loadavg_after"] = loadavg()
         results["systems"][name] = row
         print(name, json.dumps(row, indent=1), flush=True)
-    results["loadavg_end"] = loadavg()
-
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
     lines = [
-        "# pair_style empp speed (CPU)",
-        "",
-        f"Command: `{results['command']}`  ",
-        f"Machine: {results['machine']['cpu']}, {results['machine']['ncpu']} CPUs ({results['machine']['platform']}), torch {results['torch']}  ",
-        f"Load average (1/5/15 min) at start {results['loadavg_start']}, end {results['loadavg_end']} "
-        "(other jobs share the 2 CPUs: treat differences below ~20% as noise).  ",
-        f"Model: random-weight MACE, r_max 5 A, 2 interactions, {args.channels} channels, float64; "
-        "1 torch thread per process; profiling executor off.",
-        "",
-        "| system | atoms | edges | floor (model call) ms | ASE calculator ms | LAMMPS 1 rank ms/step | LAMMPS 2 ranks ms/step | overhead vs floor | 2-rank speed-up |",
+        "| system | atoms | edges | floor (model call) ms | ASE calculator ms | LAMMPS 1 rank ms/step | "
+        "LAMMPS 2 ranks ms/step | overhead vs floor | 2-rank speed-up |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in results["systems"].items():
@@ -195,14 +248,9 @@ def main():
         )
     box = results["systems"]["box"]
     if "lammps_np1_fold_no_ms" in box:
-        lines += [
-            "",
-            f"Box without folding (`pair_style empp fold no`: every ghost atom is a graph node), 1 rank: "
-            f"{box['lammps_np1_fold_no_ms']:.1f} ms/step.",
-        ]
-    lines.append("")
-    out.with_suffix(".md").write_text("\n".join(lines))
-    print("\n".join(lines))
+        lines += ["", "Box without folding (`pair_style empp halo no fold no`: every ghost atom is a graph node), "
+                      f"1 rank: {box['lammps_np1_fold_no_ms']:.1f} ms/step."]
+    return lines
 
 
 if __name__ == "__main__":
