@@ -24,7 +24,11 @@ using namespace LAMMPS_NS;
 
 void PairEMPP::compute_full_shell()
 {
-  if (atom->nlocal == 0) return;    // no local energy on this rank: no forces, no virial
+  if (atom->nlocal == 0) {    // no local energy on this rank: no forces, no virial
+    check_min_distance();     // (the guard's checks are collective)
+    check_finite(torch::Tensor(), torch::Tensor());
+    return;
+  }
   const bool folded = folding();
   double t0 = platform::walltime();
   if (folded)

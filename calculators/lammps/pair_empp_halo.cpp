@@ -42,7 +42,10 @@ void PairEMPP::compute_halo()
 
   halo_forward(pass);
   torch::Tensor forces = halo_backward(pass);
-  if (nlocal == 0) return;
+  if (nlocal == 0) {
+    check_finite(torch::Tensor(), torch::Tensor());    // collective
+    return;
+  }
 
   torch::Tensor node_energy = torch::zeros({nlocal}, torch::kFloat64);
   for (const auto &e : pass.energy) node_energy += e.detach().to(torch::kCPU, torch::kFloat64);
