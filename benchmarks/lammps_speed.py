@@ -5,8 +5,11 @@ for the TorchScript file (.pt) and the AOTInductor package (.pt2) of the same we
 
     python benchmarks/lammps_speed.py [--box water|liquid] [--n-side 9] [--steps 5] [--channels 8]
                                       [--formats pt,pt2] [--rounds 2] [--fold-no]
+    python benchmarks/lammps_speed.py --scaling [--sizes 9,14,20] [--steps 3]
 
-Writes benchmarks/results/lammps_speed_cpu.json and .md. Every process uses one
+Writes benchmarks/results/lammps_speed_cpu.json and .md; with --scaling (MPI
+scaling of the full-shell and halo modes of the .pt file on 2.6k-29k-atom boxes, see
+_lammps_scaling.py) lammps_scaling_cpu.json and .md instead. Every process uses one
 torch thread (OMP_NUM_THREADS=1, `pair_style empp threads 1`) and the TorchScript
 profiling executor off (the plugin's default, set the same way for the Python
 runs). The LAMMPS runs of the two formats alternate, ``--rounds`` times (medians
@@ -152,7 +155,7 @@ def _system_row(name, atoms, models, data, args) -> dict:
     row.update({key: float(np.median(v)) for key, v in runs.items()})
     row["rounds"] = args.rounds
     if name == "box" and args.fold_no:
-        row["lammps_pt_np1_fold_no_ms"], _ = lammps_ms(models["pt"], data, 1, max(2, steps // 2), extra="fold no")
+        row["lammps_pt_np1_fold_no_ms"], _ = lammps_ms(models["pt"], data, 1, max(2, steps // 2), extra="halo no fold no")
     for fmt in models:
         row[f"overhead_{fmt}_np1_vs_floor"] = row[f"lammps_{fmt}_np1_ms"] / row[f"floor_{fmt}_ms"] - 1.0
         row[f"speedup_{fmt}_np2_vs_np1"] = row[f"lammps_{fmt}_np1_ms"] / row[f"lammps_{fmt}_np2_ms"]
@@ -213,8 +216,15 @@ def main():
     ap.add_argument("--channels", type=int, default=8)
     ap.add_argument("--formats", default="pt,pt2", help="model files to time: pt and/or pt2")
     ap.add_argument("--rounds", type=int, default=2, help="alternating LAMMPS rounds per format")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "lammps_speed_cpu"))
+    ap.add_argument("--scaling", action="store_true",
+                    help="MPI scaling of `halo no` vs `halo yes` on boxes of --sizes (instead of the format table)")
+    ap.add_argument("--sizes", default="9,14,20", help="--scaling: box sizes, n^3 molecules each (9 -> 2628 atoms)")
+    ap.add_argument("--warmup", type=int, default=1, help="--scaling: untimed MD steps before the timed run")
+    ap.add_argument("--out", default=None, help="results path without suffix (default: results/lammps_speed_cpu, "
+                                                 "or lammps_scaling_cpu with --scaling)")
     args = ap.parse_args()
+    args.out = args.out or str(ROOT / "benchmarks" / "results" / ("lammps_scaling_cpu" if args.scaling
+                                                                   else "lammps_speed_cpu"))
 
     import torch
     from ase_md_speed import water_box
@@ -233,8 +243,11 @@ def main():
         "model": {"r_max": 5.0, "num_interactions": 2, "num_channels": args.channels, "dtype": "float64",
                   "weights": "random (cost only)"},
         "loadavg_start": loadavg(),
+        "uptime_start": uptime(),
         "systems": {},
     }
+    if args.scaling:
+        return scaling(args, work, results)
     models, results["files"] = _models(args, work)
     systems = {"aspirin": aspirin(), "box": water_box(350) if args.box == "water" else liquid_box(args.n_side)}
     for name, atoms in systems.items():
@@ -249,6 +262,58 @@ def main():
     text = _markdown(results, args)
     out.with_suffix(".md").write_text(text)
     print(text)
+
+
+def uptime() -> str:
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "n/a"
+
+
+def scaling(args, work: Path, results: dict) -> None:
+    """Steps/s and parallel efficiency of 1 and 2 ranks, `halo no` vs `halo yes` (.pt file)."""
+    from _lammps_scaling import MODES, markdown, run_case, summarise
+    from make_data import liquid_box, write
+
+    from empp_ff.testing.models import make_model
+
+    model = make_model(work / "bench.pt", atomic_numbers=(1, 6, 8), dtype="float64",
+                       num_channels=args.channels, num_interactions=2, r_max=5.0, perturb=0.0)
+    results.pop("systems")
+    results["boxes"] = {}
+    for n_side in (int(v) for v in args.sizes.split(",")):
+        atoms = liquid_box(n_side)
+        data = work / f"box{n_side}.data"
+        write(atoms, data)
+        box = {"atoms": len(atoms), "box_A": float(atoms.cell.lengths()[0]), "loadavg_before": loadavg(), "runs": {}}
+        for mode in MODES:
+            for npr in (1, 2):
+                box["runs"][f"{mode} np{npr}"] = run_case(model, data, mode, npr, args.steps, args.warmup)
+                print(len(atoms), mode, npr, json.dumps(box["runs"][f"{mode} np{npr}"]), flush=True)
+        box["loadavg_after"] = loadavg()
+        box["summary"] = summarise(box["runs"])
+        results["boxes"][str(len(atoms))] = box
+        print(json.dumps(box["summary"], indent=1), flush=True)
+    results["loadavg_end"] = loadavg()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
+    lines = [
+        "# pair_style empp MPI scaling (CPU)",
+        "",
+        f"Command: `{results['command']}`  ",
+        f"Machine: {results['machine']['cpu']}, {results['machine']['ncpu']} CPUs ({results['machine']['platform']}), "
+        f"torch {results['torch']}  ",
+        f"Load average (1/5/15 min) at start {results['loadavg_start']}, end {results['loadavg_end']} "
+        f"(`uptime` at start: {results['uptime_start']}; other jobs may share the CPUs: treat differences "
+        "below ~20% as noise).  ",
+        f"Model: random-weight MACE, r_max 5 A, 2 interactions, {args.channels} channels, float64, TorchScript "
+        "(.pt); 1 torch thread per process; profiling executor off.",
+        "",
+    ] + markdown(results) + [""]
+    out.with_suffix(".md").write_text("\n".join(lines))
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":

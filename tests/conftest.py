@@ -75,9 +75,9 @@ def one_thread():
     torch.set_num_threads(previous)
 
 
+# ---------------------------------------------------------------- LAMMPS pair style (test_lammps*.py)
 @pytest.fixture(scope="session")
 def plugin():
-    """The LAMMPS plugin, built once per session (a no-op when an up-to-date build exists)."""
     from empp_ff.inference.lammps.build import build_plugin
 
     return build_plugin(jobs=2)
@@ -104,3 +104,35 @@ def compiled_model64(tmp_path_factory):
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         outputs.append(proc.stderr + proc.stdout)
     return {"pt": root / "m64.pt", "pt2": root / "m64.pt2", "checkpoint": ckpt, "output": outputs[1]}
+
+
+@pytest.fixture(scope="session")
+def model64(plugin, tmp_path_factory):
+    from empp_ff.testing.models import make_model
+
+    return make_model(tmp_path_factory.mktemp("models") / "m64.pt", dtype="float64", r_max=3.5,
+                      num_interactions=2)
+
+
+@pytest.fixture(scope="session")
+def model32(plugin, tmp_path_factory):
+    from empp_ff.testing.models import make_model
+
+    return make_model(tmp_path_factory.mktemp("models") / "m32.pt", dtype="float32", r_max=3.5,
+                      num_interactions=2)
+
+
+@pytest.fixture(scope="session")
+def box():
+    """96 atoms (H2O, CH3OH, CO2) in an 11 A periodic box, wrapped: molecules cross
+    the periodic boundaries and, with 2 ranks, the domain boundary."""
+    from empp_ff.testing.structures import molecular_box
+
+    return molecular_box(24, 11.0, seed=1)
+
+
+@pytest.fixture(scope="session")
+def box_reference(model64, box):
+    from empp_ff.testing.lammps import reference
+
+    return reference(model64, box)

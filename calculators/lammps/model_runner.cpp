@@ -65,6 +65,8 @@ class TorchScriptRunner : public ModelRunner {
     return out;
   }
 
+  torch::jit::Module *script_module() override { return &module_; }
+
  private:
   void read_attributes(const std::string &path)
   {

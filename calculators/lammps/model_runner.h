@@ -16,6 +16,7 @@
 
 #include "model_file.h"
 
+#include <torch/script.h>
 #include <torch/torch.h>
 
 #include <cstdint>
@@ -54,6 +55,9 @@ class ModelRunner {
   const ModelInfo &info() const { return info_; }
   const torch::Device &device() const { return device_; }
   virtual ModelOutput run(const ModelInput &input) = 0;
+  // The TorchScript module, for the layer-wise entry points of halo mode; nullptr for
+  // formats that carry only the whole-model forward (AOTInductor packages).
+  virtual torch::jit::Module *script_module() { return nullptr; }
 
  protected:
   explicit ModelRunner(torch::Device device) : device_(device) {}

@@ -10,6 +10,7 @@
 #include "memory.h"
 #include "neigh_list.h"
 #include "neighbor.h"
+#include "platform.h"
 #include "update.h"
 #include "utils.h"
 
@@ -28,36 +29,6 @@
 using namespace LAMMPS_NS;
 
 namespace {
-
-const char *const kSymbols[] = {
-    "X",  "H",  "He", "Li", "Be", "B",  "C",  "N",  "O",  "F",  "Ne", "Na", "Mg", "Al", "Si",
-    "P",  "S",  "Cl", "Ar", "K",  "Ca", "Sc", "Ti", "V",  "Cr", "Mn", "Fe", "Co", "Ni", "Cu",
-    "Zn", "Ga", "Ge", "As", "Se", "Br", "Kr", "Rb", "Sr", "Y",  "Zr", "Nb", "Mo", "Tc", "Ru",
-    "Rh", "Pd", "Ag", "Cd", "In", "Sn", "Sb", "Te", "I",  "Xe", "Cs", "Ba", "La", "Ce", "Pr",
-    "Nd", "Pm", "Sm", "Eu", "Gd", "Tb", "Dy", "Ho", "Er", "Tm", "Yb", "Lu", "Hf", "Ta", "W",
-    "Re", "Os", "Ir", "Pt", "Au", "Hg", "Tl", "Pb", "Bi", "Po", "At", "Rn", "Fr", "Ra", "Ac",
-    "Th", "Pa", "U",  "Np", "Pu", "Am", "Cm", "Bk", "Cf", "Es", "Fm", "Md", "No", "Lr", "Rf",
-    "Db", "Sg", "Bh", "Hs", "Mt", "Ds", "Rg", "Cn", "Nh", "Fl", "Mc", "Lv", "Ts", "Og"};
-const int kNumSymbols = sizeof(kSymbols) / sizeof(kSymbols[0]);
-
-int symbol_to_z(const std::string &s)
-{
-  for (int z = 1; z < kNumSymbols; ++z)
-    if (s == kSymbols[z]) return z;
-  return 0;
-}
-
-std::string z_to_symbol(int64_t z)
-{
-  if (z > 0 && z < kNumSymbols) return kSymbols[z];
-  return "Z" + std::to_string(z);
-}
-
-std::string first_line(const std::string &s)
-{
-  auto pos = s.find('\n');
-  return pos == std::string::npos ? s : s.substr(0, pos);
-}
 
 int local_rank_hint(int world_rank)
 {
@@ -110,7 +81,8 @@ void PairEMPP::allocate()
 
 /* ----------------------------------------------------------------------
    pair_style empp [device cpu|cuda|cuda:N] [threads N] [jit_optimize yes|no]
-                   [ghost_cutoff R]   (testing only)
+                   [halo yes|no] [fold yes|no] [min_distance R]
+                   [ghost_cutoff R]   (halo no only; testing only)
 ------------------------------------------------------------------------- */
 
 void PairEMPP::settings(int narg, char **arg)
@@ -152,12 +124,18 @@ void PairEMPP::settings(int narg, char **arg)
       jit_optimize = utils::logical(FLERR, val, false, lmp);
     } else if (key == "fold") {
       fold = utils::logical(FLERR, val, false, lmp);
+    } else if (key == "halo") {
+      halo_request = utils::logical(FLERR, val, false, lmp);
+    } else if (key == "min_distance") {
+      min_distance = utils::numeric(FLERR, val, false, lmp);
+      if (min_distance < 0.0)
+        error->all(FLERR, "pair_style empp: min_distance must be >= 0 Angstrom (0 disables the check)");
     } else if (key == "ghost_cutoff") {
       ghost_cutoff_user = utils::numeric(FLERR, val, false, lmp);
     } else {
       error->all(FLERR,
                  "Unknown pair_style empp keyword '{}' "
-                 "(valid: device, threads, jit_optimize, fold, ghost_cutoff)",
+                 "(valid: device, threads, jit_optimize, halo, fold, min_distance, ghost_cutoff)",
                  key);
     }
     iarg += 2;
@@ -212,70 +190,6 @@ void PairEMPP::coeff(int narg, char **arg)
   if (comm->me == 0) log_model_summary();
 }
 
-void PairEMPP::load_model(const std::string &path)
-{
-  model_path = path;
-  try {
-    runner = empp::make_model_runner(model_path, device);
-  } catch (const std::exception &e) {
-    error->all(FLERR, "pair_style empp: {}", e.what());
-  }
-  const empp::ModelInfo &info = runner->info();
-  r_max = info.r_max;
-  num_interactions = info.num_interactions;
-  model_z = info.atomic_numbers;
-  model_dtype = info.dtype_name;
-  dtype = info.dtype;
-  if (!(r_max > 0.0) || num_interactions < 1)
-    error->all(FLERR, "pair_style empp: bad model metadata r_max={} num_interactions={}", r_max,
-               num_interactions);
-}
-
-std::string PairEMPP::model_elements() const
-{
-  std::string known;
-  for (auto z : model_z) known += (known.empty() ? "" : " ") + z_to_symbol(z);
-  return known;
-}
-
-/* symbols[t - 1] is the element of atom type t */
-
-void PairEMPP::map_types_to_elements(char **symbols)
-{
-  const int ntypes = atom->ntypes;
-  const std::string known = model_elements();
-  type2z.assign(ntypes + 1, 0);
-  for (int t = 1; t <= ntypes; ++t) {
-    std::string sym = symbols[t - 1];
-    int z = symbol_to_z(sym);
-    if (z == 0)
-      error->all(FLERR,
-                 "pair_coeff: '{}' (atom type {}) is not a chemical element symbol; "
-                 "the model knows: {}",
-                 sym, t, known);
-    if (std::find(model_z.begin(), model_z.end(), (int64_t) z) == model_z.end())
-      error->all(FLERR,
-                 "pair_coeff: element '{}' (atom type {}) is not in the model '{}'; "
-                 "the model knows: {}",
-                 sym, t, model_path, known);
-    type2z[t] = z;
-  }
-}
-
-void PairEMPP::log_model_summary()
-{
-  std::string msg = fmt::format(
-      "pair_style empp: model {} ({}{})\n  elements: {}  r_max = {} A  num_interactions = {}  "
-      "dtype = {}  device = {}\n  ghost shell needed = num_interactions * r_max = {} A (+ skin)\n"
-      "  type -> element:\n",
-      model_path, empp::format_name(runner->info().format),
-      runner->info().details.empty() ? "" : ", " + runner->info().details, model_elements(), r_max,
-      num_interactions, model_dtype, device.str(), num_interactions * r_max);
-  for (int t = 1; t <= atom->ntypes; ++t)
-    msg += fmt::format("    {:>4d} -> {:<2s} (Z={})\n", t, z_to_symbol(type2z[t]), type2z[t]);
-  utils::logmesg(lmp, msg);
-}
-
 /* ---------------------------------------------------------------------- */
 
 void PairEMPP::init_style()
@@ -289,8 +203,63 @@ void PairEMPP::init_style()
   if (comm->mode != Comm::SINGLE)
     error->all(FLERR, "pair_style empp requires comm_modify mode single");
 
-  neighbor->add_request(this, NeighConst::REQ_FULL | NeighConst::REQ_GHOST);
   report_graph = true;
+  timing = Timing();
+  if (halo_request == 1 && !halo_supported())
+    error->all(FLERR,
+               "pair_style empp halo yes: model file '{}' has no layer-wise entry points it can use "
+               "(halo_version {}; AOTInductor .pt2 packages and files exported by empp-ff before "
+               "halo mode have none): use the TorchScript .pt file from 'empp-ff export', or 'halo no'",
+               model_path, halo_version);
+  halo = halo_request != 0 && halo_supported();
+  if (halo)
+    init_halo();
+  else
+    init_full_shell();
+}
+
+/* this plugin knows halo_version 1: halo_prepare / halo_layer (empp_ff/export) */
+
+bool PairEMPP::halo_supported() const
+{
+  return halo_version == 1 && (int64_t) halo_comm_dims.size() == num_interactions - 1;
+}
+
+/* halo mode: neighbours of local atoms only, the ghost shell of the pair cutoff
+   (r_max + skin), virial by f.r (ghosts are explicit images, no shifts) */
+
+void PairEMPP::init_halo()
+{
+  if (ghost_cutoff_user > 0.0)
+    error->all(FLERR,
+               "pair_style empp: ghost_cutoff applies to 'halo no' only (in halo mode the ghost shell "
+               "is the pair cutoff r_max + skin = {} A)",
+               r_max + neighbor->skin);
+  ghostneigh = 0;
+  no_virial_fdotr_compute = 0;
+  comm_forward = comm_reverse = 0;
+  for (auto d : halo_comm_dims) comm_forward = comm_reverse = std::max(comm_forward, (int) d);
+  neighbor->add_request(this, NeighConst::REQ_FULL);
+  if (comm->me == 0)
+    utils::logmesg(lmp,
+                   "pair_style empp: halo mode: ghost shell r_max + skin = {} A; {} exchange(s) of "
+                   "node features per step, {} numbers per ghost atom\n",
+                   r_max + neighbor->skin, num_interactions - 1, comm_forward);
+}
+
+/* full-shell mode: ghosts need their own neighbours, up to num_interactions * r_max */
+
+void PairEMPP::init_full_shell()
+{
+  if (comm->me == 0 && halo_request == -1)
+    utils::logmesg(lmp,
+                   "pair_style empp: model file has no layer-wise entry points{}: full ghost shell "
+                   "(halo no); re-export it with 'empp-ff export' for halo mode\n",
+                   halo_version > 1 ? fmt::format(" this plugin knows (halo_version {})", halo_version)
+                                    : "");
+  ghostneigh = 1;
+  comm_forward = comm_reverse = 0;
+  neighbor->add_request(this, NeighConst::REQ_FULL | NeighConst::REQ_GHOST);
 
   // folded graphs carry periodic shifts: the virial comes from the model, not from f.r
   if (folding() && atom->tag_enable == 0)
@@ -317,139 +286,8 @@ double PairEMPP::init_one(int i, int j)
   return r_max;
 }
 
-/* ---------------------------------------------------------------------- */
-
-bool PairEMPP::folding() const
-{
-  return fold && !domain->triclinic;
-}
-
 /* ----------------------------------------------------------------------
-   Graph with every local and ghost atom as a node (fold no, triclinic boxes):
-   edges centred on all atoms, zero shifts, virial by f.r.
-------------------------------------------------------------------------- */
-
-void PairEMPP::build_graph_ghosts()
-{
-  double **x = atom->x;
-  const int nall = atom->nlocal + atom->nghost;
-  const int ntotal = list->inum + list->gnum;
-  const double cutsq_model = r_max * r_max;
-
-  node_atom.resize(nall);
-  for (int i = 0; i < nall; ++i) node_atom[i] = i;
-  senders.clear();
-  receivers.clear();
-  for (int ii = 0; ii < ntotal; ++ii) {
-    const int i = list->ilist[ii];
-    const double xi = x[i][0], yi = x[i][1], zi = x[i][2];
-    const int *jlist = list->firstneigh[i];
-    const int jnum = list->numneigh[i];
-    for (int jj = 0; jj < jnum; ++jj) {
-      const int j = jlist[jj] & NEIGHMASK;
-      const double dx = x[j][0] - xi, dy = x[j][1] - yi, dz = x[j][2] - zi;
-      if (dx * dx + dy * dy + dz * dz < cutsq_model) {
-        senders.push_back(j);
-        receivers.push_back(i);
-      }
-    }
-  }
-  shift_buf.clear();
-}
-
-/* ----------------------------------------------------------------------
-   Folded graph (default, orthogonal boxes). All copies of one atom (local atom
-   and its periodic images, or several images of a remote atom) become ONE node:
-   the copy nearest to this subdomain (the local atom when owned here); edges to
-   other copies carry the shift x[copy] - x[rep]. Only nodes that can influence
-   local energies receive edges: local atoms and ghosts within
-   (num_interactions-1)*r_max + skin of the subdomain. This is exact (the
-   representative has the most complete environment of all copies), makes a
-   serial periodic run evaluate exactly the N-atom periodic graph, and cuts the
-   edge count under MPI. Shifts break f.r, so the virial comes from the model.
-------------------------------------------------------------------------- */
-
-void PairEMPP::build_graph_folded()
-{
-  double **x = atom->x;
-  const tagint *tag = atom->tag;
-  const int nlocal = atom->nlocal;
-  const int nall = nlocal + atom->nghost;
-  const double *lo = domain->sublo, *hi = domain->subhi;
-  const double cutsq_model = r_max * r_max;
-  const double recv_cut = (num_interactions - 1) * r_max + neighbor->skin;
-  const double recv_cut2 = recv_cut * recv_cut;
-
-  // representative copy per atom ID
-  std::unordered_map<tagint, int> best;
-  best.reserve(2 * (size_t) nall);
-  dist2.resize(nall);
-  rep.resize(nall);
-  for (int i = 0; i < nlocal; ++i) {
-    dist2[i] = 0.0;
-    best[tag[i]] = i;
-  }
-  for (int j = nlocal; j < nall; ++j) {
-    double d2 = 0.0;
-    for (int k = 0; k < 3; ++k) {
-      const double d = x[j][k] < lo[k] ? lo[k] - x[j][k] : (x[j][k] > hi[k] ? x[j][k] - hi[k] : 0.0);
-      d2 += d * d;
-    }
-    dist2[j] = d2;
-    auto it = best.find(tag[j]);
-    if (it == best.end())
-      best.emplace(tag[j], j);
-    else if (it->second >= nlocal && d2 < dist2[it->second])
-      it->second = j;
-  }
-  for (int i = 0; i < nlocal; ++i) rep[i] = i;
-  for (int j = nlocal; j < nall; ++j) rep[j] = best[tag[j]];
-
-  node_of_atom.assign(nall, -1);
-  node_atom.clear();
-  for (int i = 0; i < nlocal; ++i) {
-    node_of_atom[i] = i;
-    node_atom.push_back(i);
-  }
-  auto node = [&](int a) -> int64_t {
-    if (node_of_atom[a] < 0) {
-      node_of_atom[a] = (int) node_atom.size();
-      node_atom.push_back(a);
-    }
-    return node_of_atom[a];
-  };
-
-  senders.clear();
-  receivers.clear();
-  shift_buf.clear();
-  const int ntotal = list->inum + list->gnum;
-  for (int ii = 0; ii < ntotal; ++ii) {
-    const int i = list->ilist[ii];
-    if (i >= nlocal && (rep[i] != i || dist2[i] > recv_cut2)) continue;
-    const double xi = x[i][0], yi = x[i][1], zi = x[i][2];
-    const int *jlist = list->firstneigh[i];
-    const int jnum = list->numneigh[i];
-    int64_t ni = -1;
-    for (int jj = 0; jj < jnum; ++jj) {
-      const int j = jlist[jj] & NEIGHMASK;
-      const double dx = x[j][0] - xi, dy = x[j][1] - yi, dz = x[j][2] - zi;
-      if (dx * dx + dy * dy + dz * dz < cutsq_model) {
-        if (ni < 0) ni = node(i);
-        const int rj = rep[j];
-        senders.push_back(node(rj));
-        receivers.push_back(ni);
-        // model: vec = pos[receiver] - pos[sender] + shift must equal x[i] - x[j]
-        shift_buf.push_back(x[rj][0] - x[j][0]);
-        shift_buf.push_back(x[rj][1] - x[j][1]);
-        shift_buf.push_back(x[rj][2] - x[j][2]);
-      }
-    }
-  }
-}
-
-/* ----------------------------------------------------------------------
-   One step: build the graph, evaluate the model on it, add its forces,
-   energies and virial to LAMMPS's accumulators.
+   One step in the mode chosen by init_style.
 ------------------------------------------------------------------------- */
 
 void PairEMPP::compute(int eflag, int vflag)
@@ -459,134 +297,13 @@ void PairEMPP::compute(int eflag, int vflag)
     error->all(FLERR,
                "pair_style empp does not compute per-atom virials (compute stress/atom, "
                "centroid/stress/atom, heat flux); only the global virial/pressure is available");
-
-  if (atom->nlocal == 0) {    // no local energy on this rank: no forces, no virial
-    if (vflag_fdotr) virial_fdotr_compute();
-    return;
-  }
-
-  const bool folded = folding();
-  if (folded)
-    build_graph_folded();
+  min_r2 = -1.0;
+  ++timing.calls;
+  if (halo)
+    compute_halo();    // every rank, atoms or not: all take part in the feature exchanges
   else
-    build_graph_ghosts();
-  log_graph_once(folded);
-
-  const bool want_virial = folded && vflag_global;
-  empp::ModelOutput out = evaluate_model(graph_inputs(folded, want_virial));
-  const double conv = unit_factor();
-  add_forces(out.forces, conv);
-  if (eflag_global) eng_vdwl += conv * out.energy.to(torch::kCPU, torch::kFloat64).item<double>();
-  if (eflag_atom) add_atom_energies(out.node_energy, conv);
-  if (want_virial) add_model_virial(out.virial, conv);
+    compute_full_shell();
   if (vflag_fdotr) virial_fdotr_compute();
-}
-
-void PairEMPP::log_graph_once(bool folded)
-{
-  if (!report_graph) return;
-  report_graph = false;
-  if (comm->me == 0)
-    utils::logmesg(lmp,
-                   "pair_style empp: rank 0 graph: {} local + {} ghost atoms -> {} nodes, {} edges "
-                   "({})\n",
-                   atom->nlocal, atom->nghost, node_atom.size(), senders.size(),
-                   folded ? "folded" : "all ghosts are nodes");
-}
-
-/* the model's inputs for the current graph: positions, atomic numbers, edges,
-   shifts (Cartesian; zero without folding), n_local, compute_virial (CPU tensors;
-   the runner moves them to the model's device and dtype) */
-
-empp::ModelInput PairEMPP::graph_inputs(bool folded, bool want_virial)
-{
-  double **x = atom->x;
-  const int *type = atom->type;
-  const int64_t nnodes = (int64_t) node_atom.size();
-  const int64_t nedges = (int64_t) senders.size();
-  pos_buf.resize(3 * nnodes);
-  znodes.resize(nnodes);
-  for (int64_t n = 0; n < nnodes; ++n) {
-    const int a = node_atom[n];
-    pos_buf[3 * n + 0] = x[a][0];
-    pos_buf[3 * n + 1] = x[a][1];
-    pos_buf[3 * n + 2] = x[a][2];
-    znodes[n] = type2z[type[a]];
-  }
-
-  auto cpu_i64 = torch::TensorOptions().dtype(torch::kInt64);
-  auto cpu_f64 = torch::TensorOptions().dtype(torch::kFloat64);
-  torch::Tensor pos = torch::from_blob(pos_buf.data(), {nnodes, 3}, cpu_f64);
-  torch::Tensor z = torch::from_blob(znodes.data(), {nnodes}, cpu_i64);
-  torch::Tensor edge_index = torch::empty({2, nedges}, cpu_i64);
-  if (nedges > 0) {
-    std::memcpy(edge_index.data_ptr<int64_t>(), senders.data(), nedges * sizeof(int64_t));
-    std::memcpy(edge_index.data_ptr<int64_t>() + nedges, receivers.data(), nedges * sizeof(int64_t));
-  }
-  torch::Tensor shifts;
-  if (folded && nedges > 0)
-    shifts = torch::from_blob(shift_buf.data(), {nedges, 3}, cpu_f64).to(dtype);
-  else
-    shifts = torch::zeros({nedges, 3}, torch::TensorOptions().dtype(dtype));
-  if (!device.is_cuda()) {
-    pos = pos.clone();    // the model may mark it requires_grad; keep our buffer private
-    z = z.clone();
-    if (folded && nedges > 0) shifts = shifts.clone();
-  }
-  return {pos, z, edge_index, shifts, (int64_t) atom->nlocal, want_virial};
-}
-
-empp::ModelOutput PairEMPP::evaluate_model(const empp::ModelInput &input)
-{
-  empp::ModelOutput out;
-  try {
-    out = runner->run(input);
-  } catch (const std::exception &e) {
-    error->one(FLERR, "pair_style empp: model evaluation failed: {}", e.what());
-  }
-  return out;
-}
-
-/* forces on nodes -> forces on the LAMMPS atoms they stand for (ghosts included) */
-
-void PairEMPP::add_forces(torch::Tensor forces, double conv)
-{
-  double **f = atom->f;
-  const int64_t nnodes = (int64_t) node_atom.size();
-  forces = forces.to(torch::kCPU, torch::kFloat64).contiguous();
-  if (forces.dim() != 2 || forces.size(0) != nnodes || forces.size(1) != 3)
-    error->one(FLERR, "pair_style empp: model returned forces with {} rows, expected [{}, 3]",
-               (int64_t) forces.size(0), nnodes);
-  const double *fm = forces.data_ptr<double>();
-  for (int64_t n = 0; n < nnodes; ++n) {
-    const int a = node_atom[n];
-    f[a][0] += conv * fm[3 * n + 0];
-    f[a][1] += conv * fm[3 * n + 1];
-    f[a][2] += conv * fm[3 * n + 2];
-  }
-}
-
-/* local atoms are the first nlocal nodes */
-
-void PairEMPP::add_atom_energies(torch::Tensor node_energy, double conv)
-{
-  node_energy = node_energy.to(torch::kCPU, torch::kFloat64).contiguous();
-  const double *em = node_energy.data_ptr<double>();
-  for (int i = 0; i < atom->nlocal; ++i) eatom[i] += conv * em[i];
-}
-
-/* the model's 3x3 virial W -> LAMMPS's xx, yy, zz, xy, xz, yz */
-
-void PairEMPP::add_model_virial(torch::Tensor model_virial, double conv)
-{
-  model_virial = model_virial.to(torch::kCPU, torch::kFloat64).contiguous();
-  const double *w = model_virial.data_ptr<double>();
-  virial[0] += conv * w[0];
-  virial[1] += conv * w[4];
-  virial[2] += conv * w[8];
-  virial[3] += conv * 0.5 * (w[1] + w[3]);
-  virial[4] += conv * 0.5 * (w[2] + w[6]);
-  virial[5] += conv * 0.5 * (w[5] + w[7]);
 }
 
 namespace LAMMPS_NS {

@@ -65,7 +65,12 @@ def _format_metadata(meta: dict) -> str:
     row("elements", " ".join(f"{s}({z})" for s, z in zip(meta["elements"], meta["species"])))
     row("r_max", f"{meta['r_max']} Å")
     row("interactions", meta["num_interactions"])
-    row("ghost cutoff (LAMMPS)", f"{meta['ghost_cutoff']} Å")
+    halo = meta.get("halo")
+    if halo:
+        row("LAMMPS ghost cutoff", f"{halo['ghost_cutoff']} Å in halo mode (halo_version {halo['version']}, "
+            f"{halo['comm_dims']} numbers/atom exchanged), {meta['ghost_cutoff']} Å with halo no")
+    else:
+        row("LAMMPS ghost cutoff", f"{meta['ghost_cutoff']} Å (no layer-wise entry points: re-export for halo mode)")
     row("dtype", meta["dtype"])
     units = meta.get("units", {})
     row("units", ", ".join(f"{k} {v}" for k, v in units.items()))

@@ -5,9 +5,15 @@ contract (see ``exporter.py``, ``aoti.py``).
 the training stack (and, for ``.pt2``, torch's compiler) when called.
 """
 
-from empp_ff.export.exporter import ExportedPotential, export_model, export_potential
+from empp_ff.export.exporter import (
+    ExportedPotential,
+    LayerwiseExportedPotential,
+    export_model,
+    export_potential,
+)
 from empp_ff.export.model_file import (
     FORMAT_VERSION,
+    HALO_VERSION,
     TORCHSCRIPT_FORMAT_VERSION,
     ModelFileError,
     load_model_file,
@@ -17,7 +23,9 @@ from empp_ff.export.model_file import (
 __all__ = [
     "FORMAT_VERSION",
     "TORCHSCRIPT_FORMAT_VERSION",
+    "HALO_VERSION",
     "ExportedPotential",
+    "LayerwiseExportedPotential",
     "ModelFileError",
     "export_model",
     "export_potential",

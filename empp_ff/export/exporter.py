@@ -23,6 +23,34 @@ and the LAMMPS pair style::
   ("float32"/"float64"), ``format_version`` (int).
 * ``metadata.json`` is stored as an extra file; its ``checksum`` (SHA-256 of
   everything else in the archive, ``checksum.py``) is verified by every reader.
+
+Layer-wise entry points (``halo_version`` 1): every export writes them; files
+exported before they existed have none, and callers run those through
+``forward`` only. They let an MD engine evaluate the model one interaction at a time on
+its own atoms, exchanging node features of ghost atoms between layers, so a
+domain needs a ghost shell of one ``r_max`` whatever ``num_interactions`` is
+(LAMMPS ``pair_style empp halo yes``)::
+
+    halo_prepare(positions[N, 3], atomic_numbers[N], edge_index[2, E], shifts[E, 3],
+                 n_local: int) -> ctx: List[Tensor]
+    halo_layer(t: int, ctx, node_feats: Optional[Tensor[N, d_t]], n_local: int)
+        -> (node_feats_out[n_local, d_{t+1}], node_energy_t[n_local])
+
+* Nodes ``0..n_local-1`` are the caller's own atoms, the rest ghosts; every edge's
+  receiver must be one of the own atoms (each own atom needs all its edges).
+* ``halo_prepare`` validates and computes the per-edge geometry once; ``ctx`` is
+  opaque and differentiable with respect to the ``positions`` passed in.
+* ``halo_layer(t, ...)``: ``node_feats`` is ``None`` for t = 0 and otherwise
+  layer t-1's output for *every* node, the ghost rows copied from the atoms'
+  owners. Summed over t, ``node_energy_t`` is ``forward``'s ``node_energy``.
+* Forces are autograd of the caller's: going down the layers, the gradient of
+  ``(node_energy_t, node_feats_out)`` with respect to ``(positions, node_feats)``,
+  whose ghost rows are summed into their owners before the layer below. With zero
+  shifts (ghosts as explicit image atoms) the virial is ``sum x (x) f`` over own and
+  ghost atoms. ``empp_ff/testing/halo.py`` is a reference driver on fake domains.
+* Attributes: ``halo_version`` (int) and ``halo_comm_dims`` (List[int], length
+  ``num_interactions - 1``: entry k = d_{k+1}, the numbers per atom exchanged
+  before layer k+1). ``metadata.json`` repeats them under ``"halo"``.
 """
 
 from __future__ import annotations
@@ -34,7 +62,7 @@ import json
 import platform
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 
@@ -45,6 +73,7 @@ from empp_ff._versions import package_version
 from empp_ff.export.checksum import archive_checksum
 from empp_ff.export.model_file import (
     FORMAT_BY_SUFFIX,
+    HALO_VERSION,
     METADATA_NAME,
     MODEL_FILE_KIND,
     TORCHSCRIPT_FORMAT_VERSION,
@@ -76,19 +105,7 @@ class ExportedPotential(torch.nn.Module):
         compute_virial: bool,
     ) -> Dict[str, torch.Tensor]:
         num_atoms = positions.shape[0]
-        if atomic_numbers.shape[0] != num_atoms:
-            raise ValueError("positions and atomic_numbers have different lengths")
-        if n_local < 0 or n_local > num_atoms:
-            raise ValueError("n_local must lie in [0, number of atoms]")
-        if num_atoms > 0:
-            z_min = int(atomic_numbers.min())
-            z_max = int(atomic_numbers.max())
-            if z_min < 0 or z_max >= self.known_species.shape[0]:
-                raise ValueError("atomic number outside 0..118")
-            if not bool(self.known_species[atomic_numbers].all()):
-                raise ValueError(
-                    "atomic number not in the model's species; see the atomic_numbers attribute"
-                )
+        self._check_inputs(positions, atomic_numbers, n_local)
         dtype = self.dtype_ref.dtype
         positions = positions.to(dtype)
         shifts = shifts.to(dtype)
@@ -116,6 +133,74 @@ class ExportedPotential(torch.nn.Module):
         if compute_virial:
             result["virial"] = out["virial"][0]
         return result
+
+    def _check_inputs(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, n_local: int) -> None:
+        num_atoms = positions.shape[0]
+        if atomic_numbers.shape[0] != num_atoms:
+            raise ValueError("positions and atomic_numbers have different lengths")
+        if n_local < 0 or n_local > num_atoms:
+            raise ValueError("n_local must lie in [0, number of atoms]")
+        if num_atoms > 0:
+            z_min = int(atomic_numbers.min())
+            z_max = int(atomic_numbers.max())
+            if z_min < 0 or z_max >= self.known_species.shape[0]:
+                raise ValueError("atomic number outside 0..118")
+            if not bool(self.known_species[atomic_numbers].all()):
+                raise ValueError(
+                    "atomic number not in the model's species; see the atomic_numbers attribute"
+                )
+
+
+class LayerwiseExportedPotential(ExportedPotential):
+    """``ExportedPotential`` plus the layer-wise entry points (module docstring)."""
+
+    def __init__(self, potential: torch.nn.Module, atomic_numbers: List[int], model_dtype: str):
+        super().__init__(potential, atomic_numbers, model_dtype)
+        self.halo_version = int(HALO_VERSION)
+        self.halo_comm_dims = halo_comm_dims(potential)
+
+    @torch.jit.export
+    def halo_prepare(
+        self,
+        positions: torch.Tensor,
+        atomic_numbers: torch.Tensor,
+        edge_index: torch.Tensor,
+        shifts: torch.Tensor,
+        n_local: int,
+    ) -> List[torch.Tensor]:
+        self._check_inputs(positions, atomic_numbers, n_local)
+        if edge_index.shape[1] > 0 and int(edge_index[1].max()) >= n_local:
+            raise ValueError("halo_prepare: every edge's receiver (edge_index[1]) must be one of the n_local atoms")
+        dtype = self.dtype_ref.dtype
+        node_attrs, edge_attrs, edge_feats, cutoff = self.potential.backbone.geometry(
+            positions.to(dtype), atomic_numbers, edge_index, shifts.to(dtype)
+        )
+        ctx = [edge_index, node_attrs, edge_attrs, edge_feats]
+        if cutoff is not None:
+            ctx.append(cutoff)
+        return ctx
+
+    @torch.jit.export
+    def halo_layer(
+        self, t: int, ctx: List[torch.Tensor], node_feats: Optional[torch.Tensor], n_local: int
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        if t < 0 or t >= self.num_interactions:
+            raise ValueError("halo_layer: t must lie in [0, num_interactions)")
+        if (t == 0) != (node_feats is None):
+            raise ValueError("halo_layer: node_feats must be None for t = 0 and given for t > 0")
+        cutoff: Optional[torch.Tensor] = None
+        if len(ctx) > 4:
+            cutoff = ctx[4]
+        if node_feats is not None:
+            if node_feats.shape[0] != ctx[1].shape[0]:
+                raise ValueError("halo_layer: node_feats needs one row per node (own atoms, then ghosts)")
+            node_feats = node_feats.to(self.dtype_ref.dtype)
+        return self.potential.backbone.layer(t, ctx[1], node_feats, ctx[2], ctx[3], ctx[0], cutoff, n_local)
+
+
+def halo_comm_dims(potential: torch.nn.Module) -> List[int]:
+    """Numbers per atom that a halo exchange carries before layers 1..L-1."""
+    return potential.backbone.layer_input_dims()[1:]
 
 
 def _versions() -> Dict[str, Optional[str]]:
@@ -190,9 +275,10 @@ def build_metadata(
     }
 
 
-def script_potential(potential: torch.nn.Module) -> torch.jit.ScriptModule:
+def script_potential(potential: torch.nn.Module, layerwise: bool = True) -> torch.jit.ScriptModule:
     """TorchScript-compile a ``Potential`` in the one-structure wrapper (a deep copy
-    is compiled; the argument is left untouched)."""
+    is compiled; the argument is left untouched). ``layerwise=False`` leaves out
+    the halo entry points, as in files written before they existed (for tests)."""
     from empp_ff.model._imports import import_e3nn_o3
 
     import_e3nn_o3()  # e3nn's import needs weights-only loading relaxed, only during the import
@@ -208,7 +294,8 @@ def script_potential(potential: torch.nn.Module) -> torch.jit.ScriptModule:
         potential = copy.deepcopy(potential).eval()
         for p in potential.parameters():
             p.requires_grad_(False)
-        wrapper = ExportedPotential(potential, spec["atomic_numbers"], spec["dtype"])
+        wrapper_cls = LayerwiseExportedPotential if layerwise else ExportedPotential
+        wrapper = wrapper_cls(potential, spec["atomic_numbers"], spec["dtype"])
         # e3nn compiles the (decorated) submodules in place; then script the wrapper.
         wrapper = e3nn_jit.compile(wrapper)
         scripted = torch.jit.script(wrapper)
@@ -260,10 +347,13 @@ def export_potential(
     device: Optional[str] = None,
     cpu_target: str = "portable",
     log: Callable[[str], None] = lambda s: None,
+    layerwise: bool = True,
 ) -> Path:
     """Export an in-memory ``Potential`` (its dtype is the file's dtype) as TorchScript or,
     for ``.pt2`` / ``format="aotinductor"``, as a compiled package (``device``,
-    ``cpu_target``: see ``aoti.export_aoti``)."""
+    ``cpu_target``: see ``aoti.export_aoti``). TorchScript files carry the layer-wise
+    (halo) entry points; ``layerwise=False`` leaves them out (for tests), and packages
+    never have them (one compiled forward)."""
     format = resolve_format(out_path, format)
     spec = dict(potential.backbone.spec_dict)
     param = next(potential.parameters())
@@ -273,7 +363,14 @@ def export_potential(
         from empp_ff.export.aoti import export_aoti
 
         return export_aoti(potential, out_path, metadata, device=device, cpu_target=cpu_target, log=log)
-    scripted = script_potential(potential)
+    if layerwise:
+        metadata["halo"] = {
+            "version": HALO_VERSION,
+            "comm_dims": halo_comm_dims(potential),
+            "methods": ["halo_prepare", "halo_layer"],
+            "ghost_cutoff": float(spec["r_max"]),
+        }
+    scripted = script_potential(potential, layerwise)
     return _atomic_save(scripted, metadata, Path(out_path))
 
 

@@ -37,6 +37,10 @@ from empp_ff.export.errors import ModelFileError
 FORMAT_VERSION = 2
 #: TorchScript files keep format version 1 (their contract is unchanged).
 TORCHSCRIPT_FORMAT_VERSION = 1
+#: Version of the optional layer-wise ("halo") entry points of TorchScript files (see
+#: ``exporter``): an extension of format 1, so older readers ignore it; files without it
+#: have none, and .pt2 packages carry the whole-model forward only.
+HALO_VERSION = 1
 METADATA_NAME = "metadata.json"
 MODEL_FILE_KIND = "empp-ff-model"
 #: Format names (``metadata["format"]``, ``empp-ff export --format``) by file suffix.

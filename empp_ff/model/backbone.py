@@ -120,39 +120,108 @@ class MACEBackbone(torch.nn.Module):
         shifts: torch.Tensor,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Return (node_energy [N] in eV, node_feats [N, dim(feature_irreps)])."""
-        species = self.z_to_index[atomic_numbers]
-        node_attrs = torch.nn.functional.one_hot(species, self.num_elements).to(positions.dtype)
-        sender = edge_index[0]
-        receiver = edge_index[1]
-        # index_select (not fancy indexing): its backward is index_add, which is
-        # deterministic on CPU, so resumed runs reproduce uninterrupted ones bit for bit.
-        vectors = positions.index_select(0, receiver) - positions.index_select(0, sender) + shifts
-        lengths = torch.linalg.norm(vectors, dim=-1, keepdim=True)
-        node_heads = torch.zeros_like(species)
-
+        node_attrs, edge_attrs, edge_feats, cutoff = self.geometry(positions, atomic_numbers, edge_index, shifts)
+        num_nodes = node_attrs.shape[0]
+        node_heads = torch.zeros(num_nodes, dtype=torch.long, device=node_attrs.device)
         node_e0 = self.mace.atomic_energies_fn(node_attrs)[:, 0]
         node_feats = self.mace.node_embedding(node_attrs)
-        edge_attrs = self.mace.spherical_harmonics(vectors)
-        edge_feats, cutoff = self.mace.radial_embedding(
-            lengths, node_attrs, edge_index, self.mace.atomic_numbers
-        )
         node_es = torch.zeros_like(node_e0)
-        for i, (interaction, product, readout) in enumerate(
-            zip(self.mace.interactions, self.mace.products, self.mace.readouts)
-        ):
-            node_feats, sc = interaction(
-                node_attrs=node_attrs,
-                node_feats=node_feats,
-                edge_attrs=edge_attrs,
-                edge_feats=edge_feats,
-                edge_index=edge_index,
-                cutoff=cutoff,
-                first_layer=(i == 0),
-            )
-            node_feats = product(node_feats=node_feats, sc=sc, node_attrs=node_attrs)
+        for i, readout in enumerate(self.mace.readouts):
+            node_feats = self._interaction(i, node_attrs, node_feats, edge_attrs, edge_feats, edge_index, cutoff,
+                                           num_nodes)
             node_es = node_es + readout(node_feats, node_heads)[:, 0]
         node_inter_es = self.mace.scale_shift(node_es, node_heads)
         return node_e0 + node_inter_es, node_feats
+
+    def geometry(
+        self,
+        positions: torch.Tensor,
+        atomic_numbers: torch.Tensor,
+        edge_index: torch.Tensor,
+        shifts: torch.Tensor,
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+        """Per-node one-hot species and per-edge spherical harmonics, radial
+        features and cutoff values: (node_attrs, edge_attrs, edge_feats, cutoff)."""
+        species = self.z_to_index[atomic_numbers]
+        node_attrs = torch.nn.functional.one_hot(species, self.num_elements).to(positions.dtype)
+        # index_select (not fancy indexing): its backward is index_add, which is
+        # deterministic on CPU, so resumed runs reproduce uninterrupted ones bit for bit.
+        vectors = positions.index_select(0, edge_index[1]) - positions.index_select(0, edge_index[0]) + shifts
+        lengths = torch.linalg.norm(vectors, dim=-1, keepdim=True)
+        edge_attrs = self.mace.spherical_harmonics(vectors)
+        edge_feats, cutoff = self.mace.radial_embedding(lengths, node_attrs, edge_index, self.mace.atomic_numbers)
+        return node_attrs, edge_attrs, edge_feats, cutoff
+
+    def _interaction(
+        self,
+        t: int,
+        node_attrs: torch.Tensor,
+        node_feats: torch.Tensor,
+        edge_attrs: torch.Tensor,
+        edge_feats: torch.Tensor,
+        edge_index: torch.Tensor,
+        cutoff: Optional[torch.Tensor],
+        n_receivers: int,
+    ) -> torch.Tensor:
+        """Interaction + product ``t``: the new features of nodes 0..n_receivers-1
+        (every edge's receiver must be among them)."""
+        out = node_feats[:0]
+        for i, (interaction, product) in enumerate(zip(self.mace.interactions, self.mace.products)):
+            if i == t:  # TorchScript cannot index a ModuleList with a variable
+                messages, sc = interaction(
+                    node_attrs=node_attrs,
+                    node_feats=node_feats,
+                    edge_attrs=edge_attrs,
+                    edge_feats=edge_feats,
+                    edge_index=edge_index,
+                    cutoff=cutoff,
+                    first_layer=(i == 0),
+                )
+                receiver_attrs = node_attrs
+                if n_receivers < node_attrs.shape[0]:
+                    messages = messages[:n_receivers]
+                    receiver_attrs = node_attrs[:n_receivers]
+                    if sc is not None:
+                        sc = sc[:n_receivers]
+                out = product(node_feats=messages, sc=sc, node_attrs=receiver_attrs)
+        return out
+
+    def layer(
+        self,
+        t: int,
+        node_attrs: torch.Tensor,
+        node_feats: Optional[torch.Tensor],
+        edge_attrs: torch.Tensor,
+        edge_feats: torch.Tensor,
+        edge_index: torch.Tensor,
+        cutoff: Optional[torch.Tensor],
+        n_receivers: int,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Interaction ``t`` alone (layer-wise evaluation, e.g. LAMMPS halo mode).
+
+        ``node_feats``: layer t's input for every node (``None`` for t = 0: the
+        species embedding). Returns the new features of nodes 0..n_receivers-1 and
+        their energy contribution (eV): summed over t it is ``forward``'s node
+        energy (layer 0 carries the reference energies and the shift)."""
+        if node_feats is None:
+            node_feats = self.mace.node_embedding(node_attrs)
+        out = self._interaction(t, node_attrs, node_feats, edge_attrs, edge_feats, edge_index, cutoff, n_receivers)
+        receiver_attrs = node_attrs[:n_receivers]
+        heads = torch.zeros(n_receivers, dtype=torch.long, device=node_attrs.device)
+        energy = torch.zeros(n_receivers, dtype=node_attrs.dtype, device=node_attrs.device)
+        for i, readout in enumerate(self.mace.readouts):
+            if i == t:
+                energy = torch.atleast_1d(self.mace.scale_shift.scale)[heads] * readout(out, heads)[:, 0]
+        if t == 0:
+            energy = energy + torch.atleast_1d(self.mace.scale_shift.shift)[heads]
+            energy = energy + self.mace.atomic_energies_fn(receiver_attrs)[:, 0]
+        return out, energy
+
+    @torch.jit.unused
+    def layer_input_dims(self) -> list:
+        """Width of each interaction's input node features (what a halo exchange
+        carries per atom before that layer)."""
+        return [int(inter.node_feats_irreps.dim) for inter in self.mace.interactions]
 
     # -- EMPP conditioning ------------------------------------------------------------
     @torch.jit.unused

@@ -93,3 +93,33 @@ write_dump all custom forces.dump id fx fy fz c_pea modify sort id format float 
     order = np.argsort(data[:, 0])
     data = data[order]
     return {"energy": pe, "forces": data[:, 1:4], "node_energy": data[:, 4], "pressure": pressure, "log": log}
+
+
+def assert_matches_reference(res, ref, rtol: float) -> None:
+    """LAMMPS single point ``res`` == ASE ``ref`` (``reference``) to ``rtol``: energy,
+    per-atom energies (relative to the interaction part), forces, pressure tensor."""
+    fscale = np.abs(ref["forces"]).max()
+    assert abs(res["energy"] - ref["energy"]) <= rtol * abs(ref["energy"])
+    # the interaction part of the energy, which is what MD feels
+    e_inter = np.abs(ref["node_energy"] - np.round(ref["node_energy"])).sum() + 1.0
+    assert np.abs(res["node_energy"] - ref["node_energy"]).max() <= rtol * e_inter * 10
+    assert np.abs(res["forces"] - ref["forces"]).max() <= rtol * fscale
+    if "stress" in ref:
+        p_ref = -ref["stress"] * NKTV2P_METAL  # bar; zero velocities: virial only
+        assert np.abs(res["pressure"] - p_ref).max() <= rtol * np.abs(p_ref).max()
+
+
+def run_lammps_input(workdir, text: str, np_ranks: int = 1, timeout: float = 180):
+    """Run the LAMMPS input ``text`` (dedented) in ``workdir``; the finished process
+    (stdout and stderr together in ``.stdout``)."""
+    import subprocess
+    import textwrap
+
+    from empp_ff.inference.lammps.runner import lammps_command, lammps_env
+
+    (Path(workdir) / "in.test").write_text(textwrap.dedent(text))
+    return subprocess.run(
+        lammps_command(np_ranks) + ["-in", "in.test", "-log", "none", "-nocite"],
+        cwd=workdir, env=lammps_env(), text=True, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, timeout=timeout,
+    )

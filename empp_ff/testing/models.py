@@ -141,6 +141,7 @@ def make_model(
     perturb: float = 0.05,
     scale: Optional[float] = None,
     checkpoint: bool = False,
+    layerwise: bool = True,
 ) -> Path:
     """Write a small untrained model file obeying the model-file contract (the
     LAMMPS tests' model: see ``_PAIR_STYLE_TEST_ARCHITECTURE``): TorchScript, or an
@@ -148,7 +149,9 @@ def make_model(
     ``checkpoint=True`` writes a training checkpoint of the same weights instead.
 
     ``perturb`` adds seeded noise to all weights (so that the untrained model is far
-    from flat: sensitive accuracy tests); ``perturb=0`` gives a gentler model."""
+    from flat: sensitive accuracy tests); ``perturb=0`` gives a gentler model.
+    ``layerwise=False`` writes a file without the halo entry points, like the files
+    exported before they existed."""
     from empp_ff.export import export_potential
 
     spec, potential = _pair_style_test_potential(atomic_numbers, dtype, num_channels, num_interactions, r_max,
@@ -156,5 +159,5 @@ def make_model(
     path = Path(path)
     if checkpoint:
         return _save_checkpoint(path, spec, {k: v.detach().clone() for k, v in potential.state_dict().items()})
-    export_potential(potential, path)
+    export_potential(potential, path, layerwise=layerwise)
     return path

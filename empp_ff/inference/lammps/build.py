@@ -30,8 +30,10 @@ from empp_ff._atomic import atomic_path
 from empp_ff._versions import package_version
 from empp_ff.inference.lammps.paths import BUILD_INFO, PLUGIN_NAME, default_install_dir, source_dir
 
-# Translation units, then headers and the build script (all hashed: a change rebuilds).
-UNITS = ("emppplugin.cpp", "pair_empp.cpp", "model_runner.cpp", "model_file.cpp")
+# Translation units (CMakeLists.txt lists the same), then headers and the build script
+# (all hashed: a change rebuilds).
+UNITS = ("emppplugin.cpp", "pair_empp.cpp", "pair_empp_model.cpp", "pair_empp_full.cpp",
+         "pair_empp_halo.cpp", "pair_empp_monitor.cpp", "model_runner.cpp", "model_file.cpp")
 SOURCES = UNITS + ("pair_empp.h", "model_runner.h", "model_file.h", "sha256.h", "CMakeLists.txt")
 
 
