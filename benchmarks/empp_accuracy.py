@@ -15,6 +15,9 @@ Variants (``--variants``; ``--variant NAME:key=value,key=value`` adds one ad hoc
 * ``empp_paper``  the paper's MD17 settings: constant λ = 50, n = 1, no schedule
 * ``mace``        ``mace_run_train`` (mace-torch's own trainer, its defaults) with the
                   demo architecture, batch size, epochs, split and seed
+* ``pretrain_no_empp`` / ``pretrain_empp``  two stages: EMPP self-supervised pre-training
+                  on 1000 unlabelled frames of the trajectory (never a val/test frame),
+                  then the supervised demo config without / with EMPP from those weights
 
     python benchmarks/empp_accuracy.py run --molecules aspirin uracil toluene \
         --regimes 200x2 50x3 --epochs 20 --jobs 2
@@ -43,6 +46,7 @@ sys.path.insert(0, str(HERE))
 from _accuracy_cells import Cell, cell_dir, read_result  # noqa: E402
 from _accuracy_report import write_report  # noqa: E402
 from _mace_baseline import run_mace_cell  # noqa: E402
+from _pretrain_cell import run_two_stage_cell  # noqa: E402
 
 from _machine import cpu_model  # noqa: E402
 
@@ -57,6 +61,17 @@ VARIANTS: Dict[str, Optional[Dict[str, object]]] = {
     "empp_paper": {"empp.enabled": True, "empp.num_masks": 1, "empp.weight": 50.0,
                    "empp.schedule": "constant", "empp.grad_balance": None, "empp.batch_fraction": 1.0},
     "mace": None,  # mace_run_train, see _mace_baseline.py
+    "pretrain_no_empp": {},  # two stages, see TWO_STAGE
+    "pretrain_empp": {},
+}
+
+# EMPP pre-training on 1000 unlabelled frames of the trajectory (the cell's training
+# structures and others, never its val/test frames) for 4 epochs, then the supervised
+# demo config without / with EMPP, started from the pre-trained weights (_pretrain_cell.py).
+_PRETRAIN = {"train.max_epochs": 4, "data.n_val": 50}
+TWO_STAGE = {
+    "pretrain_no_empp": {"frames": 1000, "pretrain": _PRETRAIN, "finetune": {"empp.enabled": False}},
+    "pretrain_empp": {"frames": 1000, "pretrain": _PRETRAIN, "finetune": {"empp.enabled": True}},
 }
 
 
@@ -115,8 +130,11 @@ def _wait_with_usage(proc: subprocess.Popen) -> tuple:
     return proc.returncode, usage.ru_utime + usage.ru_stime
 
 
-def run_empp_ff_cell(cell: Cell, overrides: Dict[str, object], data_dir: Path, work: Path) -> Dict[str, object]:
-    run_dir = cell_dir(work, cell) / "run"
+def run_empp_ff_cell(cell: Cell, overrides: Dict[str, object], data_dir: Path, base: Path,
+                     test_metrics: bool = True) -> Dict[str, object]:
+    """One ``empp-ff train`` in ``base`` (``base/run``, ``base/train.log``)."""
+    run_dir = Path(base) / "run"
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
     settings = {
         "run_dir": run_dir, "seed": cell.seed,
         "data.path": data_dir / f"md17_{cell.molecule}.npz",
@@ -128,7 +146,7 @@ def run_empp_ff_cell(cell: Cell, overrides: Dict[str, object], data_dir: Path, w
     cmd = ["empp-ff", "train"]
     for key, value in settings.items():
         cmd += ["--set", f"{key}={_format_value(value)}"]
-    log_path = cell_dir(work, cell) / "train.log"
+    log_path = Path(base) / "train.log"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     start = time.perf_counter()
     load = os.getloadavg()[0]
@@ -138,9 +156,12 @@ def run_empp_ff_cell(cell: Cell, overrides: Dict[str, object], data_dir: Path, w
     wall = time.perf_counter() - start
     if code != 0:
         raise RuntimeError(f"{cell.name}: empp-ff train exited {code}; see {log_path}")
+    result = {"command": " ".join(shlex.quote(str(c)) for c in cmd),
+              "wall_time_s": wall, "cpu_time_s": cpu, "load_average_at_start": load}
+    if not test_metrics:
+        return result
     test = json.loads((run_dir / "test_metrics.json").read_text())
-    return {
-        "command": " ".join(shlex.quote(str(c)) for c in cmd),
+    result.update({
         "test_energy_mae_mev": test["energy_mae_mev"],
         "test_forces_mae_mev_per_a": test["forces_mae_mev_per_a"],
         "test_energy_rmse_mev": test.get("energy_rmse_mev"),
@@ -148,8 +169,8 @@ def run_empp_ff_cell(cell: Cell, overrides: Dict[str, object], data_dir: Path, w
         "test_energy_mean_error_mev": test.get("energy_mean_error_mev"),
         "best_epoch": test.get("epoch"),
         "curve": _curve_from_metrics(run_dir / "metrics.csv"),
-        "wall_time_s": wall, "cpu_time_s": cpu, "load_average_at_start": load,
-    }
+    })
+    return result
 
 
 def _curve_from_metrics(path: Path) -> List[Dict[str, float]]:
@@ -173,8 +194,10 @@ def run_cell(cell: Cell, variants: Dict[str, Optional[Dict[str, object]]], data_
     out.mkdir(parents=True, exist_ok=True)
     if variants[cell.variant] is None:
         result = run_mace_cell(cell, data_dir, out)
+    elif cell.variant in TWO_STAGE:
+        result = run_two_stage_cell(cell, TWO_STAGE[cell.variant], data_dir, out, run_empp_ff_cell)
     else:
-        result = run_empp_ff_cell(cell, variants[cell.variant], data_dir, work)
+        result = run_empp_ff_cell(cell, variants[cell.variant], data_dir, out)
     result.update(cell.as_dict())
     tmp = out / "result.json.tmp"
     tmp.write_text(json.dumps(result, indent=1) + "\n")
