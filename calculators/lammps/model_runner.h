@@ -10,7 +10,7 @@
  *                                 that the package was compiled for this device, CPU and
  *                                 torch (from its metadata, before loading any code)
  *
- * Model-file contract: empp_ff/export/exporter.py and empp_ff/export/aoti.py.
+ * Model-file contract: empp_ff/export/wrappers.py and empp_ff/export/aoti.py.
  */
 #pragma once
 

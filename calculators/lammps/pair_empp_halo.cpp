@@ -5,7 +5,7 @@
  * gradients with respect to them are summed into the owners (reverse
  * communication) before the layer below. Ghosts are explicit periodic images, so
  * the virial is f.r (virial_fdotr_compute). The model file's entry points
- * (halo_prepare, halo_layer) are documented in empp_ff/export/exporter.py.
+ * (halo_prepare, halo_layer) are documented in empp_ff/export/wrappers.py.
  *
  * Every rank makes the same L-1 forward and L-1 reverse exchanges in the same
  * order, also a rank without local atoms (it sends zero rows), or its neighbours

@@ -1,16 +1,11 @@
 """Model-file export (TorchScript ``.pt``, AOTInductor ``.pt2``) and the model-file
-contract (see ``exporter.py``, ``aoti.py``).
+contract (see ``wrappers.py``, ``aoti.py``).
 
 ``load_model_file``/``read_metadata`` need torch only; ``export_model`` imports
 the training stack (and, for ``.pt2``, torch's compiler) when called.
 """
 
-from empp_ff.export.exporter import (
-    ExportedPotential,
-    LayerwiseExportedPotential,
-    export_model,
-    export_potential,
-)
+from empp_ff.export.exporter import export_model, export_potential
 from empp_ff.export.model_file import (
     FORMAT_VERSION,
     HALO_VERSION,
@@ -19,6 +14,7 @@ from empp_ff.export.model_file import (
     load_model_file,
     read_metadata,
 )
+from empp_ff.export.wrappers import ExportedPotential, LayerwiseExportedPotential
 
 __all__ = [
     "FORMAT_VERSION",

@@ -162,7 +162,7 @@ def load_model(path: Union[str, Path], metadata: Dict[str, Any], device: Union[s
     """The callable model of a file whose ``metadata`` :func:`read_metadata` returned.
 
     Both formats take ``(positions, atomic_numbers, edge_index, shifts, n_local,
-    compute_virial)`` and return the dict of the model-file contract (``exporter.py``).
+    compute_virial)`` and return the dict of the model-file contract (``wrappers.py``).
     """
     if metadata["format"] == "aotinductor":
         from empp_ff.export.compiled import CompiledModel  # imported only for packages
