@@ -218,9 +218,11 @@ def command_run(args) -> None:
                     args.epochs, args.n_val, args.n_test)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    (work / "grid.json").write_text(json.dumps({
-        "variants": {k: variants[k] for k in args.variants}, "machine": cpu_model(),
-        "empp_ff": _empp_ff_origin(),
+    grid_file = work / "grid.json"
+    known = json.loads(grid_file.read_text()).get("variants", {}) if grid_file.is_file() else {}
+    described = {k: TWO_STAGE.get(k, variants[k]) for k in args.variants}
+    grid_file.write_text(json.dumps({  # the variants of every run into this work directory
+        "variants": {**known, **described}, "machine": cpu_model(), "empp_ff": _empp_ff_origin(),
     }, indent=1, default=str) + "\n")
     cells = cells_of(spec)
     print(f"{len(cells)} cells, {args.jobs} parallel one-thread jobs", flush=True)
