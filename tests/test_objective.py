@@ -50,7 +50,9 @@ def test_refit_removes_a_constant_energy_offset_and_keeps_forces():
     first = batches[0]
     args = (first.positions, first.atomic_numbers, first.edge_index, first.shifts, first.batch, 1)
     before = potential(*args)
+    assert _mean_error_mev(potential, batches) == pytest.approx(-250.0, abs=1e-6)  # the offset shows
     stats = refit_reference_energies(potential, batches, torch.device("cpu"))
+    assert abs(_mean_error_mev(potential, batches)) < 1e-6
     assert stats["mean_residual_before_ev"] == pytest.approx(0.25, abs=1e-9)
     assert abs(stats["mean_residual_after_ev"]) < 1e-9
     after = potential(*args)
@@ -59,6 +61,19 @@ def test_refit_removes_a_constant_energy_offset_and_keeps_forces():
     # the spec (which rebuilds the model and goes into model files) carries the refitted values
     spec_e0 = np.asarray(potential.backbone.spec_dict["atomic_energies"])
     np.testing.assert_allclose(spec_e0, potential.backbone.mace.atomic_energies_fn.atomic_energies.numpy())
+
+
+def _mean_error_mev(potential, batches) -> float:
+    """The evaluation's mean signed energy error (prediction - label)."""
+    from empp_ff.train.metrics import ErrorAccumulator
+
+    acc = ErrorAccumulator()
+    for b in batches:
+        e = potential(b.positions, b.atomic_numbers, b.edge_index, b.shifts, b.batch, 1, compute_forces=False)
+        acc.add({"energy": e["energy"].reshape(-1)}, b)
+    summary = acc.summary()
+    assert abs(summary["energy_mean_error_mev"]) <= summary["energy_mae_mev"] + 1e-9
+    return summary["energy_mean_error_mev"]
 
 
 def _objective(grad_balance, weight=2.0):

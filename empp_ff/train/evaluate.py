@@ -57,6 +57,7 @@ def format_error_table(metrics: Dict[str, float], per_element: Dict[str, float] 
     for label, key, fmt, unit in [
         ("energy MAE", "energy_mae_mev", ".2f", "meV"),
         ("energy RMSE", "energy_rmse_mev", ".2f", "meV"),
+        ("energy mean error", "energy_mean_error_mev", "+.2f", "meV"),
         ("energy MAE / atom", "energy_per_atom_mae_mev", ".3f", "meV/atom"),
         ("forces MAE", "forces_mae_mev_per_a", ".2f", "meV/Å"),
         ("forces RMSE", "forces_rmse_mev_per_a", ".2f", "meV/Å"),

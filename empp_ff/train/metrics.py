@@ -55,6 +55,7 @@ class ErrorAccumulator:
         if bool(has_e.any()):
             de = (pred["energy"][has_e] - batch.energy[has_e]).double()
             self.sums["e_abs"] += de.abs().sum().item()
+            self.sums["e_signed"] += de.sum().item()
             self.sums["e_sq"] += de.pow(2).sum().item()
             self.sums["e_n"] += int(has_e.sum())
             dpa = de / batch.n_atoms[has_e]
@@ -84,7 +85,7 @@ class ErrorAccumulator:
         self.sums["loss_sum"] += value
         self.sums["loss_n"] += 1
 
-    _KEYS = ("n_structures", "e_abs", "e_sq", "e_n", "epa_abs", "f_abs", "f_sq", "f_n", "loss_sum", "loss_n")
+    _KEYS = ("n_structures", "e_abs", "e_signed", "e_sq", "e_n", "epa_abs", "f_abs", "f_sq", "f_n", "loss_sum", "loss_n")
 
     def all_reduce(self, dist, device) -> None:
         """Sum the running totals over DDP ranks (no-op in a single process)."""
@@ -112,6 +113,8 @@ class ErrorAccumulator:
         e_n, f_n = s["e_n"], s["f_n"]
         out["energy_mae_mev"] = 1000 * s["e_abs"] / e_n if e_n else nan
         out["energy_rmse_mev"] = 1000 * (s["e_sq"] / e_n) ** 0.5 if e_n else nan
+        # Mean signed error (predicted - reference): a systematic energy offset shows here.
+        out["energy_mean_error_mev"] = 1000 * s["e_signed"] / e_n if e_n else nan
         out["energy_per_atom_mae_mev"] = 1000 * s["epa_abs"] / e_n if e_n else nan
         out["forces_mae_mev_per_a"] = 1000 * s["f_abs"] / f_n if f_n else nan
         out["forces_rmse_mev_per_a"] = 1000 * (s["f_sq"] / f_n) ** 0.5 if f_n else nan
