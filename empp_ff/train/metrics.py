@@ -85,7 +85,8 @@ class ErrorAccumulator:
         self.sums["loss_sum"] += value
         self.sums["loss_n"] += 1
 
-    _KEYS = ("n_structures", "e_abs", "e_signed", "e_sq", "e_n", "epa_abs", "f_abs", "f_sq", "f_n", "loss_sum", "loss_n")
+    _KEYS = ("n_structures", "e_abs", "e_signed", "e_sq", "e_n", "epa_abs", "f_abs", "f_sq", "f_n",
+             "loss_sum", "loss_n")
 
     def all_reduce(self, dist, device) -> None:
         """Sum the running totals over DDP ranks (no-op in a single process)."""
