@@ -68,6 +68,8 @@ EPOCHS = 2
 SETS = [f"{k}={v}" for k, v in {
     "data.n_train": 12, "data.n_val": 4, "data.n_test": 4, "train.max_epochs": EPOCHS, "train.batch_size": 4,
     "train.progress": False, "train.tensorboard": False, "train.threads": 1, "train.lr": 0.01,
+    # a decaying LR makes the last epoch the best here, so that its best.pt write is exercised
+    "train.min_lr_ratio": 0.01,
     "model.dtype": "float64", "empp.enabled": False, **{f"model.{k}": v for k, v in TINY_MODEL.items()},
 }.items()]
 
