@@ -24,14 +24,11 @@ from empp_ff.empp.norm import IrrepsRMSNorm
 from empp_ff.empp.sphere import real_sh
 from empp_ff.model._imports import import_e3nn_o3
 from empp_ff.model.backbone import default_dtype
+from empp_ff.model.irreps import irreps_up_to
 
 # The backbone's 1o features rotate with the Cartesian rotation matrix itself (MACE's
 # spherical harmonics of l=1 are in x, y, z order), and o3.Linear / Gate only mix
 # multiplicities, so the head's 1o output is already a Cartesian vector.
-
-
-def _force_irreps(lmax: int) -> str:
-    return "+".join(f"1x{l}{'e' if l % 2 == 0 else 'o'}" for l in range(lmax + 1))
 
 
 class VectorHead(torch.nn.Module):
@@ -63,7 +60,7 @@ class ForceEncoding(torch.nn.Module):
         o3 = import_e3nn_o3()
         self.lmax = int(lmax)
         self.layers = torch.nn.ModuleList(
-            o3.Linear(o3.Irreps(_force_irreps(lmax)), o3.Irreps(irreps)) for irreps in message_irreps
+            o3.Linear(o3.Irreps(irreps_up_to(1, lmax)), o3.Irreps(irreps)) for irreps in message_irreps
         )
 
     def forward(self, scaled_forces: torch.Tensor):
