@@ -107,6 +107,11 @@ def plot_curves(groups: Dict[tuple, List[dict]], out: Path) -> List[str]:
     return written
 
 
+def _at_budget(value: float) -> str:
+    # nan: the variant had no validation point yet at the baseline's wall time (pre-training)
+    return "not yet" if value != value else f"{value:.1f}"
+
+
 def _fmt(mean_value: float, std_value: float) -> str:
     return f"{mean_value:.1f}" if std_value != std_value else f"{mean_value:.1f} ± {std_value:.1f}"
 
@@ -123,7 +128,7 @@ def markdown(rows: List[dict], regimes: List[dict], plots: List[str], baseline: 
         lines.append(
             f"| {r['molecule']} | {r['n_train']} | {r['epochs']} | {r['variant']} | {len(r['seeds'])} | "
             f"{_fmt(r['F_mean'], r['F_std'])} | {r['F_ratio']:.3f} | {_fmt(r['E_mean'], r['E_std'])} | "
-            f"{r['E_ratio']:.3f} | {r.get('val_F_at_baseline_wall_time', float('nan')):.1f} | "
+            f"{r['E_ratio']:.3f} | {_at_budget(r.get('val_F_at_baseline_wall_time', float('nan')))} | "
             f"{r['cpu_time_s']:.0f} |")
     lines += ["", "Mean over molecules of the paired ratios (< 1: better than the baseline):", "",
               "| train frames | epochs | variant | molecules | seed pairs | F ratio | spread over pairs | "
