@@ -212,6 +212,23 @@ def test_unknown_atomic_number_raises(files):
         model(pos, z, ei, shifts, len(z), False)
 
 
+def test_malformed_call_raises(files):
+    """The contract's shapes are checked in the file itself (the same check as the
+    compiled package's runner, export/input_checks.py), naming the bad argument."""
+    model, _ = load(files["f64"])
+    pos, z, ei, shifts = _inputs(torch.float64)
+    with pytest.raises(Exception, match=r"positions must be \[N, 3\]"):
+        model(pos[:, :2], z, ei, shifts, len(z), False)
+    with pytest.raises(Exception, match="different lengths"):
+        model(pos, z[:-1], ei, shifts, len(z), False)
+    with pytest.raises(Exception, match=r"edge_index must be \[2, E\]"):
+        model(pos, z, ei.t(), shifts, len(z), False)
+    with pytest.raises(Exception, match=r"shifts must be \[E, 3\]"):
+        model(pos, z, ei, shifts[:-1], len(z), False)
+    with pytest.raises(Exception, match="n_local"):
+        model(pos, z, ei, shifts, len(z) + 1, False)
+
+
 def test_bad_files(files, tmp_path):
     with pytest.raises(FileNotFoundError, match="not found"):
         load_model_file(tmp_path / "missing.pt")

@@ -90,7 +90,7 @@ class PairEMPP : public Pair {
   // compute: graph, model evaluation, accumulation
   void compute_full_shell();
   bool folding() const;
-  void build_graph_ghosts();
+  void build_graph_unfolded(int ncentres);    // every atom a node; also halo mode
   void build_graph_folded();
   void log_graph_once(const char *kind);
   empp::ModelInput graph_inputs(bool folded, bool want_virial);
@@ -106,7 +106,6 @@ class PairEMPP : public Pair {
     std::vector<torch::Tensor> in, out, energy;         // per layer
   };
   void compute_halo();
-  void build_graph_halo();
   void halo_prepare(HaloPass &pass);
   void halo_forward(HaloPass &pass);
   torch::Tensor halo_backward(HaloPass &pass);

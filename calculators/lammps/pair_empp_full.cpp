@@ -34,7 +34,7 @@ void PairEMPP::compute_full_shell()
   if (folded)
     build_graph_folded();
   else
-    build_graph_ghosts();
+    build_graph_unfolded(list->inum + list->gnum);
   check_min_distance();
   log_graph_once(folded ? "folded" : "all ghosts are nodes");
   const bool want_virial = folded && vflag_global;
@@ -60,22 +60,24 @@ bool PairEMPP::folding() const
 }
 
 /* ----------------------------------------------------------------------
-   Graph with every local and ghost atom as a node (fold no, triclinic boxes):
-   edges centred on all atoms, zero shifts, virial by f.r.
+   Graph with every local and ghost atom as a node (node n is LAMMPS atom n),
+   zero shifts. Edges within r_max into the first `ncentres` entries of the
+   neighbour list: local and ghost atoms in the full-shell mode (fold no,
+   triclinic boxes; virial by f.r), local atoms only in halo mode.
 ------------------------------------------------------------------------- */
 
-void PairEMPP::build_graph_ghosts()
+void PairEMPP::build_graph_unfolded(int ncentres)
 {
   double **x = atom->x;
   const int nall = atom->nlocal + atom->nghost;
-  const int ntotal = list->inum + list->gnum;
   const double cutsq_model = r_max * r_max;
 
   node_atom.resize(nall);
   for (int i = 0; i < nall; ++i) node_atom[i] = i;
   senders.clear();
   receivers.clear();
-  for (int ii = 0; ii < ntotal; ++ii) {
+  shift_buf.clear();
+  for (int ii = 0; ii < ncentres; ++ii) {
     const int i = list->ilist[ii];
     const double xi = x[i][0], yi = x[i][1], zi = x[i][2];
     const int *jlist = list->firstneigh[i];
@@ -91,7 +93,6 @@ void PairEMPP::build_graph_ghosts()
       }
     }
   }
-  shift_buf.clear();
 }
 
 /* ----------------------------------------------------------------------

@@ -31,7 +31,7 @@ void PairEMPP::compute_halo()
   const int nlocal = atom->nlocal;
   const int nall = nlocal + atom->nghost;
   double t0 = platform::walltime();
-  build_graph_halo();
+  build_graph_unfolded(list->inum);    // edges into local atoms only
   check_min_distance();
   log_graph_once("halo: edges into local atoms only");
   timing.graph += platform::walltime() - t0;
@@ -55,36 +55,6 @@ void PairEMPP::compute_halo()
   add_forces(forces, conv);
   if (eflag_global) eng_vdwl += conv * node_energy.sum().item<double>();
   if (eflag_atom) add_atom_energies(node_energy, conv);
-}
-
-/* nodes = all local and ghost atoms (node n is LAMMPS atom n); edges from every
-   neighbour within r_max into local atoms */
-
-void PairEMPP::build_graph_halo()
-{
-  double **x = atom->x;
-  const int nall = atom->nlocal + atom->nghost;
-  const double cutsq_model = r_max * r_max;
-  node_atom.resize(nall);
-  for (int i = 0; i < nall; ++i) node_atom[i] = i;
-  senders.clear();
-  receivers.clear();
-  for (int ii = 0; ii < list->inum; ++ii) {
-    const int i = list->ilist[ii];
-    const double xi = x[i][0], yi = x[i][1], zi = x[i][2];
-    const int *jlist = list->firstneigh[i];
-    const int jnum = list->numneigh[i];
-    for (int jj = 0; jj < jnum; ++jj) {
-      const int j = jlist[jj] & NEIGHMASK;
-      const double dx = x[j][0] - xi, dy = x[j][1] - yi, dz = x[j][2] - zi;
-      const double r2 = dx * dx + dy * dy + dz * dz;
-      if (r2 < cutsq_model) {
-        senders.push_back(j);
-        receivers.push_back(i);
-        note_distance(r2, i, j);
-      }
-    }
-  }
 }
 
 /* positions (a float64 leaf that requires grad), species, edges -> halo_prepare */

@@ -23,6 +23,7 @@ import torch
 from empp_ff._dtypes import torch_dtype
 from empp_ff._elements import z_table
 from empp_ff.export.errors import ModelFileError
+from empp_ff.export.input_checks import check_model_inputs
 
 #: CPU flags (/proc/cpuinfo names) of the ``x86-64-v3`` level that portable x86-64 packages target.
 X86_64_V3_FLAGS = ("abm", "avx", "avx2", "bmi1", "bmi2", "cx16", "f16c", "fma", "movbe", "popcnt",
@@ -119,14 +120,6 @@ class CompiledModel:
             raise ValueError(f"{name} is on {value.device}, the compiled model runs on {self.device}")
         return value.to(dtype).contiguous()
 
-    def _check_species(self, atomic_numbers: torch.Tensor) -> None:
-        if atomic_numbers.numel() == 0:
-            return
-        if int(atomic_numbers.min()) < 0 or int(atomic_numbers.max()) >= self._known.shape[0]:
-            raise ValueError("atomic number outside 0..118")
-        if not bool(self._known[atomic_numbers].all()):
-            raise ValueError("atomic number not in the model's species; see the atomic_numbers attribute")
-
     def __call__(
         self,
         positions: torch.Tensor,
@@ -136,15 +129,8 @@ class CompiledModel:
         n_local: int,
         compute_virial: bool,
     ) -> Dict[str, torch.Tensor]:
-        num_atoms = positions.shape[0]
-        if positions.dim() != 2 or positions.shape[1] != 3 or atomic_numbers.shape != (num_atoms,):
-            raise ValueError("positions must be [N, 3] and atomic_numbers [N]")
-        if edge_index.dim() != 2 or edge_index.shape[0] != 2 or shifts.shape != (edge_index.shape[1], 3):
-            raise ValueError("edge_index must be [2, E] and shifts [E, 3]")
-        if not 0 <= int(n_local) <= num_atoms:
-            raise ValueError("n_local must lie in [0, number of atoms]")
         atomic_numbers = self._tensor(atomic_numbers, torch.long, "atomic_numbers")
-        self._check_species(atomic_numbers)
+        check_model_inputs(positions, atomic_numbers, edge_index, shifts, int(n_local), self._known)
         inputs: Sequence[torch.Tensor] = [
             self._tensor(positions, self.dtype, "positions"),
             atomic_numbers,

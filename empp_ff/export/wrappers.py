@@ -61,6 +61,7 @@ import torch
 
 from empp_ff._dtypes import torch_dtype
 from empp_ff._elements import z_table
+from empp_ff.export.input_checks import check_model_inputs
 from empp_ff.export.model_file import HALO_VERSION, TORCHSCRIPT_FORMAT_VERSION
 
 
@@ -89,7 +90,7 @@ class ExportedPotential(torch.nn.Module):
         compute_virial: bool,
     ) -> Dict[str, torch.Tensor]:
         num_atoms = positions.shape[0]
-        self._check_inputs(positions, atomic_numbers, n_local)
+        check_model_inputs(positions, atomic_numbers, edge_index, shifts, n_local, self.known_species)
         dtype = self.dtype_ref.dtype
         positions = positions.to(dtype)
         shifts = shifts.to(dtype)
@@ -118,22 +119,6 @@ class ExportedPotential(torch.nn.Module):
             result["virial"] = out["virial"][0]
         return result
 
-    def _check_inputs(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, n_local: int) -> None:
-        num_atoms = positions.shape[0]
-        if atomic_numbers.shape[0] != num_atoms:
-            raise ValueError("positions and atomic_numbers have different lengths")
-        if n_local < 0 or n_local > num_atoms:
-            raise ValueError("n_local must lie in [0, number of atoms]")
-        if num_atoms > 0:
-            z_min = int(atomic_numbers.min())
-            z_max = int(atomic_numbers.max())
-            if z_min < 0 or z_max >= self.known_species.shape[0]:
-                raise ValueError("atomic number outside 0..118")
-            if not bool(self.known_species[atomic_numbers].all()):
-                raise ValueError(
-                    "atomic number not in the model's species; see the atomic_numbers attribute"
-                )
-
 
 class LayerwiseExportedPotential(ExportedPotential):
     """``ExportedPotential`` plus the layer-wise entry points (module docstring)."""
@@ -152,7 +137,7 @@ class LayerwiseExportedPotential(ExportedPotential):
         shifts: torch.Tensor,
         n_local: int,
     ) -> List[torch.Tensor]:
-        self._check_inputs(positions, atomic_numbers, n_local)
+        check_model_inputs(positions, atomic_numbers, edge_index, shifts, n_local, self.known_species)
         if edge_index.shape[1] > 0 and int(edge_index[1].max()) >= n_local:
             raise ValueError("halo_prepare: every edge's receiver (edge_index[1]) must be one of the n_local atoms")
         dtype = self.dtype_ref.dtype
