@@ -54,11 +54,15 @@ REPO = HERE.parent
 DEFAULT_DATA_DIR = REPO.parent / "shared" / "data"
 
 # Overrides on top of the demo config (the config `empp-ff train` uses without a file).
+# ``empp_recipe`` is what ``empp.enabled: true`` does in the demo config: start from the
+# bundled EMPP-pre-trained backbone (empp.pretrained: geom-drugs-demo) and keep the EMPP
+# auxiliary loss; ``empp`` is the auxiliary loss alone, from random weights.
 VARIANTS: Dict[str, Optional[Dict[str, object]]] = {
     "no_empp": {"empp.enabled": False},
-    "empp": {"empp.enabled": True},
+    "empp_recipe": {"empp.enabled": True},
+    "empp": {"empp.enabled": True, "empp.pretrained": None},
     "denoise": {"empp.enabled": False, "aux.denoise.enabled": True},
-    "empp_paper": {"empp.enabled": True, "empp.num_masks": 1, "empp.weight": 50.0,
+    "empp_paper": {"empp.enabled": True, "empp.pretrained": None, "empp.num_masks": 1, "empp.weight": 50.0,
                    "empp.schedule": "constant", "empp.grad_balance": None, "empp.batch_fraction": 1.0},
     "mace": None,  # mace_run_train, see _mace_baseline.py
     "pretrain_no_empp": {},  # two stages, see TWO_STAGE
@@ -254,7 +258,8 @@ def main() -> None:
     run = sub.add_parser("run", help="train every unfinished cell")
     run.add_argument("--molecules", nargs="+", default=["aspirin", "uracil", "toluene"])
     run.add_argument("--regimes", nargs="+", default=["200x2", "50x3"], help="N_TRAINxN_SEEDS")
-    run.add_argument("--variants", nargs="+", default=["no_empp", "empp", "denoise", "mace", "empp_paper"])
+    run.add_argument("--variants", nargs="+",
+                     default=["no_empp", "empp_recipe", "empp", "denoise", "mace", "empp_paper"])
     run.add_argument("--variant", action="append", help="NAME:key=value,key=value (ad hoc variant)")
     run.add_argument("--paper-molecules", nargs="*", default=["aspirin"])
     run.add_argument("--epochs", type=int, default=20)

@@ -107,7 +107,7 @@ def main() -> None:
     args = parser.parse_args()
     Path(args.work).mkdir(parents=True, exist_ok=True)
     variants = [("no_empp", {"empp.enabled": False})] + [
-        (f"empp_w{w:g}", {"empp.enabled": True, "empp.weight": w, "empp.schedule": "constant",
+        (f"empp_w{w:g}", {"empp.enabled": True, "empp.pretrained": "null", "empp.weight": w, "empp.schedule": "constant",
                                "empp.grad_balance": "null", "empp.batch_fraction": 1.0}) for w in args.weights]
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         runs = list(pool.map(lambda v: train(v[0], v[1], args), variants))

@@ -48,6 +48,7 @@ def tiny_train_overrides(tmp_path):
             "train.tensorboard": False,
             **{f"model.{k}": v for k, v in TINY_MODEL.items()},
             "empp.enabled": False,
+            "empp.pretrained": "null",  # the bundled weights are the demo architecture's, not TINY_MODEL's
             **extra,
         }
         return [f"{k}={v}" for k, v in items.items()]

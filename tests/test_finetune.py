@@ -88,3 +88,71 @@ def test_cli_finetune_refuses_a_different_architecture_naming_fields(tmp_path, t
     record = json.loads((ok / "finetune.json").read_text())
     assert record["source_task"] == "pretrain" and record["new_elements"] == []
     assert record["empp_loaded"], record.get("empp_note")
+
+
+def _train(tiny_train_overrides, run, **extra):
+    from click.testing import CliRunner
+
+    from empp_ff.cli import main
+
+    args = ["train"]
+    for item in tiny_train_overrides(run, epochs=1, **extra):
+        args += ["--set", item]
+    return CliRunner().invoke(main, args)
+
+
+def test_bundled_empp_weights_are_the_demo_architecture():
+    from empp_ff.empp.pretrained import BUNDLED, resolve_pretrained
+    from empp_ff.train.checkpoint import load_checkpoint
+    from empp_ff.train.config import load_config
+    from empp_ff.train.finetune import architecture_differences
+
+    demo = load_config(None, [])
+    assert demo.empp.enabled and demo.empp.pretrained in BUNDLED
+    state = load_checkpoint(resolve_pretrained(demo.empp.pretrained))
+    assert state["config"]["task"] == "pretrain" and "optimizer_state" not in state
+    assert architecture_differences(state["backbone_spec"], demo.model) == {}
+    assert {1, 6, 7, 8} <= set(state["backbone_spec"]["atomic_numbers"])
+
+
+def test_empp_pretrained_starts_the_run_and_names_itself_in_errors(tmp_path, tiny_train_overrides):
+    pre = tmp_path / "pre"
+    result = _train(tiny_train_overrides, pre, task="pretrain", **{"empp.enabled": True})
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "run"
+    result = _train(tiny_train_overrides, run, **{"empp.enabled": True, "empp.pretrained": str(pre)})
+    assert result.exit_code == 0, result.output
+    record = json.loads((run / "finetune.json").read_text())
+    assert record["initialised_by"] == "empp.pretrained" and record["loaded"] and record["source_task"] == "pretrain"
+    # EMPP off: empp.pretrained is ignored like every empp.* key; the run starts from random weights
+    off = tmp_path / "off"
+    result = _train(tiny_train_overrides, off, **{"empp.enabled": False, "empp.pretrained": str(pre)})
+    assert result.exit_code == 0, result.output
+    assert not (off / "finetune.json").exists()
+    # another architecture: an error naming the key and both ways out
+    bad = tmp_path / "bad"
+    result = _train(tiny_train_overrides, bad, **{"empp.enabled": True, "empp.pretrained": str(pre),
+                                                   "model.num_channels": 12})
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert "empp.pretrained=" in result.output and "model.num_channels: 8 in the checkpoint, 12 here" in result.output
+    assert "--set empp.pretrained=null" in result.output
+    # a name that is neither bundled nor a path fails before any work
+    missing = tmp_path / "missing"
+    result = _train(tiny_train_overrides, missing, **{"empp.enabled": True, "empp.pretrained": "no-such-weights"})
+    assert result.exit_code != 0 and "geom-drugs-demo" in result.output and "no-such-weights" in result.output
+    assert not missing.exists()
+
+
+def test_demo_config_trains_from_the_bundled_weights(tmp_path):
+    from click.testing import CliRunner
+
+    from empp_ff.cli import main
+
+    run = tmp_path / "demo"
+    sets = {"run_dir": run, "data.n_train": 8, "data.n_val": 4, "data.n_test": 4, "train.max_epochs": 1,
+            "train.progress": False, "train.tensorboard": False}
+    result = CliRunner().invoke(main, ["train"] + [a for k, v in sets.items() for a in ("--set", f"{k}={v}")])
+    assert result.exit_code == 0, result.output
+    record = json.loads((run / "finetune.json").read_text())
+    assert record["initialised_by"] == "empp.pretrained" and record["checkpoint"].endswith("geom_drugs_demo.pt")
+    assert record["new_elements"] == [] and record["loaded_by_element"]  # aspirin: H C O, all pre-trained

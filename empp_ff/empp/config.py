@@ -26,6 +26,9 @@ class EMPPConfig(AuxWeighting):
     ``batch_fraction`` come from :class:`AuxWeighting`."""
 
     enabled: bool = False
+    # Self-supervised EMPP weights a run starts from: a bundled name, a run directory or
+    # a checkpoint (empp_ff/empp/pretrained); null: random weights.
+    pretrained: Optional[str] = None
     num_masks: int = 1
     # The paper's MD17 value is 50; at the budgets this package is used with (tens of
     # epochs) it made forces 12-41 % worse and 1 is neutral (benchmarks/results/

@@ -21,6 +21,7 @@ import yaml
 
 from empp_ff.denoise.config import DenoiseConfig
 from empp_ff.empp.config import EMPPConfig
+from empp_ff.empp.pretrained import resolve_pretrained
 from empp_ff.model.spec import Architecture
 
 
@@ -246,6 +247,8 @@ def _check_values(cfg: Config) -> None:
         need(cfg.empp.enabled, "task 'pretrain' trains with EMPP alone: set empp.enabled: true")
     try:
         cfg.empp.validate()
+        if cfg.empp.enabled and not cfg.finetune_from:
+            resolve_pretrained(cfg.empp.pretrained)  # a bad name or path fails before any work
     except ValueError as exc:
         raise ConfigError(f"empp: {exc}") from exc
     try:
@@ -277,7 +280,7 @@ DEMO_CONFIG: Dict[str, Any] = {
     "data": {"path": "", "n_train": 200, "n_val": 50, "n_test": 250},
     "model": {"num_channels": 32, "max_L": 1, "num_interactions": 2, "correlation": 2, "radial_mlp": [32, 32]},
     "train": {"max_epochs": 12, "batch_size": 5, "lr": 1e-2, "warmup_epochs": 1.0},
-    "empp": {"enabled": True, "num_masks": 1, "weight": 1.0},
+    "empp": {"enabled": True, "num_masks": 1, "weight": 1.0, "pretrained": "geom-drugs-demo"},
 }
 
 

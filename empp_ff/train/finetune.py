@@ -13,7 +13,7 @@ loaded is written to ``finetune.json`` by the trainer.
 
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, Optional, Tuple
 
 from empp_ff.model.spec import Architecture
 from empp_ff.model.transfer import transfer_weights
@@ -39,9 +39,26 @@ def architecture_differences(source: Dict[str, Any], target: Architecture) -> Di
     return diffs
 
 
-def load_pretrained(model, target) -> Dict[str, Any]:
+def initial_weights(cfg) -> Optional[Tuple[str, str]]:
+    """(config key, checkpoint or run directory) a new run starts from, or None:
+    ``finetune_from`` when set (a run of your own replaces the bundled start), else
+    ``empp.pretrained`` when EMPP is on."""
+    from empp_ff.empp.pretrained import resolve_pretrained
+
+    if cfg.finetune_from:
+        return "finetune_from", cfg.finetune_from
+    if not cfg.empp.enabled or cfg.empp.pretrained is None:
+        return None
+    try:
+        return "empp.pretrained", resolve_pretrained(cfg.empp.pretrained)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def load_pretrained(model, target, key: str = "finetune_from") -> Dict[str, Any]:
     """Copy the weights of checkpoint (or run directory) ``target`` into ``model``
-    (a TrainingModel); return the record for ``finetune.json``."""
+    (a TrainingModel); return the record for ``finetune.json``. ``key``: the config
+    key that asked for it, named in errors."""
     state = load_checkpoint(target)
     source_spec = state["backbone_spec"]
     backbone = model.potential.backbone
@@ -49,13 +66,15 @@ def load_pretrained(model, target) -> Dict[str, Any]:
     if diffs:
         listed = ", ".join(f"model.{k}: {a!r} in the checkpoint, {b!r} here" for k, (a, b) in diffs.items())
         fix = " ".join(f"--set model.{k}={_yaml(a)}" for k, (a, _) in diffs.items())
-        raise ConfigError(f"finetune_from={target}: the architecture differs from the checkpoint's ({listed}). "
-                          f"Use the checkpoint's architecture, e.g. {fix}")
+        other = " or --set empp.pretrained=null (random initial weights)" if key == "empp.pretrained" else ""
+        raise ConfigError(f"{key}={target}: the architecture differs from the checkpoint's ({listed}). "
+                          f"Use the checkpoint's architecture, e.g. {fix}{other}")
     source = _source_module(state, backbone)
     report = transfer_weights(source, model.potential, source_spec["atomic_numbers"], backbone.spec.atomic_numbers)
     empp_record = _carry_empp(model, state, source_spec)
     return {
-        "finetune_from": str(target), "checkpoint": state["path"], "source_task": state["config"].get("task"),
+        "initialised_by": key, "finetune_from": str(target), "checkpoint": state["path"],
+        "source_task": state["config"].get("task"),
         "source_elements": list(source_spec["atomic_numbers"]), "elements": list(backbone.spec.atomic_numbers),
         **report.as_dict(), **empp_record,
     }

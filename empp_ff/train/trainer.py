@@ -35,7 +35,7 @@ from empp_ff.train.ema import EMA
 from empp_ff.train.energy_offset import refit_reference_energies
 from empp_ff.train.epoch_stats import EpochStats, logged_keys
 from empp_ff.train.evaluate import evaluate
-from empp_ff.train.finetune import load_pretrained
+from empp_ff.train.finetune import initial_weights, load_pretrained
 from empp_ff.train.io import write_json
 from empp_ff.train.loaders import Loaders
 from empp_ff.train.metrics import ErrorAccumulator, supervised_loss
@@ -78,8 +78,8 @@ class Trainer:
             self._restore(resume_state)
             if self.epoch < self.cfg.train.max_epochs:
                 self.log(f"resuming {self.run_dir} after epoch {self.epoch}")
-        elif self.cfg.finetune_from:
-            self._load_pretrained(self.cfg.finetune_from)
+        elif (start := initial_weights(self.cfg)) is not None:
+            self._load_pretrained(*start)
         if self.epoch < self.cfg.train.max_epochs:
             self.rundir.discard_result()  # a test_metrics.json of fewer epochs is not this run's result
 
@@ -188,8 +188,8 @@ class Trainer:
         check_resumable(state["config"], self.cfg, self.run_dir, epochs,
                         finished=self.rundir.finished_result(epochs) is not None)
 
-    def _load_pretrained(self, target: str) -> None:
-        record = load_pretrained(self.model, target)
+    def _load_pretrained(self, key: str, target: str) -> None:
+        record = load_pretrained(self.model, target, key)
         if self.ema is not None:  # average the loaded weights, not the fresh ones
             self.ema = EMA(self.model, self.cfg.train.ema_decay)
         write_json(self.run_dir / "finetune.json", record)

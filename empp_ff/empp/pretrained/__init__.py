@@ -1,0 +1,63 @@
+"""EMPP-pre-trained backbone weights shipped with empp-ff, and ``empp.pretrained``.
+
+With ``empp.enabled``, ``empp.pretrained`` names the self-supervised EMPP
+checkpoint a supervised run starts from: a bundled name (``BUNDLED``), a run
+directory or a checkpoint file. The weights go through the fine-tuning path
+(``empp_ff.train.finetune``: same architecture or an error, element-dependent
+weights by atomic number). ``empp.enabled: false`` ignores it, as every other
+``empp.*`` key.
+
+``geom-drugs-demo`` is the demo architecture (MACE 32 channels, L = 1,
+correlation 2, 2 interactions, r_max 5 Å, float32) pre-trained with EMPP alone
+(positions and elements only, no labels) on the 558 GFN2-xTB conformers of 40
+drug-like molecules (H C N O F S Cl) of ``../shared/data/geom_drugs_xtb.h5``,
+10 epochs, seed 1 (``README.md`` here has the commands). Why it is the demo's
+recipe: ``benchmarks/results/empp_study_cpu.md``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, Optional
+
+HERE = Path(__file__).resolve().parent
+
+#: name -> file in this directory
+BUNDLED: Dict[str, str] = {"geom-drugs-demo": "geom_drugs_demo.pt"}
+
+# Kept from a training checkpoint: what initialising from it needs, plus provenance.
+_KEEP = ("config", "backbone_spec", "ema_potential_state", "potential_state", "empp_state", "label_stats",
+         "statistics", "epoch", "best_val", "val_metrics", "history", "splits_sizes", "format", "format_version")
+
+
+def resolve_pretrained(value: Optional[str]) -> Optional[str]:
+    """The checkpoint path (or run directory) that ``empp.pretrained = value`` means;
+    ``ValueError`` naming the key when it is neither bundled nor an existing path."""
+    if value is None:
+        return None
+    if value in BUNDLED:
+        path = HERE / BUNDLED[value]
+        if not path.is_file():
+            raise ValueError(f"empp.pretrained={value}: the bundled file {path} is missing from this installation")
+        return str(path)
+    if Path(value).expanduser().exists():
+        return str(Path(value).expanduser())
+    raise ValueError(
+        f"empp.pretrained={value!r} is neither a bundled name ({', '.join(sorted(BUNDLED))}) nor an existing "
+        "checkpoint or run directory; use null to start from random weights"
+    )
+
+
+def write_bundle(run: str, out: str) -> Path:
+    """Write the initialisation-only part of run ``run``'s best checkpoint to ``out``
+    (no optimiser or scheduler state: a bundle cannot be resumed, only started from)."""
+    from empp_ff.train.checkpoint import load_checkpoint, save_checkpoint
+
+    state = load_checkpoint(run)
+    if state["config"].get("task") != "pretrain":
+        raise ValueError(f"{run} is not a self-supervised EMPP run (task: {state['config'].get('task')!r})")
+    slim = {key: state[key] for key in _KEEP if key in state}
+    if slim.get("ema_potential_state") is not None:  # the weights a fine-tune starts from
+        slim.pop("potential_state")
+    save_checkpoint(slim, out)
+    return Path(out)
