@@ -48,7 +48,8 @@ def run_two_stage_cell(cell, stages: Dict[str, Dict[str, object]], data_dir: Pat
     unlabelled, written = write_unlabelled_frames(Path(data_dir) / f"md17_{cell.molecule}.npz", cell, out, frames)
     pre_dir = out / "pretrain"
     n_val = int(stages["pretrain"].get("data.n_val", 50))
-    pre = run_empp_ff(cell, {"task": "pretrain", "empp.enabled": True, "empp.pretrained": None, "data.path": unlabelled,
+    pre = run_empp_ff(cell, {"task": "pretrain", "empp.enabled": True, "empp.pretrained": None, "empp.weight": 1.0,
+                             "data.path": unlabelled,
                              "data.n_train": written - n_val, "data.n_test": 0,
                              **stages["pretrain"]}, data_dir, pre_dir, test_metrics=False)
     fine = run_empp_ff(cell, {**stages["finetune"], "finetune_from": pre_dir / "run"}, data_dir, out / "finetune")

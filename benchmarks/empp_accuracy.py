@@ -10,7 +10,10 @@ same number of epochs. Cells run as parallel one-thread jobs; a finished cell (i
 Variants (``--variants``; ``--variant NAME:key=value,key=value`` adds one ad hoc):
 
 * ``no_empp``     the demo config (README command (a)) with ``empp.enabled=false``
-* ``empp``        the demo config as shipped (EMPP on, the default recipe)
+* ``empp_recipe`` the demo config as shipped (EMPP on: the start from the bundled
+                  EMPP-pre-trained weights, ``empp.pretrained: geom-drugs-demo``, weight 0)
+* ``empp_pretrained_aux``  the same start plus the EMPP auxiliary loss, λ = 1
+* ``empp``        the EMPP auxiliary loss alone (λ = 1, n = 1), from random weights
 * ``denoise``     the demo config with EMPP off and the coordinate-denoising auxiliary on
 * ``empp_paper``  the paper's MD17 settings: constant λ = 50, n = 1, no schedule
 * ``mace``        ``mace_run_train`` (mace-torch's own trainer, its defaults) with the
@@ -19,7 +22,7 @@ Variants (``--variants``; ``--variant NAME:key=value,key=value`` adds one ad hoc
                   on 1000 unlabelled frames of the trajectory (never a val/test frame),
                   then the supervised demo config without / with EMPP from those weights
 
-    python benchmarks/empp_accuracy.py run --molecules aspirin uracil toluene \
+    python benchmarks/empp_accuracy.py run --molecules aspirin uracil toluene ethanol naphthalene \
         --regimes 200x2 50x3 --epochs 20 --jobs 2
     python benchmarks/empp_accuracy.py report --out benchmarks/results/empp_accuracy_cpu
 
@@ -55,12 +58,14 @@ DEFAULT_DATA_DIR = REPO.parent / "shared" / "data"
 
 # Overrides on top of the demo config (the config `empp-ff train` uses without a file).
 # ``empp_recipe`` is what ``empp.enabled: true`` does in the demo config: start from the
-# bundled EMPP-pre-trained backbone (empp.pretrained: geom-drugs-demo) and keep the EMPP
-# auxiliary loss; ``empp`` is the auxiliary loss alone, from random weights.
+# bundled EMPP-pre-trained backbone (empp.pretrained: geom-drugs-demo), no auxiliary loss
+# (empp.weight 0); ``empp_pretrained_aux`` adds the auxiliary loss (λ = 1) to that start;
+# ``empp`` is the auxiliary loss alone, from random weights.
 VARIANTS: Dict[str, Optional[Dict[str, object]]] = {
     "no_empp": {"empp.enabled": False},
     "empp_recipe": {"empp.enabled": True},
-    "empp": {"empp.enabled": True, "empp.pretrained": None},
+    "empp_pretrained_aux": {"empp.enabled": True, "empp.weight": 1.0},
+    "empp": {"empp.enabled": True, "empp.pretrained": None, "empp.weight": 1.0},
     "denoise": {"empp.enabled": False, "aux.denoise.enabled": True},
     "empp_paper": {"empp.enabled": True, "empp.pretrained": None, "empp.num_masks": 1, "empp.weight": 50.0,
                    "empp.schedule": "constant", "empp.grad_balance": None, "empp.batch_fraction": 1.0},
@@ -75,7 +80,7 @@ VARIANTS: Dict[str, Optional[Dict[str, object]]] = {
 _PRETRAIN = {"train.max_epochs": 4, "data.n_val": 50}
 TWO_STAGE = {
     "pretrain_no_empp": {"frames": 1000, "pretrain": _PRETRAIN, "finetune": {"empp.enabled": False}},
-    "pretrain_empp": {"frames": 1000, "pretrain": _PRETRAIN, "finetune": {"empp.enabled": True}},
+    "pretrain_empp": {"frames": 1000, "pretrain": _PRETRAIN, "finetune": {"empp.enabled": True, "empp.weight": 1.0}},
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import pytest
@@ -156,3 +157,13 @@ def test_demo_config_trains_from_the_bundled_weights(tmp_path):
     record = json.loads((run / "finetune.json").read_text())
     assert record["initialised_by"] == "empp.pretrained" and record["checkpoint"].endswith("geom_drugs_demo.pt")
     assert record["new_elements"] == [] and record["loaded_by_element"]  # aspirin: H C O, all pre-trained
+    # the demo's empp.weight is 0: no auxiliary pass, no EMPP columns filled
+    row = next(csv.DictReader((run / "metrics.csv").open()))
+    assert row["empp_loss"] == "" and float(row["train_forces_loss"]) > 0
+
+
+def test_pretraining_needs_an_empp_weight():
+    from empp_ff.train.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="empp.weight must be > 0"):
+        load_config(None, ["task=pretrain", "empp.weight=0", "data.path=unlabelled.h5"])

@@ -103,6 +103,12 @@ class EMPPConfig(AuxWeighting):
             )
         return self
 
+    @property
+    def trains(self) -> bool:
+        """Whether the EMPP loss is computed: on, with a weight. ``weight: 0`` keeps only
+        the ``pretrained`` start (and costs nothing per step)."""
+        return self.enabled and self.weight > 0
+
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
 

@@ -99,10 +99,10 @@ class Trainer:
             self.data = prepare_data(cfg, self.run_dir, self.log, write=False)
         self.supervised = cfg.task == "supervised" and self.data.store.has_energy
         if cfg.task == "supervised" and not self.data.store.has_energy:
-            if not cfg.empp.enabled:
+            if not cfg.empp.trains:
                 raise ConfigError(
-                    f"{self.data.source_path} has no energy labels: set task: pretrain and empp.enabled: true "
-                    "for self-supervised pre-training"
+                    f"{self.data.source_path} has no energy labels: set task: pretrain, empp.enabled: true "
+                    "and empp.weight > 0 for self-supervised pre-training"
                 )
             self.log("the data have no energy labels: training with EMPP alone (self-supervised)")
         self.has_forces = self.data.store.has_forces and not cfg.data.energy_only
@@ -116,7 +116,7 @@ class Trainer:
         with torch.random.fork_rng(devices=[]):  # seeded weight initialisation; the caller's RNG is untouched
             torch.manual_seed(cfg.seed)
             potential = Potential(build_backbone(self.spec))
-            empp = self._build_empp(potential) if cfg.empp.enabled else None
+            empp = self._build_empp(potential) if cfg.empp.trains else None
             denoise = self._build_denoise(potential) if cfg.aux.denoise.enabled else None
         self.model = TrainingModel(potential, empp, denoise).to(self.device)
         self.step_model = self.model
