@@ -10,10 +10,10 @@ same number of epochs. Cells run as parallel one-thread jobs; a finished cell (i
 Variants (``--variants``; ``--variant NAME:key=value,key=value`` adds one ad hoc):
 
 * ``no_empp``     the demo config (README command (a)) with ``empp.enabled=false``
-* ``empp_recipe`` the demo config as shipped (EMPP on: the start from the bundled
-                  EMPP-pre-trained weights, ``empp.pretrained: geom-drugs-demo``, weight 0)
+* ``empp``        the demo config as shipped (the EMPP auxiliary loss, λ = 1, n = 1)
+* ``empp_pretrained``  the start from the bundled EMPP-pre-trained weights
+                  (``empp.pretrained: geom-drugs-demo``), no auxiliary loss (weight 0)
 * ``empp_pretrained_aux``  the same start plus the EMPP auxiliary loss, λ = 1
-* ``empp``        the EMPP auxiliary loss alone (λ = 1, n = 1), from random weights
 * ``denoise``     the demo config with EMPP off and the coordinate-denoising auxiliary on
 * ``empp_paper``  the paper's MD17 settings: constant λ = 50, n = 1, no schedule
 * ``mace``        ``mace_run_train`` (mace-torch's own trainer, its defaults) with the
@@ -57,15 +57,15 @@ REPO = HERE.parent
 DEFAULT_DATA_DIR = REPO.parent / "shared" / "data"
 
 # Overrides on top of the demo config (the config `empp-ff train` uses without a file).
-# ``empp_recipe`` is what ``empp.enabled: true`` does in the demo config: start from the
-# bundled EMPP-pre-trained backbone (empp.pretrained: geom-drugs-demo), no auxiliary loss
-# (empp.weight 0); ``empp_pretrained_aux`` adds the auxiliary loss (λ = 1) to that start;
-# ``empp`` is the auxiliary loss alone, from random weights.
+# ``empp`` is the demo config as shipped (the EMPP auxiliary loss, λ = 1, n = 1, from
+# random weights); ``empp_pretrained`` starts from the bundled EMPP-pre-trained backbone
+# (empp.pretrained: geom-drugs-demo) without the auxiliary loss (empp.weight 0);
+# ``empp_pretrained_aux`` is that start plus the auxiliary loss.
 VARIANTS: Dict[str, Optional[Dict[str, object]]] = {
     "no_empp": {"empp.enabled": False},
-    "empp_recipe": {"empp.enabled": True},
-    "empp_pretrained_aux": {"empp.enabled": True, "empp.weight": 1.0},
     "empp": {"empp.enabled": True, "empp.pretrained": None, "empp.weight": 1.0},
+    "empp_pretrained": {"empp.enabled": True, "empp.pretrained": "geom-drugs-demo", "empp.weight": 0.0},
+    "empp_pretrained_aux": {"empp.enabled": True, "empp.pretrained": "geom-drugs-demo", "empp.weight": 1.0},
     "denoise": {"empp.enabled": False, "aux.denoise.enabled": True},
     "empp_paper": {"empp.enabled": True, "empp.pretrained": None, "empp.num_masks": 1, "empp.weight": 50.0,
                    "empp.schedule": "constant", "empp.grad_balance": None, "empp.batch_fraction": 1.0},
@@ -264,7 +264,7 @@ def main() -> None:
     run.add_argument("--molecules", nargs="+", default=["aspirin", "uracil", "toluene"])
     run.add_argument("--regimes", nargs="+", default=["200x2", "50x3"], help="N_TRAINxN_SEEDS")
     run.add_argument("--variants", nargs="+",
-                     default=["no_empp", "empp_recipe", "empp", "denoise", "mace", "empp_paper"])
+                     default=["no_empp", "empp", "empp_pretrained", "denoise", "mace", "empp_paper"])
     run.add_argument("--variant", action="append", help="NAME:key=value,key=value (ad hoc variant)")
     run.add_argument("--paper-molecules", nargs="*", default=["aspirin"])
     run.add_argument("--epochs", type=int, default=20)

@@ -109,8 +109,8 @@ def test_bundled_empp_weights_are_the_demo_architecture():
     from empp_ff.train.finetune import architecture_differences
 
     demo = load_config(None, [])
-    assert demo.empp.enabled and demo.empp.pretrained in BUNDLED
-    state = load_checkpoint(resolve_pretrained(demo.empp.pretrained))
+    assert set(BUNDLED) == {"geom-drugs-demo"}
+    state = load_checkpoint(resolve_pretrained("geom-drugs-demo"))
     assert state["config"]["task"] == "pretrain" and "optimizer_state" not in state
     assert architecture_differences(state["backbone_spec"], demo.model) == {}
     assert {1, 6, 7, 8} <= set(state["backbone_spec"]["atomic_numbers"])
@@ -145,19 +145,22 @@ def test_empp_pretrained_starts_the_run_and_names_itself_in_errors(tmp_path, tin
 
 
 def test_demo_config_trains_from_the_bundled_weights(tmp_path):
+    """The small-data recipe of README: the demo config started from the bundled
+    EMPP-pre-trained weights, without the auxiliary loss (empp.weight 0)."""
     from click.testing import CliRunner
 
     from empp_ff.cli import main
 
     run = tmp_path / "demo"
     sets = {"run_dir": run, "data.n_train": 8, "data.n_val": 4, "data.n_test": 4, "train.max_epochs": 1,
-            "train.progress": False, "train.tensorboard": False}
+            "train.progress": False, "train.tensorboard": False,
+            "empp.pretrained": "geom-drugs-demo", "empp.weight": 0}
     result = CliRunner().invoke(main, ["train"] + [a for k, v in sets.items() for a in ("--set", f"{k}={v}")])
     assert result.exit_code == 0, result.output
     record = json.loads((run / "finetune.json").read_text())
     assert record["initialised_by"] == "empp.pretrained" and record["checkpoint"].endswith("geom_drugs_demo.pt")
     assert record["new_elements"] == [] and record["loaded_by_element"]  # aspirin: H C O, all pre-trained
-    # the demo's empp.weight is 0: no auxiliary pass, no EMPP columns filled
+    # empp.weight 0: no auxiliary pass, no EMPP columns filled
     row = next(csv.DictReader((run / "metrics.csv").open()))
     assert row["empp_loss"] == "" and float(row["train_forces_loss"]) > 0
 

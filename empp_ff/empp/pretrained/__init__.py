@@ -11,8 +11,9 @@ weights by atomic number). ``empp.enabled: false`` ignores it, as every other
 correlation 2, 2 interactions, r_max 5 Å, float32) pre-trained with EMPP alone
 (positions and elements only, no labels) on the 558 GFN2-xTB conformers of 40
 drug-like molecules (H C N O F S Cl) of ``../shared/data/geom_drugs_xtb.h5``,
-10 epochs, seed 1 (``README.md`` here has the commands). Why it is the demo's
-recipe: ``benchmarks/results/empp_study_cpu.md``.
+10 epochs, seed 1 (``README.md`` here has the commands). What it does for a force
+field (it helps with ~50 labelled frames, not with 200):
+``benchmarks/results/empp_study_cpu.md``.
 """
 
 from __future__ import annotations
