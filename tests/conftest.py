@@ -48,10 +48,6 @@ def tiny_train_overrides(tmp_path):
             "train.tensorboard": False,
             **{f"model.{k}": v for k, v in TINY_MODEL.items()},
             "empp.enabled": False,
-            # EMPP mechanics, not the demo recipe: the bundled weights are the demo
-            # architecture's (not TINY_MODEL's), and the demo's auxiliary weight is 0
-            "empp.pretrained": "null",
-            "empp.weight": 1.0,
             **extra,
         }
         return [f"{k}={v}" for k, v in items.items()]

@@ -144,7 +144,7 @@ def test_empp_pretrained_starts_the_run_and_names_itself_in_errors(tmp_path, tin
     assert not missing.exists()
 
 
-def test_demo_config_trains_from_the_bundled_weights(tmp_path):
+def test_small_data_recipe_trains_from_the_bundled_weights(tmp_path):
     """The small-data recipe of README: the demo config started from the bundled
     EMPP-pre-trained weights, without the auxiliary loss (empp.weight 0)."""
     from click.testing import CliRunner

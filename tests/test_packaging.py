@@ -46,7 +46,7 @@ def test_wheel_ships_pair_style_sources_and_entry_point(tmp_path):
             assert packaged == (ROOT / "calculators" / "lammps" / name).read_bytes(), name
         entry_points = zf.read(next(n for n in names if n.endswith(".dist-info/entry_points.txt"))).decode()
     assert "empp = empp_ff.inference.lammps:get_plugin_dir" in entry_points
-    # the demo data and the EMPP weights the demo config starts from
+    # the demo data and the bundled EMPP-pre-trained weights (empp.pretrained)
     assert "empp_ff/data/demo/aspirin_demo.npz" in names
     assert "empp_ff/empp/pretrained/geom_drugs_demo.pt" in names
     assert not [n for n in names if n.endswith(".so")]

@@ -37,7 +37,7 @@ def test_energy_only_training_with_empp_energy_conditioning(tmp_path):
         "run_dir": run_dir, "data.path": data, "data.energy_only": True,
         "data.n_train": 10, "data.n_val": 4, "data.n_test": 4,
         "train.max_epochs": 1, "train.batch_size": 4, "train.progress": False, "train.tensorboard": False,
-        "empp.enabled": True, "empp.pretrained": "null", "empp.use_force_label": False, "empp.weight": 1.0,
+        "empp.enabled": True, "empp.use_force_label": False, "empp.weight": 1.0,
         **{f"model.{k}": v for k, v in TINY_MODEL.items()},
     }
     args = ["train"] + [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]

@@ -21,7 +21,7 @@ import yaml
 
 from empp_ff.denoise.config import DenoiseConfig
 from empp_ff.empp.config import EMPPConfig
-from empp_ff.empp.pretrained import resolve_pretrained
+from empp_ff.empp.pretrained import initial_weights
 from empp_ff.model.spec import Architecture
 
 
@@ -248,8 +248,7 @@ def _check_values(cfg: Config) -> None:
         need(cfg.empp.weight > 0, "task 'pretrain' trains with EMPP alone: empp.weight must be > 0")
     try:
         cfg.empp.validate()
-        if cfg.empp.enabled and not cfg.finetune_from:
-            resolve_pretrained(cfg.empp.pretrained)  # a bad name or path fails before any work
+        initial_weights(cfg.finetune_from, cfg.empp)  # a bad empp.pretrained fails before any work
     except ValueError as exc:
         raise ConfigError(f"empp: {exc}") from exc
     try:

@@ -13,7 +13,7 @@ loaded is written to ``finetune.json`` by the trainer.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict
 
 from empp_ff.model.spec import Architecture
 from empp_ff.model.transfer import transfer_weights
@@ -37,22 +37,6 @@ def architecture_differences(source: Dict[str, Any], target: Architecture) -> Di
         if theirs != mine:
             diffs[f.name] = (theirs, mine)
     return diffs
-
-
-def initial_weights(cfg) -> Optional[Tuple[str, str]]:
-    """(config key, checkpoint or run directory) a new run starts from, or None:
-    ``finetune_from`` when set (a run of your own replaces the bundled start), else
-    ``empp.pretrained`` when EMPP is on."""
-    from empp_ff.empp.pretrained import resolve_pretrained
-
-    if cfg.finetune_from:
-        return "finetune_from", cfg.finetune_from
-    if not cfg.empp.enabled or cfg.empp.pretrained is None:
-        return None
-    try:
-        return "empp.pretrained", resolve_pretrained(cfg.empp.pretrained)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from exc
 
 
 def load_pretrained(model, target, key: str = "finetune_from") -> Dict[str, Any]:

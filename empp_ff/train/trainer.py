@@ -25,6 +25,7 @@ from typing import Any, Callable, Dict, List, Optional
 import torch
 
 from empp_ff._dtypes import torch_dtype
+from empp_ff.empp.pretrained import initial_weights
 from empp_ff.model.backbone import build_backbone
 from empp_ff.model.potential import Potential
 from empp_ff.model.spec import BackboneSpec
@@ -35,7 +36,7 @@ from empp_ff.train.ema import EMA
 from empp_ff.train.energy_offset import refit_reference_energies
 from empp_ff.train.epoch_stats import EpochStats, logged_keys
 from empp_ff.train.evaluate import evaluate
-from empp_ff.train.finetune import initial_weights, load_pretrained
+from empp_ff.train.finetune import load_pretrained
 from empp_ff.train.io import write_json
 from empp_ff.train.loaders import Loaders
 from empp_ff.train.metrics import ErrorAccumulator, supervised_loss
@@ -78,7 +79,7 @@ class Trainer:
             self._restore(resume_state)
             if self.epoch < self.cfg.train.max_epochs:
                 self.log(f"resuming {self.run_dir} after epoch {self.epoch}")
-        elif (start := initial_weights(self.cfg)) is not None:
+        elif (start := initial_weights(self.cfg.finetune_from, self.cfg.empp)) is not None:
             self._load_pretrained(*start)
         if self.epoch < self.cfg.train.max_epochs:
             self.rundir.discard_result()  # a test_metrics.json of fewer epochs is not this run's result

@@ -19,7 +19,7 @@ field (it helps with ~50 labelled frames, not with 200):
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 HERE = Path(__file__).resolve().parent
 
@@ -47,6 +47,18 @@ def resolve_pretrained(value: Optional[str]) -> Optional[str]:
         f"empp.pretrained={value!r} is neither a bundled name ({', '.join(sorted(BUNDLED))}) nor an existing "
         "checkpoint or run directory; use null to start from random weights"
     )
+
+
+def initial_weights(finetune_from: Optional[str], empp) -> Optional[Tuple[str, str]]:
+    """(config key, checkpoint or run directory) a new run starts from, or None:
+    ``finetune_from`` when set (a run of your own replaces the bundled start), else
+    ``empp.pretrained`` when EMPP is on (``empp``: an EMPPConfig). ``ValueError`` when
+    ``empp.pretrained`` resolves to nothing (config validation calls this)."""
+    if finetune_from:
+        return "finetune_from", finetune_from
+    if not empp.enabled or empp.pretrained is None:
+        return None
+    return "empp.pretrained", resolve_pretrained(empp.pretrained)
 
 
 def write_bundle(run: str, out: str) -> Path:
