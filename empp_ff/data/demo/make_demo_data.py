@@ -94,8 +94,9 @@ DEFAULT_OUT = Path(__file__).with_name("aspirin_demo.npz")
 # --------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------
-def start_structure(seed: int, method: str = "auto"):
-    """Return (ase.Atoms, method_used) for the aspirin start geometry."""
+def start_structure(seed: int, method: str = "auto", smiles: str = SMILES):
+    """Return (ase.Atoms, method_used): the RDKit ETKDG embedding of ``smiles``, or the
+    embedded aspirin geometry (only for the default SMILES)."""
     from ase import Atoms
 
     if method in ("auto", "rdkit"):
@@ -106,7 +107,10 @@ def start_structure(seed: int, method: str = "auto"):
             if method == "rdkit":
                 raise SystemExit("--start rdkit requested but RDKit is not installed") from None
         else:
-            mol = Chem.AddHs(Chem.MolFromSmiles(SMILES))
+            mol = Chem.MolFromSmiles(smiles)
+            if mol is None:
+                raise SystemExit(f"RDKit cannot read the SMILES {smiles!r}")
+            mol = Chem.AddHs(mol)
             params = AllChem.ETKDGv3()
             params.randomSeed = int(seed)
             if AllChem.EmbedMolecule(mol, params) != 0:
@@ -114,6 +118,8 @@ def start_structure(seed: int, method: str = "auto"):
             numbers = [a.GetAtomicNum() for a in mol.GetAtoms()]
             pos = mol.GetConformer().GetPositions()
             return Atoms(numbers=numbers, positions=pos), "rdkit-etkdgv3"
+    if smiles != SMILES:
+        raise SystemExit("the embedded start geometry is aspirin's; other molecules need RDKit")
     symbols = [s for s, *_ in EMBEDDED_START]
     pos = np.array([xyz for _, *xyz in EMBEDDED_START], dtype=float)
     return Atoms(symbols=symbols, positions=pos), "embedded"
@@ -232,15 +238,15 @@ def _settings(seed, start_used, fmax, temperature_K, timestep_fs, friction_per_f
 
 
 def _provenance(data: dict, md: dict, relax: dict, settings: dict, start_used: str, calls: dict,
-                t_start: float) -> dict:
+                t_start: float, name: str = NAME, smiles: str = SMILES) -> dict:
     from ase import units
 
     E, F, T = md["E"], md["F"], md["T"]
     md_calls = calls["md"]
     return {
-        "description": "Aspirin demo trajectory, MD17 schema, GFN2-xTB labels. "
+        "description": f"{name} trajectory, MD17 schema, GFN2-xTB labels. "
                        "NOT the published MD17 (PBE+vdW-TS) data; do not compare errors with papers.",
-        "molecule": NAME, "smiles": SMILES, "theory": THEORY,
+        "molecule": name, "smiles": smiles, "theory": THEORY,
         "units": {"R": "Angstrom", "E": "kcal/mol", "F": "kcal/mol/Angstrom",
                   "eV_per_kcal_mol": units.kcal / units.mol},
         "settings": settings,
@@ -269,10 +275,10 @@ def _provenance(data: dict, md: dict, relax: dict, settings: dict, start_used: s
 def generate(frames: int, seed: int, stride: int = 10, equil_steps: int = 2000,
              temperature_K: float = 500.0, timestep_fs: float = 0.5,
              friction_per_fs: float = 0.01, fmax: float = 0.01, start: str = "auto",
-             progress: bool = True):
-    """Run relax + Langevin MD; return (data dict for npz, provenance dict)."""
+             progress: bool = True, smiles: str = SMILES, name: str = NAME):
+    """Run relax + Langevin MD of ``smiles``; return (data dict for npz, provenance dict)."""
     t_start = time.perf_counter()
-    atoms, start_used = start_structure(seed, start)
+    atoms, start_used = start_structure(seed, start, smiles)
     calc = make_calc()
     n_calls = _count_calls(calc)
     atoms.calc = calc
@@ -284,12 +290,12 @@ def generate(frames: int, seed: int, stride: int = 10, equil_steps: int = 2000,
 
     data = {"z": np.asarray(atoms.numbers, dtype=np.int64), "R": md["R"], "E": md["E"], "F": md["F"]}
     data["md5"] = np.array(sgdml_md5(data))
-    data["name"] = np.array(NAME)
+    data["name"] = np.array(name)
     data["theory"] = np.array(THEORY)
     data["type"] = np.array("d")
     settings = _settings(seed, start_used, fmax, temperature_K, timestep_fs, friction_per_fs, equil_steps, stride,
                          frames)
-    return data, _provenance(data, md, relax, settings, start_used, calls, t_start)
+    return data, _provenance(data, md, relax, settings, start_used, calls, t_start, name, smiles)
 
 
 def main(argv=None) -> int:
@@ -304,6 +310,8 @@ def main(argv=None) -> int:
     p.add_argument("--equil-steps", type=int, default=2000)
     p.add_argument("--start", choices=("auto", "rdkit", "embedded"), default="auto",
                    help="start geometry: RDKit ETKDG if available (auto), or the embedded one")
+    p.add_argument("--smiles", default=SMILES, help="molecule to simulate (default: aspirin, %(default)s)")
+    p.add_argument("--name", default=NAME, help="molecule name stored in the file (default: %(default)s)")
     p.add_argument("--no-fd-check", action="store_true", help="skip the finite-difference check")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
@@ -312,7 +320,7 @@ def main(argv=None) -> int:
 
     data, prov = generate(args.frames, args.seed, stride=args.stride,
                           equil_steps=args.equil_steps, start=args.start,
-                          progress=not args.no_progress)
+                          progress=not args.no_progress, smiles=args.smiles, name=args.name)
 
     if not args.no_fd_check:
         m = int(np.random.default_rng(args.seed).integers(args.frames))
