@@ -170,3 +170,29 @@ def test_pretraining_needs_an_empp_weight():
 
     with pytest.raises(ConfigError, match="empp.weight must be > 0"):
         load_config(None, ["task=pretrain", "empp.weight=0", "data.path=unlabelled.h5"])
+
+
+def test_pretrained_reinit_keeps_the_fresh_values_of_the_named_parts():
+    from empp_ff.empp.config import EMPPConfig
+
+    drug_like = (1, 6, 7, 8, 9, 16, 17)
+    source = demo_potential(demo_spec(drug_like), seed=1, perturb=0.2)
+    target = demo_potential(demo_spec((1, 6, 8)), seed=2, perturb=0.2)
+    before = {n: p.detach().clone() for n, p in target.named_parameters()}
+    patterns = EMPPConfig(pretrained_reinit=["elements"]).reinit_patterns()
+    report = transfer_weights(source, target, drug_like, (1, 6, 8), keep=patterns)
+    element_indexed = {n for n in before if any(p in n for p in ("node_embedding", "skip_tp", "symmetric_contr"))}
+    assert element_indexed and set(report.kept) == element_indexed and report.by_element == []
+    src = dict(source.named_parameters())
+    for name, param in target.named_parameters():
+        if name in element_indexed:
+            assert torch.equal(param, before[name]), name
+        else:  # everything else is the source's
+            assert torch.equal(param, src[name]) and not torch.equal(param, before[name]), name
+
+
+def test_pretrained_reinit_names_unknown_parts():
+    from empp_ff.train.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=r"pretrained_reinit: unknown parts \['embeddings'\]; known: .*'embedding'"):
+        load_config(None, ["empp.pretrained_reinit=[embeddings, readouts]"])

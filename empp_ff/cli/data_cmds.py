@@ -58,5 +58,42 @@ def info_cmd(path, fmt, energy_key, forces_key):
     click.echo(json.dumps(summary, indent=2, default=str))
 
 
+@data_group.command("corpus")
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.option("--seeds", "seeds_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Seed SMILES: a text file (one per line) or a GEOM-style HDF5 file (groups' 'smiles').")
+@click.option("--molecules", "n_molecules", default=3000, show_default=True,
+              help="How many molecules (seeds, their BRICS fragments and recombinations).")
+@click.option("--conformers", default=2, show_default=True, help="ETKDG conformers per molecule.")
+@click.option("--samples", default=2, show_default=True,
+              help="Thermal normal-mode samples per conformer; 0 stores the MMFF94 minima.")
+@click.option("--temperature", default=500.0, show_default=True, help="Sampling temperature (K).")
+@click.option("--max-heavy-atoms", default=24, show_default=True)
+@click.option("--exclude", multiple=True, help="A SMILES to keep out (repeatable), compared canonically.")
+@click.option("--exclude-from", type=click.Path(exists=True, dir_okay=False),
+              help="A file of SMILES to keep out (one per line).")
+@click.option("--seed", default=0, show_default=True)
+def corpus_cmd(out, seeds_path, n_molecules, conformers, samples, temperature, max_heavy_atoms, exclude,
+               exclude_from, seed):
+    """Build an unlabelled corpus OUT (a store) of drug-like structures for EMPP pre-training."""
+    try:
+        from empp_ff.data.corpus.build import build_corpus, read_seed_smiles
+        from empp_ff.data.corpus.conformers import ConformerSettings
+        from empp_ff.data.corpus.molecules import MoleculeFilter
+
+        excluded = list(exclude) + (read_seed_smiles(exclude_from) if exclude_from else [])
+        settings = ConformerSettings(n_conformers=conformers, samples_per_conformer=samples,
+                                     temperature_k=temperature)
+        prov = build_corpus(read_seed_smiles(seeds_path), out, n_molecules, settings,
+                            MoleculeFilter(max_heavy_atoms=max_heavy_atoms), exclude=excluded, seed=seed,
+                            progress=True)
+    except (ImportError, ValueError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    counts = prov["counts"]
+    click.echo(f"wrote {out}: {counts['structures']} structures of {counts['molecules']} molecules "
+               f"({len(counts['skipped'])} could not be embedded or lack MMFF94 parameters), "
+               f"{len(prov['excluded_canonical_smiles'])} SMILES kept out, {prov['wall_s']:.0f} s")
+
+
 def register(group: click.Group) -> None:
     group.add_command(data_group)

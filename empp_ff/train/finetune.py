@@ -13,7 +13,7 @@ loaded is written to ``finetune.json`` by the trainer.
 
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, Sequence
 
 from empp_ff.model.spec import Architecture
 from empp_ff.model.transfer import transfer_weights
@@ -39,10 +39,11 @@ def architecture_differences(source: Dict[str, Any], target: Architecture) -> Di
     return diffs
 
 
-def load_pretrained(model, target, key: str = "finetune_from") -> Dict[str, Any]:
+def load_pretrained(model, target, key: str = "finetune_from", reinit: Sequence[str] = ()) -> Dict[str, Any]:
     """Copy the weights of checkpoint (or run directory) ``target`` into ``model``
     (a TrainingModel); return the record for ``finetune.json``. ``key``: the config
-    key that asked for it, named in errors."""
+    key that asked for it, named in errors. Parameters whose names contain one of
+    ``reinit`` keep their fresh values (``empp.pretrained_reinit``)."""
     state = load_checkpoint(target)
     source_spec = state["backbone_spec"]
     backbone = model.potential.backbone
@@ -54,7 +55,8 @@ def load_pretrained(model, target, key: str = "finetune_from") -> Dict[str, Any]
         raise ConfigError(f"{key}={target}: the architecture differs from the checkpoint's ({listed}). "
                           f"Use the checkpoint's architecture, e.g. {fix}{other}")
     source = _source_module(state, backbone)
-    report = transfer_weights(source, model.potential, source_spec["atomic_numbers"], backbone.spec.atomic_numbers)
+    report = transfer_weights(source, model.potential, source_spec["atomic_numbers"], backbone.spec.atomic_numbers,
+                              keep=reinit)
     empp_record = _carry_empp(model, state, source_spec)
     return {
         "initialised_by": key, "finetune_from": str(target), "checkpoint": state["path"],

@@ -190,7 +190,8 @@ class Trainer:
                         finished=self.rundir.finished_result(epochs) is not None)
 
     def _load_pretrained(self, key: str, target: str) -> None:
-        record = load_pretrained(self.model, target, key)
+        reinit = self.cfg.empp.reinit_patterns() if key == "empp.pretrained" else ()
+        record = load_pretrained(self.model, target, key, reinit)
         if self.ema is not None:  # average the loaded weights, not the fresh ones
             self.ema = EMA(self.model, self.cfg.train.ema_decay)
         write_json(self.run_dir / "finetune.json", record)
