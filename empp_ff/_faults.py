@@ -8,6 +8,10 @@ in normal use (then a window costs one dictionary lookup):
 * ``EMPP_FF_FAULT_LOG=PATH``: append each window's name to PATH, one a line.
 * ``EMPP_FF_KILL_AT=K``: the process kills itself with SIGKILL at its K-th window
   (0-based, counted from the start of the process), as ``kill -9`` would.
+
+Inside an epoch, where nothing is written, ``EMPP_FF_KILL_AT_STEP=N`` kills the
+training process as it begins optimiser step N (0-based, counted over the run:
+``step`` in the checkpoint), for the kill-inside-an-epoch resume test.
 """
 
 from __future__ import annotations
@@ -32,3 +36,10 @@ def window(kind: str, path: Union[str, os.PathLike]) -> None:
     if kill_at is not None and int(kill_at) == _count:
         os.kill(os.getpid(), signal.SIGKILL)
     _count += 1
+
+
+def step_window(step: int) -> None:
+    """Called before optimiser step ``step``: SIGKILL when it is ``EMPP_FF_KILL_AT_STEP``."""
+    kill_at = os.environ.get("EMPP_FF_KILL_AT_STEP")
+    if kill_at is not None and int(kill_at) == step:
+        os.kill(os.getpid(), signal.SIGKILL)

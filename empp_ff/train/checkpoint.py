@@ -7,6 +7,8 @@ it survives package upgrades. Keys:
 - ``format`` ("empp-ff-checkpoint"), ``format_version`` (int)
 - ``config``: the resolved training config (dict)
 - ``backbone_spec``: ``BackboneSpec.to_dict()``, enough to rebuild the network
+- ``start_atomic_energies``: the reference energies the run started with (the spec's
+  are refitted every epoch; EMPP's energy labels stay relative to these), or absent
 - ``potential_state``: state dict of ``Potential`` (raw weights)
 - ``ema_potential_state``: the same with EMA weights, or absent/None
 - ``empp_state``: EMPP head/encoder state dict, or None
@@ -16,8 +18,9 @@ it survives package upgrades. Keys:
 - ``label_stats``: dict of floats (energy/force statistics used by EMPP)
 - ``statistics`` (the training-set statistics), ``splits_sizes``: for reference
 
-Exact resumption needs no RNG state: data order and EMPP masks come from
-generators seeded by (seed, epoch).
+Exact resumption needs no RNG state: every random draw of epoch e comes from
+streams seeded by (seed, e) (``train/replay.py``), and a killed epoch is replayed
+from its first batch.
 """
 
 from __future__ import annotations

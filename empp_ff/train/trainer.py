@@ -6,12 +6,14 @@ run directory may be continued), ``finetune`` (weights from another run),
 ``tensorboard`` and ``report`` (metrics.csv columns, epoch lines, the final
 test report).
 
-Resumption is exact: the data order and the EMPP masks of epoch e come from
-generators seeded by (seed, e), and the checkpoint holds the model, optimiser,
-schedule, EMA and metric history. Re-running the same command on a run
-directory whose ``checkpoints/last.pt`` exists continues from the last completed
-epoch and ends where an uninterrupted run would, also after kill -9 at any instant:
-``train/rundir`` holds the run directory's lock and write order.
+Resumption is exact: everything random in epoch e is drawn from streams seeded by
+(seed, e) (``train/replay.py``), and the checkpoint holds the model, optimiser,
+schedule, EMA, metric history and the reference energies the run started with.
+Re-running the same command on a run directory whose ``checkpoints/last.pt``
+exists continues from the last completed epoch (a killed epoch is replayed from
+its first batch) and ends where an uninterrupted run would, to the last digit on
+CPU, also after kill -9 at any instant: ``train/rundir`` holds the run
+directory's lock and write order.
 """
 
 from __future__ import annotations
@@ -25,9 +27,8 @@ from typing import Any, Callable, Dict, List, Optional
 import torch
 
 from empp_ff._dtypes import torch_dtype
+from empp_ff._faults import step_window
 from empp_ff.empp.pretrained import initial_weights
-from empp_ff.model.backbone import build_backbone
-from empp_ff.model.potential import Potential
 from empp_ff.model.spec import BackboneSpec
 from empp_ff.train.config import Config, ConfigError, dump_config
 from empp_ff.train.data_setup import PreparedData, finite, prepare_data, with_recorded_data_path
@@ -41,12 +42,13 @@ from empp_ff.train.io import write_json
 from empp_ff.train.loaders import Loaders
 from empp_ff.train.metrics import ErrorAccumulator, supervised_loss
 from empp_ff.train.objective import Objective
+from empp_ff.train.replay import replayable_run, seed_global_generators
 from empp_ff.train.report import METRIC_COLUMNS, epoch_line, final_report
 from empp_ff.train.resume import check_resumable, interrupted_state
 from empp_ff.train.rundir import RunDirectory
 from empp_ff.train.schedule import warmup_cosine
 from empp_ff.train.tensorboard import TensorBoardLog
-from empp_ff.train.training_model import TrainingModel
+from empp_ff.train.training_model import build_training_model
 
 
 class Trainer:
@@ -111,32 +113,17 @@ class Trainer:
         return resume_state
 
     def _build_model(self, resume_state: Optional[Dict[str, Any]]) -> None:
-        cfg = self.cfg
         # The one architecture object: the model and the data graphs share its r_max.
         self.spec = BackboneSpec.from_dict(resume_state["backbone_spec"]) if resume_state else self._backbone_spec()
-        with torch.random.fork_rng(devices=[]):  # seeded weight initialisation; the caller's RNG is untouched
-            torch.manual_seed(cfg.seed)
-            potential = Potential(build_backbone(self.spec))
-            empp = self._build_empp(potential) if cfg.empp.trains else None
-            denoise = self._build_denoise(potential) if cfg.aux.denoise.enabled else None
-        self.model = TrainingModel(potential, empp, denoise).to(self.device)
-        self.step_model = self.model
-        if self.dist.enabled:
-            from torch.nn.parallel import DistributedDataParallel
-
-            balanced = [n for n, c in (("empp", cfg.empp), ("aux.denoise", cfg.aux.denoise))
-                        if c.enabled and c.grad_balance is not None]
-            if balanced:
-                raise ConfigError(f"{balanced[0]}.grad_balance needs one backward pass per loss term, which "
-                                  "DistributedDataParallel does not support: set it to null for multi-process runs")
-            # Auxiliary encoders are idle on some batches (no forces, batch_fraction): allow unused parameters.
-            self.step_model = DistributedDataParallel(
-                self.model,
-                device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                find_unused_parameters=empp is not None or denoise is not None,
-            )
+        # The reference energies the run started with (the spec's are refitted after every epoch); a
+        # checkpoint of an older empp-ff lacks them and resumes with the refitted ones.
+        saved = (resume_state or {}).get("start_atomic_energies")
+        self.start_energies = [float(e) for e in (saved if saved is not None else self.spec.atomic_energies)]
+        self.model, self.step_model = build_training_model(self.cfg, self.spec, self.label_stats(), self.device,
+                                                           self.dist, start_energies=self.start_energies)
         self.scale = float(self.spec.scale)
-        self.loaders = Loaders(cfg, self.dist, self.device, self.data, self.spec.r_max, self.dtype, self.has_forces)
+        self.loaders = Loaders(self.cfg, self.dist, self.device, self.data, self.spec.r_max, self.dtype,
+                               self.has_forces)
 
     def _build_optimiser(self) -> None:
         cfg = self.cfg
@@ -173,17 +160,6 @@ class Trainer:
             "force_scale": finite(s.get("rms_force_component"), 1.0),
         }
 
-    def _build_empp(self, potential: Potential):
-        from empp_ff.empp.module import EMPPModule
-
-        # Built in the backbone dtype; its label statistics stay float64 buffers.
-        return EMPPModule(self.cfg.empp, potential.backbone, self.label_stats())
-
-    def _build_denoise(self, potential: Potential):
-        from empp_ff.denoise.module import DenoiseModule
-
-        return DenoiseModule(self.cfg.aux.denoise, potential.backbone, self.label_stats()["force_scale"])
-
     def _check_resumable(self, state: Dict[str, Any]) -> None:
         epochs = int(state["epoch"])
         check_resumable(state["config"], self.cfg, self.run_dir, epochs,
@@ -209,6 +185,7 @@ class Trainer:
         return {
             "config": self.cfg.to_dict(),
             "backbone_spec": potential.backbone.spec.to_dict(),
+            "start_atomic_energies": self.start_energies,
             "potential_state": potential.state_dict(),
             "ema_potential_state": ema_potential,
             "empp_state": self.model.empp.state_dict() if self.model.empp is not None else None,
@@ -248,6 +225,7 @@ class Trainer:
         from empp_ff.data.dataset import epoch_generator
 
         self.model.train()
+        seed_global_generators(self.cfg.seed, epoch, self.dist.rank)
         loader = self.loaders.loader(self.train_set, train=True, epoch=epoch)
         # EMPP masks: replayable after a resume, and different on every rank.
         mask_generator = epoch_generator(self.cfg.seed + 7919 + 104729 * self.dist.rank, epoch)
@@ -260,6 +238,7 @@ class Trainer:
             bar = tqdm(total=len(loader), desc=f"epoch {epoch + 1}/{self.cfg.train.max_epochs}",
                        leave=False, dynamic_ncols=True)
         for batch in loader:
+            step_window(self.step)
             batch = batch.to(self.device)
             losses, terms, out = self.objective.losses(batch, mask_generator, self.step)
             if not torch.isfinite(losses["loss"]):
@@ -387,8 +366,9 @@ def run_training(cfg: Config, log: Callable[[str], None] = print) -> Dict[str, A
     trainer = None
     try:
         trainer = Trainer(cfg, log)
-        trainer.setup()
-        return trainer.fit()
+        with replayable_run(trainer.device):
+            trainer.setup()
+            return trainer.fit()
     finally:
         torch.set_num_threads(previous_threads)
         if trainer is not None:
