@@ -77,6 +77,8 @@ def test_exploding_nve_md_stops_with_the_step_and_never_writes_a_bad_frame(model
     frames = ase.io.read(traj, index=":")
     step = int(result.output.split("MD step ")[1].split()[0])
     assert len(frames) == step  # steps 0 .. step-1: the failing step wrote nothing
+    assert f"Stopped; the {step} frame(s) before it are in {traj}." in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ethanol.xyz", "md.traj"]  # no temporary left
     assert all(np.isfinite(f.positions).all() and np.isfinite(f.get_forces()).all() for f in frames)
     bonds = ethanol().get_distance(0, 4), frames[-1].get_distance(0, 4)
     assert abs(bonds[1] - bonds[0]) < 2.0  # stopped early, not 1350 Å apart
@@ -119,3 +121,46 @@ def test_singular_cell_is_a_clear_error(model, tmp_path):
     ase.io.write(path, atoms)
     result = _cli(["md", model, path, "--steps", 2, "--no-progress", "--out", tmp_path / "md.traj", "--device", "cpu"])
     assert result.exit_code == 1 and "is singular" in result.output and "Traceback" not in result.output
+
+
+def _files(directory):
+    return {p.name: p.read_bytes() for p in directory.iterdir()}
+
+
+def test_refused_md_and_opt_leave_existing_outputs_byte_identical(model, tmp_path):
+    """Issue 19: an unknown element, overlapping atoms or a bad option is refused before any output file
+    is opened; the trajectory and log of an earlier run stay byte for byte, and no temporary is left."""
+    good, overlapping, nitrogen = tmp_path / "ethanol.xyz", tmp_path / "bad.xyz", tmp_path / "n2.xyz"
+    ase.io.write(good, ethanol())
+    ase.io.write(overlapping, _overlapping())
+    ase.io.write(nitrogen, Atoms("N2", positions=[[0, 0, 0], [1.1, 0, 0]]))
+    out = tmp_path / "out"
+    out.mkdir()
+    md = ["md", model, "--steps", 4, "--interval", 2, "--no-progress", "--device", "cpu",
+          "--out", out / "run.traj", "--log", out / "run.log"]
+    assert _cli(md[:2] + [good] + md[2:]).exit_code == 0
+    opt = ["opt", model, "--steps", 3, "--device", "cpu"]
+    for name in ("opt.xyz", "opt.traj"):
+        assert _cli(opt + [good, "--out", out / name]).exit_code in (0, 2)
+    (out / "run.pdb").write_text("an earlier file\n")
+    before = _files(out)
+    assert len(before["run.traj"]) > 1000 and before["run.log"].count(b"\n") == 4
+    refusals = [
+        (md[:2] + [nitrogen] + md[2:], "N (Z=7)"),
+        (md[:2] + [overlapping] + md[2:], "MD step 0 (the initial structure): atoms 0 (C) and 4 (H) are 0.000 Å"),
+        (md[:2] + [good] + md[2:] + ["--ensemble", "npt"], "npt needs a cell periodic"),
+        (md[:2] + [good] + md[2:] + ["--interval", 0], "Invalid value for '--interval'"),
+        (md[:2] + [good] + md[2:] + ["--out", out / "run.pdb"], "cannot write an MD trajectory to"),
+    ]
+    for name in ("opt.xyz", "opt.traj"):
+        refusals += [
+            (opt + [nitrogen, "--out", out / name], "N (Z=7)"),
+            (opt + [overlapping, "--out", out / name], "the initial structure: atoms 0 (C) and 4 (H)"),
+            (opt + [good, "--out", out / name, "--fmax", 0], "fmax must be > 0"),
+        ]
+    refusals.append((opt + [good, "--out", out / "run.pdb2"], "cannot write a structure to"))
+    for args, message in refusals:
+        result = _cli(args)
+        assert result.exit_code != 0 and message in result.output, (args, result.output)
+        assert "Traceback" not in result.output
+        assert _files(out) == before, args  # byte for byte, nothing added (no temporary, no run.pdb2)

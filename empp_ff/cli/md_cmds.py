@@ -38,8 +38,14 @@ def _guard_options(max_bond_stretch: float):
     return decorate
 
 
-def _unstable(exc, out) -> click.ClickException:
-    return click.ClickException(f"{exc}. Stopped; the frames before it are in {out}.")
+def _stopped(exc: BaseException) -> click.ClickException:
+    """An instability or Ctrl-C; the driver's message says where and what the run left."""
+    return click.ClickException(str(exc) or "interrupted")
+
+
+# What happens to an existing --out / --log file, for the options' help.
+_REPLACED = ("replaced when the run ends or stops (a stopped run keeps what it wrote); "
+             "left as it is when the run is refused")
 
 
 def _structure(path):
@@ -64,9 +70,11 @@ def _structure(path):
 @click.option("--pressure", "pressure_bar", default=1.0, show_default=True, help="NPT pressure (bar).")
 @click.option("--seed", default=0, show_default=True, help="Seed for velocities and Langevin noise.")
 @click.option("--out", "out", default="md.traj", show_default=True, type=click.Path(dir_okay=False),
-              help="Trajectory (.traj, or .xyz/.extxyz appended).")
-@click.option("--interval", default=10, show_default=True, help="Write/log every N steps.")
-@click.option("--log", "log", default=None, type=click.Path(dir_okay=False), help="MD log file.")
+              help=f"Trajectory: .traj (ASE) or .xyz/.extxyz (extended XYZ). An existing file is {_REPLACED}.")
+@click.option("--interval", default=10, show_default=True, type=click.IntRange(min=1),
+              help="Write/log every N steps.")
+@click.option("--log", "log", default=None, type=click.Path(dir_okay=False),
+              help=f"MD log file; an existing one is {_REPLACED}.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @_guard_options(max_bond_stretch=DEFAULT_MAX_BOND_STRETCH)  # Fu et al. 2022 ("Forces are not enough")
@@ -83,8 +91,8 @@ def md_cmd(model, structure, steps, dt_fs, temperature, ensemble, friction, pres
                         ensemble=ensemble, friction=friction, seed=seed, trajectory=out,
                         traj_interval=interval, logfile=log, log_interval=interval,
                         progress=not no_progress, pressure_bar=pressure_bar)
-    except InstabilityError as exc:
-        raise _unstable(exc, out) from exc
+    except (InstabilityError, KeyboardInterrupt) as exc:
+        raise _stopped(exc) from exc
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     s = result.summary()
@@ -106,7 +114,8 @@ def md_cmd(model, structure, steps, dt_fs, temperature, ensemble, friction, pres
               default="BFGS", show_default=True)
 @click.option("--steps", default=1000, show_default=True, type=click.IntRange(min=0))
 @click.option("--out", "out", default="opt.xyz", show_default=True, type=click.Path(dir_okay=False),
-              help="Final structure (any ase.io.write format; .traj keeps the whole path).")
+              help="Final structure (any ase.io.write format; .traj keeps the whole path). An existing file "
+                   f"is {_REPLACED}.")
 @click.option("--device", default=None)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @_guard_options(max_bond_stretch=0.0)  # off: a relaxation may legitimately move far from its start
@@ -123,8 +132,8 @@ def opt_cmd(model, structure, fmax, optimizer, steps, out, device, as_json, min_
         with stdout_for_json(as_json):
             result = optimize(atoms, calc, fmax=fmax, optimizer=optimizer, steps=steps,
                               trajectory=out, logfile=None if as_json else "-")
-    except InstabilityError as exc:
-        raise click.ClickException(str(exc)) from exc
+    except (InstabilityError, KeyboardInterrupt) as exc:
+        raise _stopped(exc) from exc
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     if as_json:

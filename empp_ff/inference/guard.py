@@ -33,13 +33,15 @@ _BOND_FACTOR = 1.2  # a bond: closer than 1.2 x the sum of covalent radii in the
 class InstabilityError(RuntimeError):
     """The simulation left the region where the model's predictions mean anything."""
 
-    def __init__(self, reason: str, atoms: Sequence[int] = (), where: str = ""):
-        self.reason, self.atoms, self.where = reason, [int(i) for i in atoms], where
-        super().__init__(f"{where}: {reason}" if where else reason)
+    def __init__(self, reason: str, atoms: Sequence[int] = (), where: str = "", outcome: str = ""):
+        self.reason, self.atoms, self.where, self.outcome = reason, [int(i) for i in atoms], where, outcome
+        message = f"{where}: {reason}" if where else reason
+        super().__init__(f"{message}. Stopped; {outcome}." if outcome else message)
 
-    def at(self, where: str) -> InstabilityError:
-        """The same error, located (e.g. ``"MD step 120 (t = 60.0 fs)"``)."""
-        return InstabilityError(self.reason, self.atoms, where)
+    def at(self, where: str, outcome: str = "") -> InstabilityError:
+        """The same error, located (e.g. ``"MD step 120 (t = 60.0 fs)"``), with what the stopped
+        run left (e.g. ``"the 12 frame(s) before it are in md.traj"``)."""
+        return InstabilityError(self.reason, self.atoms, where, outcome)
 
 
 def _label(numbers: np.ndarray, i: int) -> str:

@@ -5,6 +5,11 @@ initial velocities, attach a trajectory writer, a log and a progress bar, and
 return a summary (for NVE, the energy drift per atom per ps). They change no
 global state apart from the random generator they are given (a seeded
 ``numpy.random.Generator``, never numpy's global one).
+
+Both check the options and evaluate the model on the initial structure (unknown
+elements, overlapping atoms) before they open any output file, and write their
+files through ``inference/outputs.py``: under a temporary name that replaces the
+target when the run ends or stops, so a refused run leaves an existing file as it was.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ from typing import Any, Callable, Dict, List, Optional, Union
 import numpy as np
 from ase import Atoms, units
 
-from empp_ff.inference.guard import InstabilityError, finite_frame
+from empp_ff.inference.guard import InstabilityError
+from empp_ff.inference.outputs import TrajectoryWriter, staged, stopped_outcome, structure_format, trajectory_format
 
 ENSEMBLES = ("nve", "langevin", "nvt", "npt")
 OPTIMIZERS = ("BFGS", "FIRE", "LBFGS")
@@ -117,12 +123,6 @@ def _make_dynamics(
 
         return NoseHooverChainNVT(atoms, timestep=timestep, temperature_K=temperature, tdamp=tdamp)
     if ensemble == "npt":
-        if not atoms.pbc.all():
-            raise ValueError(
-                "npt needs a cell periodic in all three directions "
-                f"(this structure has pbc={atoms.pbc.tolist()}); use nvt or langevin for "
-                "molecules, or give the structure a periodic cell"
-            )
         from ase.md.nose_hoover_chain import IsotropicMTKNPT
 
         return IsotropicMTKNPT(
@@ -136,10 +136,11 @@ def _make_dynamics(
     raise ValueError(f"ensemble must be one of {ENSEMBLES}, got {ensemble!r}")
 
 
-def _attach_observers(dyn, atoms: Atoms, result: MDResult, trajectory, traj_interval: int, logfile,
-                      log_interval: int, progress_steps: Optional[int]) -> List[Callable[[], None]]:
-    """Record energies every step into ``result``; write the trajectory and the log;
-    show a progress bar over ``progress_steps`` (None: no bar). Returns the closers."""
+def _attach_observers(dyn, atoms: Atoms, result: MDResult, writer: Optional[TrajectoryWriter],
+                      traj_interval: int, logfile, log_interval: int,
+                      progress_steps: Optional[int]) -> List[Callable[[], None]]:
+    """Record energies every step into ``result``; write the trajectory (``writer``) and the
+    log; show a progress bar over ``progress_steps`` (None: no bar). Returns the closers."""
     dt_fs = result.dt_fs
 
     def record():
@@ -150,8 +151,7 @@ def _attach_observers(dyn, atoms: Atoms, result: MDResult, trajectory, traj_inte
 
     dyn.attach(record, interval=1)
     closers: List[Callable[[], None]] = []
-    if trajectory is not None:
-        writer = _TrajectoryWriter(atoms, trajectory)
+    if writer is not None:
         dyn.attach(writer, interval=max(1, traj_interval))
         closers.append(writer.close)
     if logfile is not None:
@@ -209,13 +209,11 @@ def run_md(
 
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 
-    ensemble = ensemble.lower()
-    if ensemble not in ENSEMBLES:
-        raise ValueError(f"ensemble must be one of {ENSEMBLES}, got {ensemble!r}")
-    if steps < 0 or dt_fs <= 0:
-        raise ValueError("steps must be >= 0 and dt_fs > 0")
-    rng = np.random.default_rng(seed)
+    ensemble = _check_md_options(atoms, ensemble, steps, dt_fs, traj_interval, log_interval)
+    fmt = trajectory_format(trajectory) if trajectory is not None else None
     atoms.calc = calculator
+    _evaluate_start(atoms, _md_step(0, dt_fs))
+    rng = np.random.default_rng(seed)
     if init_velocities:
         MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
         Stationary(atoms)
@@ -223,19 +221,27 @@ def run_md(
         atoms, ensemble, dt_fs, temperature, friction, rng, pressure_bar, tdamp_fs, pdamp_fs
     )
     result = MDResult(ensemble=ensemble, steps=steps, dt_fs=dt_fs, num_atoms=len(atoms))
-    closers = _attach_observers(dyn, atoms, result, trajectory, traj_interval, logfile, log_interval,
-                                steps if progress else None)
-    start = time.perf_counter()
-    try:
-        dyn.run(steps)  # observers fire at step 0 too, so step 0 is recorded
-    except InstabilityError as exc:
+    stopped: Optional[BaseException] = None
+    with staged(trajectory) as traj_tmp, staged(logfile) as log_tmp:
+        writer = TrajectoryWriter(atoms, traj_tmp, fmt) if traj_tmp is not None else None
+        closers = _attach_observers(dyn, atoms, result, writer, traj_interval, log_tmp, log_interval,
+                                    steps if progress else None)
+        start = time.perf_counter()
+        try:
+            dyn.run(steps)  # observers fire at step 0 too, so step 0 is recorded
+        except (InstabilityError, KeyboardInterrupt) as exc:
+            stopped = exc
+        finally:
+            for close in closers:
+                close()
+        frames = writer.frames if writer is not None else 0
         # No observer ran for the failing step: its frame was not written.
-        step = dyn.get_number_of_steps() + 1 if result.times_fs else 0
-        where = f"MD step {step} (t = {step * dt_fs:.1f} fs)" if step else "MD step 0 (the initial structure)"
-        raise exc.at(where) from exc
-    finally:
-        for close in closers:
-            close()
+        where = _md_step(dyn.get_number_of_steps() + 1 if result.times_fs else 0, dt_fs)
+        made = frames if writer is not None else len(result.times_fs)  # frames, or log lines
+        if stopped is not None and made == 0:  # nothing made: the targets stay as they were
+            raise _stop_error(stopped, where, stopped_outcome(0, trajectory)) from stopped
+    if stopped is not None:  # the files are in place: say what they hold
+        raise _stop_error(stopped, where, stopped_outcome(frames, trajectory)) from stopped
     result.wall_s = time.perf_counter() - start
     if ensemble == "nve" and len(result.times_fs) > 1:
         etot = result.total_energy
@@ -244,43 +250,42 @@ def run_md(
     return result
 
 
-class _TrajectoryWriter:
-    """Append frames to a .traj (ASE trajectory) or any format ase.io.write can append."""
+def _check_md_options(atoms: Atoms, ensemble: str, steps: int, dt_fs: float, *intervals: int) -> str:
+    """The ensemble's name, after the checks that need no model."""
+    ensemble = ensemble.lower()
+    if ensemble not in ENSEMBLES:
+        raise ValueError(f"ensemble must be one of {ENSEMBLES}, got {ensemble!r}")
+    if steps < 0 or not dt_fs > 0:
+        raise ValueError("steps must be >= 0 and dt_fs > 0")
+    if any(interval < 1 for interval in intervals):
+        raise ValueError(f"the write and log intervals must be >= 1 step, got {list(intervals)}")
+    if ensemble == "npt" and not atoms.pbc.all():
+        raise ValueError(
+            "npt needs a cell periodic in all three directions "
+            f"(this structure has pbc={atoms.pbc.tolist()}); use nvt or langevin for "
+            "molecules, or give the structure a periodic cell"
+        )
+    return ensemble
 
-    def __init__(self, atoms: Atoms, path: Union[str, Path]):
-        self.atoms = atoms
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._traj = None
-        if self.path.suffix == ".traj":
-            from ase.io.trajectory import Trajectory
 
-            self._traj = Trajectory(str(self.path), "w", atoms)
-        elif self.path.exists():
-            self.path.unlink()
+def _evaluate_start(atoms: Atoms, where: str) -> None:
+    """Run the model on the initial structure before any file is opened: unknown elements and
+    overlapping atoms are refused here. The calculator keeps the result for the first step."""
+    try:
+        atoms.get_forces()
+    except InstabilityError as exc:
+        raise exc.at(where) from exc
 
-    def __call__(self):
-        bad = finite_frame(self.atoms)
-        if bad:  # only a calculator without the guard lets MD get here
-            raise InstabilityError(f"non-finite positions of atom(s) {bad[:8]}: not writing the frame", atoms=bad)
-        if self._traj is not None:
-            self._traj.write()
-        else:
-            import ase.io
-            from ase.calculators.singlepoint import SinglePointCalculator
 
-            frame = self.atoms.copy()
-            frame.calc = SinglePointCalculator(
-                frame,
-                energy=self.atoms.get_potential_energy(),
-                forces=self.atoms.get_forces(),
-            )
-            fmt = "extxyz" if self.path.suffix in (".xyz", ".extxyz") else None
-            ase.io.write(str(self.path), frame, format=fmt, append=True)
+def _md_step(step: int, dt_fs: float) -> str:
+    return f"MD step {step} (t = {step * dt_fs:.1f} fs)" if step else "MD step 0 (the initial structure)"
 
-    def close(self):
-        if self._traj is not None:
-            self._traj.close()
+
+def _stop_error(exc: BaseException, where: str, outcome: str) -> BaseException:
+    """``exc`` (an instability or Ctrl-C) located at ``where``, with what the run left."""
+    if isinstance(exc, InstabilityError):
+        return exc.at(where, outcome)
+    return KeyboardInterrupt(f"interrupted at {where}" + (f"; {outcome}" if outcome else ""))
 
 
 @dataclass
@@ -303,40 +308,55 @@ def optimize(
     trajectory: Optional[Union[str, Path]] = None,
     logfile: Optional[Union[str, Path]] = "-",
 ) -> OptResult:
-    """Relax atomic positions until the largest force is below ``fmax`` (eV/Å)."""
+    """Relax atomic positions until the largest force is below ``fmax`` (eV/Å).
+
+    ``trajectory``: a .traj file receives every step; any other ``ase.io.write`` format, the
+    final structure (also when not converged). ``logfile``: a file, ``"-"`` (stdout) or None.
+    """
     import ase.optimize
 
     name = optimizer.upper()
     lookup = {o.upper(): o for o in OPTIMIZERS}
     if name not in lookup:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+    if not fmax > 0 or steps < 0:
+        raise ValueError(f"fmax must be > 0 and steps >= 0, got fmax={fmax}, steps={steps}")
+    fmt = structure_format(trajectory) if trajectory is not None else None
     atoms.calc = calculator
-    try:
-        e0 = float(atoms.get_potential_energy())
-    except InstabilityError as exc:
-        raise exc.at("the initial structure") from exc
-    cls = getattr(ase.optimize, lookup[name])
-    opt = cls(
-        atoms,
-        trajectory=str(trajectory) if trajectory is not None and Path(trajectory).suffix == ".traj" else None,
-        logfile=None if logfile is None else str(logfile),
-    )
-    try:
-        converged = bool(opt.run(fmax=fmax, steps=steps))
-    except InstabilityError as exc:
-        raise exc.at(f"optimisation step {opt.get_number_of_steps()}") from exc
-    forces = atoms.get_forces()
-    final_fmax = float(np.sqrt((forces**2).sum(axis=1)).max()) if len(atoms) else 0.0
-    if trajectory is not None and Path(trajectory).suffix != ".traj":
-        import ase.io
+    _evaluate_start(atoms, "the initial structure")
+    e0 = float(atoms.get_potential_energy())
+    stopped: Optional[BaseException] = None
+    with staged(trajectory) as out_tmp, staged(None if logfile in (None, "-") else logfile) as log_tmp:
+        opt = getattr(ase.optimize, lookup[name])(atoms, logfile=log_tmp or logfile)
+        writer = TrajectoryWriter(atoms, out_tmp, fmt) if fmt == "traj" else None
+        if writer is not None:
+            opt.attach(writer, interval=1)
+        try:
+            converged = bool(opt.run(fmax=fmax, steps=steps))
+        except (InstabilityError, KeyboardInterrupt) as exc:
+            stopped = exc
+        finally:
+            opt.close()  # the log file
+            if writer is not None:
+                writer.close()
+        where = f"optimisation step {opt.get_number_of_steps()}"
+        if stopped is not None and writer is None:
+            raise _stop_error(stopped, where, f"no final structure was written ({trajectory} is as it was)"
+                              if trajectory is not None else "") from stopped
+        if stopped is not None and writer.frames == 0:
+            raise _stop_error(stopped, where, stopped_outcome(0, trajectory)) from stopped
+        if stopped is None and out_tmp is not None and writer is None:
+            import ase.io
 
-        ase.io.write(str(trajectory), atoms)
+            ase.io.write(out_tmp, atoms, format=fmt)
+    if stopped is not None:
+        raise _stop_error(stopped, where, stopped_outcome(writer.frames, trajectory)) from stopped
+    forces = atoms.get_forces()
     return OptResult(
         converged=converged,
         steps=int(opt.get_number_of_steps()),
         fmax=fmax,
-        final_fmax=final_fmax,
+        final_fmax=float(np.sqrt((forces**2).sum(axis=1)).max()) if len(atoms) else 0.0,
         initial_energy=e0,
         final_energy=float(atoms.get_potential_energy()),
     )
-
