@@ -47,7 +47,9 @@ def atomic_path(path: Union[str, os.PathLike], mode: Optional[int] = None) -> It
         window("done", path)
     except OSError as exc:
         _unlink_quietly(tmp)
-        if exc.filename in (None, tmp):  # e.g. ENOSPC from a write: name the file meant
+        # e.g. ENOSPC from a write: name the file meant. Not an OSError of no system call (errno None:
+        # a reader's parse error, ASE's XYZError), which belongs to the file being read.
+        if exc.errno is not None and exc.filename in (None, tmp):
             raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
         raise
     except BaseException:

@@ -205,6 +205,22 @@ def test_training_on_unreadable_file_has_no_traceback(tmp_path, tiny_train_overr
         _assert_clean_error(_cli(args), name)
 
 
+def test_unparsable_ase_files_are_named_not_the_store(tmp_path, tiny_train_overrides):
+    """Issue 19: a garbage .xyz was reported under the name of the store it was converted to
+    (run_dir/data/garbage.h5); a garbage .db gave sqlite3's traceback."""
+    (tmp_path / "garbage.xyz").write_text("this is not\nan xyz file at all\n")
+    (tmp_path / "garbage.db").write_text("this is not a database\n")
+    for name, cause in (("garbage.xyz", "cannot read it as extended XYZ (frame 0: XYZError: "),
+                        ("garbage.db", "cannot read it as an ASE database (frame 0: DatabaseError: ")):
+        path = tmp_path / name
+        args = ["train"] + [a for kv in tiny_train_overrides(tmp_path / f"run_{name}", **{"data.path": path})
+                            for a in ("--set", kv)]
+        for result in (_cli(["data", "convert", str(path), str(tmp_path / "out.h5")]), _cli(args)):
+            _assert_clean_error(result, f"'{path}': {cause}")
+            (error,) = [line for line in result.output.splitlines() if line.startswith("Error:")]
+            assert ".h5" not in error, error
+
+
 # --- case 10: data info on any supported format -------------------------------------
 
 def test_data_info_reads_every_format(tmp_path):

@@ -1,12 +1,14 @@
-"""Turn an ``ase.Atoms`` into a Structure, looking labels up where ASE may put them."""
+"""Turn an ``ase.Atoms`` into a Structure, looking labels up where ASE may put them;
+read ASE's files with errors that name them."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
 
+from empp_ff.data.fileio import DataError
 from empp_ff.data.structure import Structure
 
 _MISSING = object()
@@ -33,6 +35,20 @@ def available_keys(atoms: Any, extra: Mapping[str, Any] | None = None) -> list[s
     if extra:
         keys |= set(extra)
     return sorted(map(str, keys))
+
+
+def ase_frames(path: str, what: str, frames: Callable[[], Iterable[Any]]) -> Iterator[Any]:
+    """The items of ``frames()``, ASE's lazy reader of ``path``, with its parse errors (``XYZError``,
+    an OSError without errno; ``sqlite3.DatabaseError``; ValueError ...) as a DataError naming the file."""
+    i = 0
+    try:
+        for item in frames():
+            yield item
+            i += 1
+    except DataError:
+        raise
+    except Exception as exc:
+        raise DataError(f"{path!r}: cannot read it as {what} (frame {i}: {type(exc).__name__}: {exc})") from exc
 
 
 def atoms_to_structure(

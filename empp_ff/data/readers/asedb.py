@@ -7,15 +7,14 @@ from collections.abc import Iterator
 
 import ase.db
 
-from empp_ff.data.readers._ase import KeyChecker, atoms_to_structure
+from empp_ff.data.readers._ase import KeyChecker, ase_frames, atoms_to_structure
 from empp_ff.data.readers._common import check_exists
 from empp_ff.data.structure import Structure
 
 
 def _iter(path: str, energy_key: str, forces_key: str) -> Iterator[Structure]:
-    db = ase.db.connect(path)
     check = KeyChecker(path, "asedb", energy_key, forces_key)
-    for row in db.select():
+    for row in ase_frames(path, "an ASE database", lambda: ase.db.connect(path).select()):
         atoms = row.toatoms()
         # key_value_pairs hold scalar labels, row.data arrays (e.g. custom forces).
         extra = {**dict(row.key_value_pairs), **dict(row.get("data", {}) or {})}
