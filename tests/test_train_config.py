@@ -23,6 +23,17 @@ def test_unknown_top_level_key_and_section():
         config_from_dict({"empp": {"num_mask": 3}})
 
 
+def test_all_unknown_keys_are_named_at_once():
+    """Issue 19: `--set a=1 b=2` named only 'a'."""
+    with pytest.raises(ConfigError) as info:
+        load_config(None, ["a=1", "b=2", "train.bach_size=4", "aux.denoise.wieght=1", "train.lr=1e-3"])
+    assert str(info.value) == (
+        "4 unknown config keys: 'train.bach_size' (did you mean 'train.batch_size'?), 'a' (did you mean 'aux'?), "
+        "'b' (valid keys: aux, data, empp, finetune_from, loss, model, run_dir, seed, task, train), "
+        "'aux.denoise.wieght' (did you mean 'aux.denoise.weight'?)"
+    )
+
+
 def test_wrong_types_and_values_are_named():
     with pytest.raises(ConfigError, match="train.max_epochs.*integer"):
         config_from_dict({"train": {"max_epochs": "ten"}})

@@ -134,7 +134,31 @@ class Config:
 
 def _suggest(key: str, valid: List[str]) -> str:
     close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
-    return f"; did you mean '{close[0]}'?" if close else f"; valid keys: {', '.join(sorted(valid))}"
+    return f"did you mean '{close[0]}'?" if close else f"valid keys: {', '.join(sorted(valid))}"
+
+
+def _unknown_keys(cls, mapping: Any, prefix: str = "") -> List[tuple]:
+    """(dotted key, hint) of every unknown key in ``mapping``, a tree for dataclass ``cls``."""
+    if not isinstance(mapping, dict):
+        return []  # _build names the bad section
+    hints, names = typing.get_type_hints(cls), [f.name for f in dataclasses.fields(cls)]
+    found = []
+    for key, value in mapping.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        if key not in names:
+            found.append((dotted, _suggest(dotted, [f"{prefix}.{n}" if prefix else n for n in names])))
+        elif dataclasses.is_dataclass(hints[key]):
+            found += _unknown_keys(hints[key], value, dotted)
+    return found
+
+
+def _check_keys(mapping: Any) -> None:
+    """All unknown keys in one error, so that a config with two typos is fixed in one go."""
+    found = _unknown_keys(Config, mapping)
+    if len(found) == 1:
+        raise ConfigError(f"unknown config key '{found[0][0]}'; {found[0][1]}")
+    if found:
+        raise ConfigError(f"{len(found)} unknown config keys: " + ", ".join(f"'{k}' ({h})" for k, h in found))
 
 
 def _type_name(tp) -> str:
@@ -206,7 +230,7 @@ def _build(cls, mapping: Any, prefix: str = ""):
         dotted = f"{prefix}.{key}" if prefix else str(key)
         if key not in names:
             valid = [f"{prefix}.{n}" if prefix else n for n in names]
-            raise ConfigError(f"unknown config key '{dotted}'{_suggest(dotted, valid)}")
+            raise ConfigError(f"unknown config key '{dotted}'; {_suggest(dotted, valid)}")
         kwargs[key] = _coerce(value, hints[key], dotted)
     return cls(**kwargs)
 
@@ -265,6 +289,7 @@ PRETRAIN_SPLITS = {"n_train": None, "n_val": 0.05, "n_test": 0}
 def config_from_dict(mapping: Dict[str, Any]) -> Config:
     if isinstance(mapping, dict) and mapping.get("task") == "pretrain" and isinstance(mapping.get("data", {}), dict):
         mapping = dict(mapping, data={**PRETRAIN_SPLITS, **(mapping.get("data") or {})})
+    _check_keys(mapping)
     cfg = _build(Config, mapping)
     _check_values(cfg)
     return cfg
