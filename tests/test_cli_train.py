@@ -57,6 +57,17 @@ def test_train_then_eval_json(tmp_path, tiny_train_overrides):
     assert report["forces_mae_mev_per_a"] == pytest.approx(test_metrics["forces_mae_mev_per_a"], rel=1e-5)
     assert report["energy_rmse_mev"] >= report["energy_mae_mev"] > 0
 
+    # Issue 19: without best.pt a run directory is an error naming the file, not a quiet eval of last.pt.
+    last = run_dir / "checkpoints" / "last.pt"
+    (run_dir / "checkpoints" / "best.pt").unlink()
+    result = _invoke(["eval", str(run_dir), str(demo_data_path()), "--json"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"{run_dir} has no checkpoints/best.pt" in result.output and "not using that in its place" in result.output
+    assert f"give the file instead of the run directory: {last}" in result.output
+    result = _invoke(["eval", str(last), str(demo_data_path()), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["checkpoint"] == str(last)
+
 
 def test_empp_training_logs_loss_parts_and_pretrain_finetune(tmp_path, tiny_train_overrides):
     empp = {"empp.enabled": True, "empp.num_masks": 2, "empp.weight": 1.0}

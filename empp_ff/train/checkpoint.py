@@ -45,15 +45,27 @@ def save_checkpoint(state: Dict[str, Any], path: Union[str, Path]) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+_WHAT = {"best.pt": "the weights of the best validation epoch", "last.pt": "the last epoch's weights"}
+
+
 def resolve_checkpoint(target: Union[str, Path], prefer: str = "best") -> Path:
-    """A checkpoint file, or a run directory (→ checkpoints/best.pt, else last.pt)."""
+    """A checkpoint file, or a run directory (→ its ``checkpoints/<prefer>.pt``, best.pt by default).
+
+    A run directory without that file is an error, never a quiet fallback to the other one:
+    best.pt and last.pt hold different weights, so the numbers would silently change meaning.
+    """
     target = Path(target)
     if target.is_dir():
-        order = ["best.pt", "last.pt"] if prefer == "best" else ["last.pt", "best.pt"]
-        for name in order:
-            candidate = target / "checkpoints" / name
-            if candidate.is_file():
-                return candidate
+        wanted = target / "checkpoints" / f"{prefer}.pt"
+        other = target / "checkpoints" / ("last.pt" if prefer == "best" else "best.pt")
+        if wanted.is_file():
+            return wanted
+        if other.is_file():
+            raise FileNotFoundError(
+                f"{target} has no checkpoints/{wanted.name} ({_WHAT[wanted.name]}), only checkpoints/"
+                f"{other.name} ({_WHAT[other.name]}); not using that in its place. To use it, give the file "
+                f"instead of the run directory: {other}"
+            )
         raise FileNotFoundError(
             f"{target} is a directory but has no checkpoints/best.pt or checkpoints/last.pt; "
             "is it an empp-ff run directory?"
