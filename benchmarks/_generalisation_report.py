@@ -31,7 +31,24 @@ def _pairs(results: List[dict], baseline: str) -> Dict[tuple, List[dict]]:
         for key, short in METRICS:
             pair[short] = r[key] / b[key]
             pair[f"{short}_value"] = r[key]
+        pair["val_F_by_epoch"] = _curve_ratio(r.get("curve") or [], b.get("curve") or [])
         out[(r["set"], r["n_train"], r["epochs"], r["variant"])].append(pair)
+    return out
+
+
+def _curve_ratio(curve: List[dict], base: List[dict]) -> Dict[int, float]:
+    """{epoch: validation force MAE ratio} over the epochs both runs reached."""
+    b = {row["epoch"]: row["val_forces_mae_mev_per_a"] for row in base}
+    return {row["epoch"]: row["val_forces_mae_mev_per_a"] / b[row["epoch"]] for row in curve if row["epoch"] in b}
+
+
+def _head_start(pairs: List[dict]) -> Dict[int, float]:
+    """Geometric-mean validation force ratio at a few epochs: how a start's lead evolves."""
+    out = {}
+    for epoch in (1, 2, 5, 10, 20, 50, 100, 300):
+        values = [p["val_F_by_epoch"][epoch] for p in pairs if epoch in p["val_F_by_epoch"]]
+        if len(values) == len(pairs) and values:
+            out[epoch] = ratio_interval(values)["ratio"]
     return out
 
 
@@ -39,7 +56,7 @@ def summarise(results: List[dict], baseline: str) -> List[dict]:
     rows = []
     for (which, n_train, epochs, variant), pairs in sorted(_pairs(results, baseline).items()):
         row = {"set": which, "n_train": n_train, "epochs": epochs, "variant": variant, "pairs": len(pairs),
-               "molecules": sorted({p["molecule"] for p in pairs})}
+               "molecules": sorted({p["molecule"] for p in pairs}), "val_F_ratio_by_epoch": _head_start(pairs)}
         for _, short in METRICS:
             row[short] = ratio_interval([p[short] for p in pairs])
             row[f"{short}_verdict"] = verdict(row[short])
@@ -66,15 +83,15 @@ def markdown(rows: List[dict], baseline: str) -> str:
              "(molecule, seed) pairs of the set with a 95 % t-interval; a gain counts only where the interval "
              "lies below 1. Split: `benchmarks/empp_split.json`.", "",
              "| set | train frames | epochs | variant | pairs | force MAE ratio [95 %] | | energy MAE ratio [95 %] "
-             "| | CPU time ratio | force ratio by molecule |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| | CPU time ratio | force ratio by molecule | validation force ratio at epoch 1 / 5 / 10 / 20 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if r["variant"] == baseline:
             continue
         per_mol = ", ".join(f"{m} {v:.2f}" for m, v in r["F_by_molecule"].items())
         lines.append(f"| {r['set']} | {r['n_train']} | {r['epochs']} | {r['variant']} | {r['pairs']} | "
                      f"{_ci(r['F'])} | {r['F_verdict']} | {_ci(r['E'])} | {r['E_verdict']} | "
-                     f"{r['CPU']['ratio']:.2f} | {per_mol} |")
+                     f"{r['CPU']['ratio']:.2f} | {per_mol} | {_epochs(r['val_F_ratio_by_epoch'])} |")
     lines += ["", "Test MAE per molecule (mean ± std over seeds; meV/Å, meV):", "",
               "| set | train frames | epochs | variant | molecule | forces | energies |", "|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -83,6 +100,10 @@ def markdown(rows: List[dict], baseline: str) -> str:
             lines.append(f"| {r['set']} | {r['n_train']} | {r['epochs']} | {r['variant']} | {m} | "
                          f"{_mean_std(values)} | {_mean_std(e)} |")
     return "\n".join(lines) + "\n"
+
+
+def _epochs(by_epoch: Dict[int, float]) -> str:
+    return " / ".join(f"{by_epoch[e]:.2f}" for e in (1, 5, 10, 20) if e in by_epoch)
 
 
 def _mean_std(values: List[float]) -> str:
