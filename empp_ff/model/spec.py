@@ -1,6 +1,7 @@
 """What defines a backbone, as plain JSON-able dataclasses.
 
-* :class:`Architecture`: the MACE hyper-parameters. Defined here once; the
+* :class:`Architecture`: which backbone (``backbone``, one of :data:`BACKBONE_NAMES`)
+  and its hyper-parameters. Defined here once; the
   training config's ``model:`` section is an ``Architecture`` (plus ``e0s``),
   and every :class:`BackboneSpec` is one, so the two cannot drift apart.
 * :class:`BackboneSpec`: an architecture plus the chemistry and data statistics
@@ -20,11 +21,16 @@ from typing import Any, Dict, List
 from empp_ff._dtypes import check_dtype_name
 from empp_ff._elements import MAX_ATOMIC_NUMBER
 
+# The backbones a spec may name (``empp_ff.model.backbone`` builds each). A spec written
+# before the field existed is a MACE one.
+BACKBONE_NAMES = ("mace",)
+
 
 @dataclass
 class Architecture:
-    """MACE hyper-parameters (the ``model.*`` config keys besides ``e0s``)."""
+    """Backbone and hyper-parameters (the ``model.*`` config keys besides ``e0s``)."""
 
+    backbone: str = "mace"
     r_max: float = 5.0
     num_channels: int = 64
     max_L: int = 1
@@ -40,6 +46,8 @@ class Architecture:
     def validate(self) -> None:
         """Raise ``ValueError`` whose message starts with the offending field's name."""
         check_dtype_name(self.dtype)
+        if self.backbone not in BACKBONE_NAMES:
+            raise ValueError(f"backbone must be one of {', '.join(BACKBONE_NAMES)}, got {self.backbone!r}")
         checks = [
             (self.r_max > 0, "r_max must be > 0"),
             (self.num_channels > 0, "num_channels must be > 0"),
