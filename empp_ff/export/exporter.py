@@ -84,6 +84,7 @@ def build_metadata(
         "format_version": TORCHSCRIPT_FORMAT_VERSION,
         "format": "torchscript",
         "empp_ff_version": __version__,
+        "backbone": str(spec.get("backbone", "mace")),
         "species": species,
         "elements": [chemical_symbols[z] for z in species],
         "r_max": r_max,
