@@ -9,7 +9,7 @@ import pytest
 from empp_ff.model.backbone import backbone_class, build_backbone
 from empp_ff.model.interface import Backbone
 from empp_ff.model.mace import MACEBackbone
-from empp_ff.model.spec import BACKBONE_NAMES, BackboneSpec
+from empp_ff.model.spec import BACKBONE_FIELDS, BACKBONE_NAMES, BackboneSpec
 from empp_ff.testing.models import demo_spec
 
 
@@ -17,12 +17,13 @@ def test_every_name_has_a_backbone_class():
     for name in BACKBONE_NAMES:
         assert issubclass(backbone_class(name), Backbone)
     assert backbone_class("mace") is MACEBackbone
+    assert set(BACKBONE_FIELDS) == set(BACKBONE_NAMES)
 
 
 def test_unknown_backbone_is_named_with_the_known_ones():
-    with pytest.raises(ValueError, match="backbone must be one of mace, got 'equiformer'"):
+    with pytest.raises(ValueError, match="backbone must be one of mace, torchmd_et, got 'equiformer'"):
         demo_spec(backbone="equiformer")
-    with pytest.raises(ValueError, match="unknown backbone 'equiformer'; known: mace"):
+    with pytest.raises(ValueError, match="unknown backbone 'equiformer'; known: mace, torchmd_et"):
         backbone_class("equiformer")
 
 

@@ -101,7 +101,10 @@ def _architecture(backbone: str, spec: dict) -> str:
     if backbone == "mace":
         return (f"MACE {spec.get('num_channels')}ch L={spec.get('max_L')} "
                 f"correlation {spec.get('correlation')} max_ell {spec.get('max_ell')}")
-    return f"{backbone} {spec.get('num_channels')}ch, {spec.get('num_interactions')} layers"
+    if backbone == "torchmd_et":
+        return (f"torchmd_et (torchmd-net Equivariant Transformer) {spec.get('num_channels')}ch, "
+                f"{spec.get('num_interactions')} attention layers, {spec.get('num_heads')} heads")
+    return f"{backbone} {spec.get('num_channels')}ch"
 
 
 def _compiled_rows(meta: dict) -> list:

@@ -17,11 +17,15 @@ __all__ = ["Backbone", "MACEBackbone", "backbone_class", "build_backbone", "defa
 
 
 def backbone_class(name: str) -> Type[Backbone]:
-    """The class of backbone ``name`` (one of ``BACKBONE_NAMES``)."""
-    classes = {"mace": MACEBackbone}
-    if name not in classes:
-        raise ValueError(f"unknown backbone {name!r}; known: {', '.join(BACKBONE_NAMES)}")
-    return classes[name]
+    """The class of backbone ``name`` (one of ``BACKBONE_NAMES``). Optional backbones are
+    imported here, when asked for, so that their packages load only for them."""
+    if name == "mace":
+        return MACEBackbone
+    if name == "torchmd_et":
+        from empp_ff.model.torchmd_et import TorchMDETBackbone
+
+        return TorchMDETBackbone
+    raise ValueError(f"unknown backbone {name!r}; known: {', '.join(BACKBONE_NAMES)}")
 
 
 def build_backbone(spec: BackboneSpec) -> Backbone:

@@ -99,7 +99,8 @@ class Backbone(torch.nn.Module):
 
     @torch.jit.unused
     def message_irreps(self) -> list:
-        """Irreps of what ``conditioning`` adds at each step (one entry per step)."""
+        """Irreps of what ``conditioning`` adds, one entry per conditioned layer (MACE: every
+        interaction; a backbone may leave a step, e.g. an input embedding, unconditioned)."""
         raise NotImplementedError
 
     @torch.jit.unused

@@ -23,12 +23,28 @@ from empp_ff._elements import MAX_ATOMIC_NUMBER
 
 # The backbones a spec may name (``empp_ff.model.backbone`` builds each). A spec written
 # before the field existed is a MACE one.
-BACKBONE_NAMES = ("mace",)
+BACKBONE_NAMES = ("mace", "torchmd_et")
+
+# The architecture fields each backbone uses; the others are ignored by it (and neither
+# validated nor compared when fine-tuning).
+_SHARED_FIELDS = ("backbone", "r_max", "num_channels", "num_interactions", "dtype")
+BACKBONE_FIELDS = {
+    "mace": _SHARED_FIELDS + ("max_L", "correlation", "max_ell", "num_bessel", "num_polynomial_cutoff",
+                              "radial_mlp", "mlp_irreps"),
+    "torchmd_et": _SHARED_FIELDS + ("num_heads", "num_rbf", "distance_influence"),
+}
+
+DISTANCE_INFLUENCE = ("keys", "values", "both", "none")
 
 
 @dataclass
 class Architecture:
-    """Backbone and hyper-parameters (the ``model.*`` config keys besides ``e0s``)."""
+    """Backbone and hyper-parameters (the ``model.*`` config keys besides ``e0s``).
+
+    ``num_interactions``: MACE interactions, or the torchmd_et's attention layers (its
+    neighbour embedding is one more message-passing step). MACE alone: ``max_L`` ..
+    ``mlp_irreps``; torchmd_et alone (torchmd-net's Equivariant Transformer):
+    ``num_heads``, ``num_rbf`` (exp-normal radial functions), ``distance_influence``."""
 
     backbone: str = "mace"
     r_max: float = 5.0
@@ -41,7 +57,14 @@ class Architecture:
     num_polynomial_cutoff: int = 5
     radial_mlp: List[int] = field(default_factory=lambda: [64, 64, 64])
     mlp_irreps: str = "16x0e"
+    num_heads: int = 8
+    num_rbf: int = 32
+    distance_influence: str = "both"
     dtype: str = "float32"
+
+    def used_fields(self) -> tuple:
+        """The names of the fields this architecture's backbone uses."""
+        return BACKBONE_FIELDS[self.backbone]
 
     def validate(self) -> None:
         """Raise ``ValueError`` whose message starts with the offending field's name."""
@@ -54,6 +77,13 @@ class Architecture:
             (self.max_L >= 0, "max_L must be >= 0"),
             (self.num_interactions >= 1, "num_interactions must be >= 1"),
             (self.correlation >= 1, "correlation must be >= 1"),
+            (self.num_heads >= 1, "num_heads must be >= 1"),
+            (self.num_rbf >= 1, "num_rbf must be >= 1"),
+            (self.distance_influence in DISTANCE_INFLUENCE,
+             f"distance_influence must be one of {', '.join(DISTANCE_INFLUENCE)}, got {self.distance_influence!r}"),
+            (self.backbone != "torchmd_et" or self.num_channels % max(self.num_heads, 1) == 0,
+             f"num_channels ({self.num_channels}) must be a multiple of num_heads ({self.num_heads}) "
+             "for the torchmd_et backbone"),
         ]
         for ok, message in checks:
             if not ok:

@@ -25,12 +25,14 @@ _FREE_FIELDS = ("dtype",)
 
 
 def architecture_differences(source: Dict[str, Any], target: Architecture) -> Dict[str, tuple]:
-    """{field: (checkpoint value, this run's value)} for every architecture field that differs."""
+    """{field: (checkpoint value, this run's value)} for every architecture field that differs,
+    among those the target's backbone uses (``backbone`` first: another backbone is one difference)."""
     import dataclasses
 
     diffs = {}
+    used = target.used_fields()
     for f in dataclasses.fields(Architecture):
-        if f.name in _FREE_FIELDS:
+        if f.name in _FREE_FIELDS or f.name not in used:
             continue
         mine = getattr(target, f.name)
         theirs = source.get(f.name, f.default if f.default is not dataclasses.MISSING else None)
