@@ -3,7 +3,7 @@
 Not part of the package or the tests: it needs the candidates installed in a venv of
 its own (they are not dependencies of empp-ff)::
 
-    python3 -m venv /tmp/bb && . /tmp/bb/bin/activate
+    python3 -m venv ../probe-venv && . ../probe-venv/bin/activate   # outside the tree: ruff lints it
     pip install torch==2.13.0 && pip install -e . && pip install torchmd-net equiformer-pytorch
     OMP_NUM_THREADS=1 python benchmarks/backbone_probe.py [et|equiformer_pytorch|speed|all]
 
