@@ -166,6 +166,7 @@ def test_attributes_and_metadata(files):
     assert model.format_version == TORCHSCRIPT_FORMAT_VERSION == 1 and FORMAT_VERSION == 2
     assert load(files["f32"])[0].model_dtype == "float32"
     assert meta["format_version"] == 1 and meta["format"] == "torchscript"
+    assert meta["backbone"] == "mace" == meta["backbone_spec"]["backbone"]
     assert meta["checksum"].startswith("sha256:")
     assert meta["species"] == [1, 6, 8] and meta["elements"] == ["H", "C", "O"]
     assert meta["r_max"] == spec["r_max"]

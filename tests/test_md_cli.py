@@ -91,6 +91,7 @@ def test_cli_end_to_end(workdir):
     info = runner.invoke(main, ["info", model])
     assert info.exit_code == 0, info.output
     assert "H(1) C(6) O(8)" in info.output and "float64" in info.output and "EMA" in info.output
+    assert "architecture" in info.output and "MACE " in info.output
     assert "Å in halo mode (halo_version 1" in info.output
     meta = json.loads(runner.invoke(main, ["info", model, "--json"]).output)
     assert meta["format_version"] == 1 and meta["used_ema"] is True

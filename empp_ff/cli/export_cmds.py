@@ -78,8 +78,7 @@ def _format_metadata(meta: dict) -> str:
     row("E0s (eV)", ", ".join(f"{k} {v:.4f}" for k, v in e0.items()))
     spec = meta.get("backbone_spec", {})
     if spec:
-        row("architecture", f"MACE {spec.get('num_channels')}ch L={spec.get('max_L')} "
-            f"correlation {spec.get('correlation')} max_ell {spec.get('max_ell')}")
+        row("architecture", _architecture(meta.get("backbone", "mace"), spec))
     row("weights", ("EMA" if meta.get("used_ema") else "raw") + (
         f", epoch {meta['epoch']}" if meta.get("epoch") is not None else ""))
     row("source checkpoint", meta.get("source_checkpoint"))
@@ -95,6 +94,17 @@ def _format_metadata(meta: dict) -> str:
     versions = meta.get("versions", {})
     row("versions", ", ".join(f"{k} {v}" for k, v in versions.items() if v))
     return "\n".join(lines)
+
+
+def _architecture(backbone: str, spec: dict) -> str:
+    """One line naming the backbone (files written before the field: MACE) and its size."""
+    if backbone == "mace":
+        return (f"MACE {spec.get('num_channels')}ch L={spec.get('max_L')} "
+                f"correlation {spec.get('correlation')} max_ell {spec.get('max_ell')}")
+    if backbone == "torchmd_et":
+        return (f"torchmd_et (torchmd-net Equivariant Transformer) {spec.get('num_channels')}ch, "
+                f"{spec.get('num_interactions')} attention layers, {spec.get('num_heads')} heads")
+    return f"{backbone} {spec.get('num_channels')}ch"
 
 
 def _compiled_rows(meta: dict) -> list:

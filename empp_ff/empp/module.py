@@ -32,7 +32,7 @@ from empp_ff.empp.masking import MaskedBatch, build_masked_batch, sample_mask_in
 from empp_ff.empp.radius import RadiusHead
 from empp_ff.empp.targets import direction_target, radius_bin_centres, radius_target
 from empp_ff.model._imports import quiet_torchscript_build
-from empp_ff.model.backbone import default_dtype
+from empp_ff.model.interface import default_dtype
 from empp_ff.model.scatter import scatter_sum
 
 

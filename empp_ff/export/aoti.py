@@ -124,7 +124,7 @@ def compile_package(potential: torch.nn.Module, dtype: str, flat_metadata: Dict[
     """Trace, export and compile ``potential`` in ``dtype``; the package's bytes and the time per step."""
     from torch.fx.experimental.proxy_tensor import make_fx
 
-    from empp_ff.model.traceable import build_traceable_potential, traceable_e3nn
+    from empp_ff.model.traceable import build_traceable_potential, tracing
 
     spec = dict(potential.backbone.spec_dict)
     spec["dtype"] = dtype
@@ -133,7 +133,7 @@ def compile_package(potential: torch.nn.Module, dtype: str, flat_metadata: Dict[
     example = _example_inputs(spec["atomic_numbers"], next(traceable.parameters()).dtype, device)
     seconds = {}
     t0 = time.perf_counter()
-    with traceable_e3nn():
+    with tracing(spec):
         graph = make_fx(ForceField(traceable), tracing_mode="symbolic", _allow_non_fake_inputs=True)(*example)
     seconds["trace"] = time.perf_counter() - t0
     atoms = torch.export.Dim("num_atoms", min=0, max=1 << 24)

@@ -33,14 +33,17 @@ from empp_ff.export.model_file import (
 from empp_ff.export.wrappers import ExportedPotential, LayerwiseExportedPotential, halo_comm_dims
 
 
-def _versions() -> Dict[str, Optional[str]]:
-    return {
+def _versions(backbone: str = "mace") -> Dict[str, Optional[str]]:
+    versions = {
         "torch": torch.__version__,
         "e3nn": package_version("e3nn"),
         "mace-torch": package_version("mace-torch"),
         "ase": package_version("ase"),
         "python": platform.python_version(),
     }
+    if backbone == "torchmd_et":
+        versions["torchmd-net"] = package_version("torchmd-net")
+    return versions
 
 
 def _jsonable(obj: Any) -> Any:
@@ -71,19 +74,23 @@ def build_metadata(
     source_checkpoint: Optional[str] = None,
     used_ema: bool = False,
     epoch: Optional[int] = None,
+    num_interactions: Optional[int] = None,
 ) -> Dict[str, Any]:
+    """The model file's ``metadata.json``. ``num_interactions``: the backbone's message-passing
+    steps (``Backbone.num_interactions``, which sets the full ghost shell); default the spec's."""
     from ase.data import chemical_symbols
 
     from empp_ff import __version__
 
     species = [int(z) for z in spec["atomic_numbers"]]
     r_max = float(spec["r_max"])
-    num_interactions = int(spec["num_interactions"])
+    num_interactions = int(spec["num_interactions"] if num_interactions is None else num_interactions)
     return {
         "kind": MODEL_FILE_KIND,
         "format_version": TORCHSCRIPT_FORMAT_VERSION,
         "format": "torchscript",
         "empp_ff_version": __version__,
+        "backbone": str(spec.get("backbone", "mace")),
         "species": species,
         "elements": [chemical_symbols[z] for z in species],
         "r_max": r_max,
@@ -95,7 +102,7 @@ def build_metadata(
             chemical_symbols[z]: float(e) for z, e in zip(species, spec["atomic_energies"])
         },
         "backbone_spec": _jsonable(spec),
-        "versions": _versions(),
+        "versions": _versions(str(spec.get("backbone", "mace"))),
         "training_config": _jsonable(config or {}),
         "validation_metrics": _jsonable(val_metrics or {}),
         "source_checkpoint": source_checkpoint,
@@ -188,7 +195,7 @@ def export_potential(
     spec = dict(potential.backbone.spec_dict)
     param = next(potential.parameters())
     spec["dtype"] = dtype_name(param.dtype)
-    metadata = build_metadata(spec, **(metadata_extra or {}))
+    metadata = build_metadata(spec, num_interactions=potential.num_interactions, **(metadata_extra or {}))
     if format == "aotinductor":
         from empp_ff.export.aoti import export_aoti
 

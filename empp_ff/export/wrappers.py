@@ -141,13 +141,7 @@ class LayerwiseExportedPotential(ExportedPotential):
         if edge_index.shape[1] > 0 and int(edge_index[1].max()) >= n_local:
             raise ValueError("halo_prepare: every edge's receiver (edge_index[1]) must be one of the n_local atoms")
         dtype = self.dtype_ref.dtype
-        node_attrs, edge_attrs, edge_feats, cutoff = self.potential.backbone.geometry(
-            positions.to(dtype), atomic_numbers, edge_index, shifts.to(dtype)
-        )
-        ctx = [edge_index, node_attrs, edge_attrs, edge_feats]
-        if cutoff is not None:
-            ctx.append(cutoff)
-        return ctx
+        return self.potential.backbone.halo_context(positions.to(dtype), atomic_numbers, edge_index, shifts.to(dtype))
 
     @torch.jit.export
     def halo_layer(
@@ -157,14 +151,11 @@ class LayerwiseExportedPotential(ExportedPotential):
             raise ValueError("halo_layer: t must lie in [0, num_interactions)")
         if (t == 0) != (node_feats is None):
             raise ValueError("halo_layer: node_feats must be None for t = 0 and given for t > 0")
-        cutoff: Optional[torch.Tensor] = None
-        if len(ctx) > 4:
-            cutoff = ctx[4]
         if node_feats is not None:
-            if node_feats.shape[0] != ctx[1].shape[0]:
+            if node_feats.shape[0] != ctx[1].shape[0]:  # ctx[1]: one row per node (Backbone.halo_context)
                 raise ValueError("halo_layer: node_feats needs one row per node (own atoms, then ghosts)")
             node_feats = node_feats.to(self.dtype_ref.dtype)
-        return self.potential.backbone.layer(t, ctx[1], node_feats, ctx[2], ctx[3], ctx[0], cutoff, n_local)
+        return self.potential.backbone.halo_layer(t, ctx, node_feats, n_local)
 
 
 def halo_comm_dims(potential: torch.nn.Module) -> List[int]:

@@ -20,6 +20,7 @@ import contextlib
 import io
 import os
 import sys
+import tempfile
 import warnings
 
 _VAR = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
@@ -72,3 +73,48 @@ def import_e3nn_o3():
     with _weights_only_load_allowed():
         import e3nn.o3 as o3
     return o3
+
+
+_WARP_NO_CUDA = "Warp CUDA warning: Could not find or load the NVIDIA CUDA driver"
+
+
+@contextlib.contextmanager
+def _native_stderr_without(fragment: str):
+    """Send file descriptor 2 to a temporary file for the block (native libraries write
+    there directly), then pass on every line but those containing ``fragment``."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            rest = [line for line in tmp.read().decode(errors="replace").splitlines() if fragment not in line]
+            if rest:
+                print("\n".join(rest), file=sys.stderr)
+
+
+def import_torchmdnet_et():
+    """torchmd-net's Equivariant Transformer blocks (the ``et`` extra):
+    ``(EquivariantMultiHeadAttention, ExpNormalSmearing, NeighborEmbedding, act_class_mapping)``.
+
+    torchmd-net initialises NVIDIA Warp at import, which prints a banner on stdout (kept
+    off by raising warp's log level for the import only) and, without a GPU driver, a
+    warning from native code on stderr (dropped here, at its source)."""
+    try:
+        import warp
+    except ImportError as exc:
+        raise ImportError("model.backbone=torchmd_et needs torchmd-net: pip install 'empp-ff[et]'") from exc
+    previous = warp.config.log_level
+    warp.config.log_level = max(previous, warp.LOG_WARNING)
+    try:
+        with _native_stderr_without(_WARP_NO_CUDA):
+            from torchmdnet.models.torchmd_et import EquivariantMultiHeadAttention
+            from torchmdnet.models.utils import ExpNormalSmearing, NeighborEmbedding, act_class_mapping
+    finally:
+        warp.config.log_level = previous
+    return EquivariantMultiHeadAttention, ExpNormalSmearing, NeighborEmbedding, act_class_mapping

@@ -16,12 +16,12 @@ from typing import Dict, List, Optional
 
 import torch
 
-from empp_ff.model.backbone import MACEBackbone
+from empp_ff.model.interface import Backbone
 from empp_ff.model.scatter import scatter_sum
 
 
 class Potential(torch.nn.Module):
-    def __init__(self, backbone: MACEBackbone):
+    def __init__(self, backbone: Backbone):
         super().__init__()
         self.backbone = backbone
         self.r_max = backbone.r_max

@@ -25,12 +25,14 @@ _FREE_FIELDS = ("dtype",)
 
 
 def architecture_differences(source: Dict[str, Any], target: Architecture) -> Dict[str, tuple]:
-    """{field: (checkpoint value, this run's value)} for every architecture field that differs."""
+    """{field: (checkpoint value, this run's value)} for every architecture field that differs,
+    among those the target's backbone uses (``backbone`` first: another backbone is one difference)."""
     import dataclasses
 
     diffs = {}
+    used = target.used_fields()
     for f in dataclasses.fields(Architecture):
-        if f.name in _FREE_FIELDS:
+        if f.name in _FREE_FIELDS or f.name not in used:
             continue
         mine = getattr(target, f.name)
         theirs = source.get(f.name, f.default if f.default is not dataclasses.MISSING else None)
@@ -57,6 +59,9 @@ def load_pretrained(model, target, key: str = "finetune_from", reinit: Sequence[
     source = _source_module(state, backbone)
     report = transfer_weights(source, model.potential, source_spec["atomic_numbers"], backbone.spec.atomic_numbers,
                               keep=reinit)
+    if reinit and not report.kept:  # the part names are MACE's; another backbone must not ignore them silently
+        raise ConfigError(f"empp.pretrained_reinit: no parameter of the {backbone.spec.backbone} backbone matches "
+                          f"{list(reinit)}")
     empp_record = _carry_empp(model, state, source_spec)
     return {
         "initialised_by": key, "finetune_from": str(target), "checkpoint": state["path"],
