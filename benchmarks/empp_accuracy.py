@@ -215,14 +215,35 @@ def run_cell(cell: Cell, variants: Dict[str, Optional[Dict[str, object]]], data_
             f"E {result['test_energy_mae_mev']:.1f} meV, {result['cpu_time_s']:.0f} s CPU")
 
 
-def command_run(args) -> None:
+def known_variants(extra_texts: Optional[List[str]], wanted: List[str]) -> Dict[str, Optional[Dict[str, object]]]:
+    """VARIANTS plus the ad hoc ``NAME:key=value,...`` ones; an unknown wanted name is an error."""
     variants = dict(VARIANTS)
-    for text in args.variant or []:
+    for text in extra_texts or []:
         name, overrides = parse_extra_variant(text)
         variants[name] = overrides
-    unknown = [v for v in args.variants if v not in variants]
+    unknown = [v for v in wanted if v not in variants]
     if unknown:
         raise SystemExit(f"unknown variants {unknown}; known: {sorted(variants)}")
+    return variants
+
+
+def run_cells(cells: List[Cell], variants, data_dir: Path, work: Path, jobs: int) -> None:
+    """Train ``cells`` as ``jobs`` parallel one-thread runs; a failed cell is reported, not fatal."""
+    print(f"{len(cells)} cells, {jobs} parallel one-thread jobs", flush=True)
+
+    def one(cell):
+        try:
+            msg = run_cell(cell, variants, Path(data_dir), work)
+        except Exception as exc:  # one failed cell must not stop the grid
+            msg = f"FAILED {cell.name}: {exc}"
+        print(time.strftime("%H:%M:%S"), msg, flush=True)
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        list(pool.map(one, cells))
+
+
+def command_run(args) -> None:
+    variants = known_variants(args.variant, args.variants)
     spec = GridSpec(args.molecules, parse_regimes(args.regimes), args.variants, args.paper_molecules or [],
                     args.epochs, args.n_val, args.n_test)
     work = Path(args.work)
@@ -233,18 +254,7 @@ def command_run(args) -> None:
     grid_file.write_text(json.dumps({  # the variants of every run into this work directory
         "variants": {**known, **described}, "machine": cpu_model(), "empp_ff": _empp_ff_origin(),
     }, indent=1, default=str) + "\n")
-    cells = cells_of(spec)
-    print(f"{len(cells)} cells, {args.jobs} parallel one-thread jobs", flush=True)
-
-    def one(cell):
-        try:
-            msg = run_cell(cell, variants, Path(args.data_dir), work)
-        except Exception as exc:  # one failed cell must not stop the grid
-            msg = f"FAILED {cell.name}: {exc}"
-        print(time.strftime("%H:%M:%S"), msg, flush=True)
-
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        list(pool.map(one, cells))
+    run_cells(cells_of(spec), variants, Path(args.data_dir), work, args.jobs)
 
 
 def _empp_ff_origin() -> Dict[str, str]:

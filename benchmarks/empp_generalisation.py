@@ -29,8 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Dict, List
 
@@ -38,7 +36,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from _accuracy_cells import Cell, all_results  # noqa: E402
 from _generalisation_report import plot_long, write_report  # noqa: E402
-from empp_accuracy import VARIANTS, parse_extra_variant, run_cell  # noqa: E402
+from empp_accuracy import known_variants, parse_extra_variant, run_cells  # noqa: E402
 
 SPLIT = json.loads((HERE / "empp_split.json").read_text())
 DATA_DIRS = {"design": HERE.parent.parent / "shared" / "data", "report": HERE / "data"}
@@ -51,13 +49,7 @@ def molecules_of(which: str) -> List[str]:
 
 def _variants(args) -> Dict[str, Dict[str, object]]:
     common = dict(parse_extra_variant("common:" + ",".join(args.common or []))[1])
-    variants = dict(VARIANTS)
-    for text in args.variant or []:
-        name, overrides = parse_extra_variant(text)
-        variants[name] = overrides
-    unknown = [v for v in args.variants if v not in variants]
-    if unknown:
-        raise SystemExit(f"unknown variants {unknown}; known: {sorted(variants)}")
+    variants = known_variants(args.variant, args.variants)
     bad = [v for v in args.variants if variants[v] is None or v.startswith("pretrain_")]
     if bad:
         raise SystemExit(f"variants {bad} are not single empp-ff runs; use empp_accuracy.py for them")
@@ -66,19 +58,11 @@ def _variants(args) -> Dict[str, Dict[str, object]]:
 
 def _run_cells(cells: List[Cell], variants, data_dir: Path, work: Path, jobs: int) -> None:
     work.mkdir(parents=True, exist_ok=True)
-    (work / "grid.json").write_text(json.dumps({"variants": variants, "data_dir": str(data_dir)}, indent=1,
-                                               default=str) + "\n")
-    print(f"{len(cells)} cells, {jobs} parallel one-thread jobs", flush=True)
-
-    def one(cell):
-        try:
-            msg = run_cell(cell, variants, data_dir, work)
-        except Exception as exc:  # one failed cell must not stop the grid
-            msg = f"FAILED {cell.name}: {exc}"
-        print(time.strftime("%H:%M:%S"), msg, flush=True)
-
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        list(pool.map(one, cells))
+    grid = work / "grid.json"  # the variants of every run into this work directory
+    known = json.loads(grid.read_text()).get("variants", {}) if grid.is_file() else {}
+    grid.write_text(json.dumps({"variants": {**known, **variants}, "data_dir": str(data_dir)}, indent=1,
+                               default=str) + "\n")
+    run_cells(cells, variants, data_dir, work, jobs)
 
 
 def command_run(args) -> None:
