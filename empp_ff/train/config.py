@@ -305,9 +305,11 @@ DEMO_CONFIG: Dict[str, Any] = {
     "data": {"path": "", "n_train": 200, "n_val": 50, "n_test": 250},
     "model": {"num_channels": 32, "max_L": 1, "num_interactions": 2, "correlation": 2, "radial_mlp": [32, 32]},
     "train": {"max_epochs": 12, "batch_size": 5, "lr": 1e-2, "warmup_epochs": 1.0},
-    # EMPP as an auxiliary loss, from random weights. The start from the bundled
-    # EMPP-pre-trained weights (empp.pretrained: geom-drugs-demo) helps with ~50 labelled
-    # frames but not at the demo's 200 (benchmarks/results/empp_study_cpu.md).
+    # EMPP as an auxiliary loss, from random weights (neutral at these budgets). The start
+    # from the bundled EMPP-pre-trained weights with pretrained_reinit: [elements] is the
+    # recipe for few labelled frames (README; benchmarks/results/
+    # empp_generalisation_study_cpu.md); it stays opt-in so that `task: pretrain` and every
+    # other architecture work without un-setting it.
     "empp": {"enabled": True, "num_masks": 1, "weight": 1.0},
 }
 

@@ -12,8 +12,9 @@ correlation 2, 2 interactions, r_max 5 Å, float32) pre-trained with EMPP alone
 (positions and elements only, no labels) on the 558 GFN2-xTB conformers of 40
 drug-like molecules (H C N O F S Cl) of ``../shared/data/geom_drugs_xtb.h5``,
 10 epochs, seed 1 (``README.md`` here has the commands). What it does for a force
-field (it helps with ~50 labelled frames, not with 200):
-``benchmarks/results/empp_study_cpu.md``.
+field: started from with ``empp.pretrained_reinit: [elements]`` (the element-dependent
+parts at fresh values) it lowers force and energy errors on molecules it has never seen
+when labelled frames are few (``benchmarks/results/empp_generalisation_study_cpu.md``).
 """
 
 from __future__ import annotations
