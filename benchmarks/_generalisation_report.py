@@ -156,7 +156,8 @@ def plot_long(work: Path, out: Path, baseline: str) -> None:
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"validation force MAE / {baseline}")
     ax.set_xscale("log")
-    ax.legend(fontsize=7)
+    if summary:
+        ax.legend(fontsize=7)
     ax.set_title("EMPP variants against no EMPP, long regime")
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
