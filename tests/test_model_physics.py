@@ -9,6 +9,7 @@ from empp_ff.model.backbone import build_backbone
 from empp_ff.model.potential import Potential
 from empp_ff.model.spec import BackboneSpec
 from empp_ff.neighbours import neighbour_graph
+from empp_ff.testing.structures import separated_cluster
 
 from conftest import TINY_MODEL
 
@@ -16,15 +17,7 @@ R_MAX = 4.0
 
 
 def _molecule(seed=0, n=9):
-    rng = np.random.default_rng(seed)
-    # A compact random cluster with no atoms closer than ~0.9 Å.
-    pos = []
-    while len(pos) < n:
-        p = rng.uniform(-2.0, 2.0, size=3)
-        if all(np.linalg.norm(p - q) > 0.9 for q in pos):
-            pos.append(p)
-    z = rng.choice([1, 6, 8], size=n)
-    return np.array(pos), z
+    return separated_cluster(seed, n)
 
 
 def _potential(seed=0, dtype="float64"):

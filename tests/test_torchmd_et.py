@@ -19,6 +19,7 @@ from empp_ff.model.torchmd_et import TorchMDETBackbone  # noqa: E402
 from empp_ff.neighbours import neighbour_graph  # noqa: E402
 from empp_ff.testing.batches import collate, molecule_graph, random_molecule  # noqa: E402
 from empp_ff.testing.models import demo_spec  # noqa: E402
+from empp_ff.testing.structures import separated_cluster  # noqa: E402
 
 R_MAX = 3.5
 STATS = dict(energy_per_atom_mean=-2.0, energy_per_atom_std=0.5, force_scale=1.5)
@@ -42,13 +43,7 @@ def pot():
 
 
 def _molecule(seed=0, n=9):
-    rng = np.random.default_rng(seed)
-    pos = []
-    while len(pos) < n:
-        p = rng.uniform(-2.0, 2.0, size=3)
-        if all(np.linalg.norm(p - q) > 0.9 for q in pos):
-            pos.append(p)
-    return np.array(pos), rng.choice([1, 6, 8], size=n)
+    return separated_cluster(seed, n)
 
 
 def _run(pot, pos, z, **kw):

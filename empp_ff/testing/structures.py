@@ -57,3 +57,15 @@ def molecular_box(
     if wrap:
         atoms.wrap()
     return atoms
+
+
+def separated_cluster(seed: int = 0, n: int = 9, min_distance: float = 0.9):
+    """(positions [n, 3] Å, atomic numbers [n] from H C O): a compact random cluster in a
+    4 Å cube with no two atoms closer than ``min_distance``."""
+    rng = np.random.default_rng(seed)
+    pos: List[np.ndarray] = []
+    while len(pos) < n:
+        p = rng.uniform(-2.0, 2.0, size=3)
+        if all(np.linalg.norm(p - q) > min_distance for q in pos):
+            pos.append(p)
+    return np.array(pos), rng.choice([1, 6, 8], size=n)
