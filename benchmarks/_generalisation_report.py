@@ -7,6 +7,7 @@ import csv
 import json
 import math
 import os
+import re
 from collections import defaultdict
 from pathlib import Path
 from statistics import mean, stdev
@@ -19,20 +20,30 @@ from _machine import cpu_model
 METRICS = (("test_forces_mae_mev_per_a", "F"), ("test_energy_mae_mev", "E"), ("cpu_time_s", "CPU"))
 
 
+def backbone_of(result: dict) -> str:
+    """The backbone a cell trained (``model.backbone`` in its command; MACE by default)."""
+    found = re.search(r"model\.backbone=(\w+)", result.get("command", ""))
+    return found.group(1) if found else "mace"
+
+
 def _pairs(results: List[dict], baseline: str) -> Dict[tuple, List[dict]]:
-    """{(set, n_train, epochs, variant): [{molecule, seed, F, E, CPU ratios, raw values}]}."""
-    base = {(r["molecule"], r["n_train"], r["epochs"], r["seed"]): r for r in results if r["variant"] == baseline}
+    """{(set, backbone, n_train, epochs, variant): [{molecule, seed, F, E, CPU ratios, raw values}]};
+    a variant is paired with the baseline of its own backbone."""
+    def paired_with(r):
+        return backbone_of(r), r["molecule"], r["n_train"], r["epochs"], r["seed"]
+
+    base = {paired_with(r): r for r in results if r["variant"] == baseline}
     out: Dict[tuple, List[dict]] = defaultdict(list)
     for r in results:
-        b = base.get((r["molecule"], r["n_train"], r["epochs"], r["seed"]))
+        b = base.get(paired_with(r))
         if b is None:
             continue
-        pair = {"molecule": r["molecule"], "seed": r["seed"]}
+        pair = {"molecule": r["molecule"], "seed": r["seed"], "cpu_s_per_epoch": r["cpu_time_s"] / r["epochs"]}
         for key, short in METRICS:
             pair[short] = r[key] / b[key]
             pair[f"{short}_value"] = r[key]
         pair["val_F_by_epoch"] = _curve_ratio(r.get("curve") or [], b.get("curve") or [])
-        out[(r["set"], r["n_train"], r["epochs"], r["variant"])].append(pair)
+        out[(r["set"], backbone_of(r), r["n_train"], r["epochs"], r["variant"])].append(pair)
     return out
 
 
@@ -54,9 +65,11 @@ def _head_start(pairs: List[dict]) -> Dict[int, float]:
 
 def summarise(results: List[dict], baseline: str) -> List[dict]:
     rows = []
-    for (which, n_train, epochs, variant), pairs in sorted(_pairs(results, baseline).items()):
-        row = {"set": which, "n_train": n_train, "epochs": epochs, "variant": variant, "pairs": len(pairs),
-               "molecules": sorted({p["molecule"] for p in pairs}), "val_F_ratio_by_epoch": _head_start(pairs)}
+    for (which, backbone, n_train, epochs, variant), pairs in sorted(_pairs(results, baseline).items()):
+        row = {"set": which, "backbone": backbone, "n_train": n_train, "epochs": epochs, "variant": variant,
+               "pairs": len(pairs), "molecules": sorted({p["molecule"] for p in pairs}),
+               "val_F_ratio_by_epoch": _head_start(pairs),
+               "cpu_s_per_epoch": mean(p["cpu_s_per_epoch"] for p in pairs)}
         for _, short in METRICS:
             row[short] = ratio_interval([p[short] for p in pairs])
             row[f"{short}_verdict"] = verdict(row[short])
@@ -81,23 +94,29 @@ def markdown(rows: List[dict], baseline: str) -> str:
              f"Machine: {cpu_model()} ({os.cpu_count()} CPUs), one torch thread per run. Ratios: test MAE of "
              f"the variant / `{baseline}` on the same split, epochs and seed; geometric mean over all "
              "(molecule, seed) pairs of the set with a 95 % t-interval; a gain counts only where the interval "
-             "lies below 1. Split: `benchmarks/empp_split.json`.", "",
-             "| set | train frames | epochs | variant | pairs | force MAE ratio [95 %] | | energy MAE ratio [95 %] "
-             "| | CPU time ratio | force ratio by molecule | validation force ratio at epoch 1 / 5 / 10 / 20 |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "lies below 1. Split: `benchmarks/empp_split.json`. CPU s / epoch: one thread, the mean over the "
+             "variant's cells (training, validation and checkpointing of one epoch).", "",
+             "| set | backbone | train frames | epochs | variant | pairs | force MAE ratio [95 %] | "
+             "| energy MAE ratio [95 %] | | CPU time ratio | CPU s / epoch | force ratio by molecule "
+             "| validation force ratio at epoch 1 / 5 / 10 / 20 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        if r["variant"] == baseline:
-            continue
         per_mol = ", ".join(f"{m} {v:.2f}" for m, v in r["F_by_molecule"].items())
-        lines.append(f"| {r['set']} | {r['n_train']} | {r['epochs']} | {r['variant']} | {r['pairs']} | "
-                     f"{_ci(r['F'])} | {r['F_verdict']} | {_ci(r['E'])} | {r['E_verdict']} | "
-                     f"{r['CPU']['ratio']:.2f} | {per_mol} | {_epochs(r['val_F_ratio_by_epoch'])} |")
+        if r["variant"] == baseline:  # its own row: the CPU time every ratio of the backbone is relative to
+            lines.append(f"| {r['set']} | {r['backbone']} | {r['n_train']} | {r['epochs']} | {r['variant']} | "
+                         f"{r['pairs']} | 1 | | 1 | | 1 | {r['cpu_s_per_epoch']:.1f} | | |")
+            continue
+        lines.append(f"| {r['set']} | {r['backbone']} | {r['n_train']} | {r['epochs']} | {r['variant']} | "
+                     f"{r['pairs']} | {_ci(r['F'])} | {r['F_verdict']} | {_ci(r['E'])} | {r['E_verdict']} | "
+                     f"{r['CPU']['ratio']:.2f} | {r['cpu_s_per_epoch']:.1f} | {per_mol} | "
+                     f"{_epochs(r['val_F_ratio_by_epoch'])} |")
     lines += ["", "Test MAE per molecule (mean ± std over seeds; meV/Å, meV):", "",
-              "| set | train frames | epochs | variant | molecule | forces | energies |", "|---|---|---|---|---|---|---|"]
+              "| set | backbone | train frames | epochs | variant | molecule | forces | energies |",
+              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         for m, values in r["F_values"].items():
             e = r["E_values"][m]
-            lines.append(f"| {r['set']} | {r['n_train']} | {r['epochs']} | {r['variant']} | {m} | "
+            lines.append(f"| {r['set']} | {r['backbone']} | {r['n_train']} | {r['epochs']} | {r['variant']} | {m} | "
                          f"{_mean_std(values)} | {_mean_std(e)} |")
     return "\n".join(lines) + "\n"
 
@@ -115,8 +134,8 @@ def write_report(results: List[dict], sets: Dict[str, str], out: Path, baseline:
         r["set"] = sets.get(r["molecule"], "other")
     rows = summarise(results, baseline)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps({"machine": cpu_model(), "rows": rows, "cells": [
-        {k: v for k, v in r.items() if k != "curve"} for r in results]}, indent=1, default=str) + "\n")
+    out.with_suffix(".json").write_text(json.dumps({"machine": cpu_model(), "rows": rows, "cells": results},
+                                                   indent=1, default=str) + "\n")
     out.with_suffix(".md").write_text(markdown(rows, baseline))
     print(out.with_suffix(".md").read_text())
 

@@ -7,6 +7,13 @@ Adam step. Median over the timed steps after warm-up, for: no EMPP, n = 1, n = 3
 
     python benchmarks/empp_step_time.py [path/to/md17_aspirin.npz] [--steps 10] [--warmup 3] [--threads 2]
 
+``--backbones mace torchmd_et`` times every backbone's variants in the same interleaved
+loop (the ET: torchmd-net's Equivariant Transformer, 8 heads, 32 RBF, at the same width and
+number of message-passing layers), e.g. the demo width:
+
+    python benchmarks/empp_step_time.py --backbones mace torchmd_et --channels 32 --batch-size 5 \
+        --masks 0 1 --threads 1 --out benchmarks/results/backbone_step_time_cpu
+
 Writes benchmarks/results/empp_step_time_cpu.json and .md.
 """
 
@@ -51,6 +58,8 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--masks", type=int, nargs="+", default=[0, 1, 3])
+    ap.add_argument("--backbones", nargs="+", default=["mace"], help="model.backbone names (mace, torchmd_et)")
+    ap.add_argument("--channels", type=int, default=64)
     ap.add_argument("--out", default=str(RESULTS / "empp_step_time_cpu"))
     args = ap.parse_args(argv)
 
@@ -58,7 +67,7 @@ def main(argv=None):
     load_start = list(os.getloadavg())
     from empp_ff.empp.config import EMPPConfig
     from empp_ff.empp.module import EMPPModule
-    from empp_ff.model.backbone import MACEBackbone
+    from empp_ff.model.backbone import build_backbone
     from empp_ff.model.potential import Potential
     from empp_ff.model.spec import BackboneSpec
     from empp_ff.testing.batches import collate, molecule_graph
@@ -75,11 +84,11 @@ def main(argv=None):
     )
     r_max = 5.0
     g0 = molecule_graph(R[0], z, r_max)
-    spec = BackboneSpec(
-        atomic_numbers=species, atomic_energies=[e0] * len(species), r_max=r_max, num_channels=64, max_L=1,
-        num_interactions=2, avg_num_neighbors=g0.edge_index.shape[1] / n_atoms, dtype="float32",
-        scale=float(F.pow(2).mean().sqrt()),
-    )
+    specs = {name: BackboneSpec(
+        backbone=name, atomic_numbers=species, atomic_energies=[e0] * len(species), r_max=r_max,
+        num_channels=args.channels, max_L=1, num_interactions=2, avg_num_neighbors=g0.edge_index.shape[1] / n_atoms,
+        dtype="float32", scale=float(F.pow(2).mean().sqrt()),
+    ) for name in args.backbones}
 
     rng = torch.Generator().manual_seed(0)
     total = args.warmup + args.steps
@@ -93,16 +102,17 @@ def main(argv=None):
     # changes on a shared machine hit all variants alike. Wall time and process CPU time
     # (all threads) are both recorded.
     runs = {}
-    for n in args.masks:
+    for (name, spec), n in [(item, n) for item in specs.items() for n in args.masks]:
         torch.manual_seed(0)
-        backbone = MACEBackbone(spec)
+        backbone = build_backbone(spec)
         potential = Potential(backbone)
         params = list(backbone.parameters())
         cfg = EMPPConfig(enabled=n > 0, num_masks=max(n, 1))
         empp = EMPPModule(cfg, backbone, stats) if n > 0 else None
         if empp is not None:
             params += list(empp.parameters())
-        runs["no_empp" if n == 0 else f"empp_n{n}"] = dict(
+        variant = "no_empp" if n == 0 else f"empp_n{n}"
+        runs[variant if name == "mace" else f"{name}/{variant}"] = dict(
             backbone=backbone, potential=potential, empp=empp, cfg=cfg,
             opt=torch.optim.Adam(params, lr=1e-4), gen=torch.Generator().manual_seed(1),
             wall=[], cpu=[], empp_fwd=[],
@@ -143,16 +153,23 @@ def main(argv=None):
             "median_empp_forward_s": statistics.median(run["empp_fwd"]) if run["empp_fwd"] else None,
         }
 
-    base = results.get("no_empp", {}).get("median_step_s")
-    base_cpu = results.get("no_empp", {}).get("median_step_cpu_s")
-    for key, r in results.items():
+    for key, r in results.items():  # relative to the no-EMPP run of the same backbone
+        prefix = key.rpartition("/")[0]
+        own = results.get(f"{prefix}/no_empp" if prefix else "no_empp", {})
+        base, base_cpu, base_min = own.get("median_step_s"), own.get("median_step_cpu_s"), own.get("min_step_s")
         r["ratio_vs_no_empp"] = r["median_step_s"] / base if base else None
         r["cpu_ratio_vs_no_empp"] = r["median_step_cpu_s"] / base_cpu if base_cpu else None
-        base_min = results.get("no_empp", {}).get("min_step_s")
         r["min_ratio_vs_no_empp"] = r["min_step_s"] / base_min if base_min else None
+    mace_base = results.get("no_empp", {}).get("median_step_cpu_s")
+    for key, r in results.items():
+        r["cpu_ratio_vs_mace_no_empp"] = r["median_step_cpu_s"] / mace_base if mace_base else None
     report = {
         "benchmark": "empp_step_time",
-        "model": "MACE 64x0e+64x1o (max_L=1), 2 interactions, correlation 3, max_ell 3, r_max 5, float32",
+        "model": (f"MACE {args.channels}x0e+{args.channels}x1o (max_L=1), 2 interactions, correlation 3, max_ell 3, "
+                  "r_max 5, float32"
+                  + (f"; torchmd_et: {args.channels} channels, 2 attention layers, 8 heads, 32 RBF, r_max 5, float32"
+                     if "torchmd_et" in args.backbones else "")),
+        "backbones": args.backbones,
         "data": os.path.basename(args.data),
         "batch_size": args.batch_size,
         "atoms_per_molecule": n_atoms,
@@ -186,8 +203,10 @@ def main(argv=None):
         f"Median of {args.steps} steps after {args.warmup} warm-up steps; variants interleaved step by step.",
         "Wall time is inflated by the other processes; process CPU time (both threads) is the steadier figure.",
         "",
-        "| run | median step wall (s) | × no EMPP (wall) | min step wall (s) | × no EMPP (min) | median step CPU (s) | × no EMPP (CPU) | EMPP forward wall (s) |",
-        "|---|---|---|---|---|---|---|---|",
+        "Ratios are to the no-EMPP run of the same backbone; the last column to MACE without EMPP.",
+        "",
+        "| run | median step wall (s) | × no EMPP (wall) | min step wall (s) | × no EMPP (min) | median step CPU (s) | × no EMPP (CPU) | EMPP forward wall (s) | CPU × MACE no EMPP |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for key, r in results.items():
         ratio = f"{r['ratio_vs_no_empp']:.2f}" if r["ratio_vs_no_empp"] else "—"
@@ -195,7 +214,8 @@ def main(argv=None):
         ef = f"{r['median_empp_forward_s']:.3f}" if r["median_empp_forward_s"] else "—"
         mratio = f"{r['min_ratio_vs_no_empp']:.2f}" if r["min_ratio_vs_no_empp"] else "—"
         lines.append(f"| {key} | {r['median_step_s']:.3f} | {ratio} | {r['min_step_s']:.3f} | {mratio} | "
-                     f"{r['median_step_cpu_s']:.3f} | {cratio} | {ef} |")
+                     f"{r['median_step_cpu_s']:.3f} | {cratio} | {ef} | "
+                     f"{r['cpu_ratio_vs_mace_no_empp'] or float('nan'):.2f} |")
     lines += ["", f"Target: {report['target']}.", ""]
     out.with_suffix(".md").write_text("\n".join(lines))
     print("\n".join(lines))

@@ -102,18 +102,24 @@ def _train(tiny_train_overrides, run, **extra):
     return CliRunner().invoke(main, args)
 
 
-def test_bundled_empp_weights_are_the_demo_architecture():
+def test_bundled_empp_weights_are_each_backbones_demo_architecture():
     from empp_ff.empp.pretrained import BUNDLED, resolve_pretrained
     from empp_ff.train.checkpoint import load_checkpoint
-    from empp_ff.train.config import load_config
+    from empp_ff.train.config import ConfigError, load_config
     from empp_ff.train.finetune import architecture_differences
 
-    demo = load_config(None, [])
-    assert set(BUNDLED) == {"geom-drugs-demo"}
-    state = load_checkpoint(resolve_pretrained("geom-drugs-demo"))
-    assert state["config"]["task"] == "pretrain" and "optimizer_state" not in state
-    assert architecture_differences(state["backbone_spec"], demo.model) == {}
-    assert {1, 6, 7, 8} <= set(state["backbone_spec"]["atomic_numbers"])
+    assert set(BUNDLED) == {"geom-drugs-demo"} and set(BUNDLED["geom-drugs-demo"]) == {"mace", "torchmd_et"}
+    for backbone in ("mace", "torchmd_et"):
+        demo = load_config(None, [f"model.backbone={backbone}"])
+        state = load_checkpoint(resolve_pretrained("geom-drugs-demo", backbone))
+        assert state["config"]["task"] == "pretrain" and "optimizer_state" not in state
+        assert state["backbone_spec"].get("backbone", "mace") == backbone  # specs before the field: MACE
+        assert architecture_differences(state["backbone_spec"], demo.model) == {}
+        assert {1, 6, 7, 8} <= set(state["backbone_spec"]["atomic_numbers"])
+    with pytest.raises(ValueError, match="bundled for the backbones mace, torchmd_et, not painn"):
+        resolve_pretrained("geom-drugs-demo", "painn")
+    with pytest.raises(ConfigError, match="neither a bundled name"):
+        load_config(None, ["empp.enabled=true", "empp.pretrained=geom-drugs-dem"])
 
 
 def test_empp_pretrained_starts_the_run_and_names_itself_in_errors(tmp_path, tiny_train_overrides):
@@ -196,3 +202,14 @@ def test_pretrained_reinit_names_unknown_parts():
 
     with pytest.raises(ConfigError, match=r"pretrained_reinit: unknown parts \['embeddings'\]; known: .*'embedding'"):
         load_config(None, ["empp.pretrained_reinit=[embeddings, readouts]"])
+
+
+def test_pretrained_reinit_parts_are_the_backbones_own():
+    """A part one backbone has and the chosen one lacks is refused before any work,
+    with the chosen backbone's parts listed."""
+    from empp_ff.train.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=r"the torchmd_et backbone has no parts \['skip'\]; its parts: "
+                                          r"\['elements', 'embedding', 'interactions', 'readouts'\]"):
+        load_config(None, ["model.backbone=torchmd_et", "empp.pretrained_reinit=[elements, skip]"])
+    assert load_config(None, ["model.backbone=torchmd_et", "empp.pretrained_reinit=[elements]"]).empp.pretrained_reinit

@@ -258,36 +258,11 @@ def test_nve_conserves_energy(model64, fmt, request, tmp_path):
     conserved to a small fraction of the potential-energy swing, and its error
     shrinks like dt^2 (forces are the exact gradient of the energy), for the
     TorchScript file and the compiled package."""
-    from empp_ff.inference.lammps.inputs import write_data
+    from empp_ff.testing.lammps import nve_energy_ranges
     from empp_ff.testing.structures import molecular_box
 
     model = model64 if fmt == "pt" else request.getfixturevalue("compiled_model64")["pt2"]
-    atoms = molecular_box(16, 10.0, seed=3)
-    elements = write_data(atoms, tmp_path / "nve.data")
-    num = r"(-?\d+\.?\d*(?:[eE][-+]?\d+)?)"
-    ptp = {}
-    for dt_fs, steps in ((0.25, 20), (0.125, 40)):
-        proc = run_lammps_input(tmp_path, f"""
-            units metal
-            atom_style atomic
-            read_data nve.data
-            pair_style empp
-            pair_coeff * * {model} {' '.join(elements)}
-            neighbor 1.0 bin
-            neigh_modify every 1 delay 0 check yes
-            velocity all create 300 4928 mom yes rot yes dist gaussian
-            timestep {dt_fs / 1000}
-            fix 1 all nve
-            thermo_style custom step pe ke etotal
-            thermo_modify format float %.12g
-            thermo {steps // 10}
-            run {steps}
-        """)
-        assert proc.returncode == 0, proc.stdout[-3000:]
-        rows = re.findall(rf"^\s*(\d+)\s+{num}\s+{num}\s+{num}\s*$", proc.stdout, flags=re.M)
-        data = np.array([[float(v) for v in r] for r in rows])
-        assert len(data) == 11
-        ptp[dt_fs] = (np.ptp(data[:, 1]), np.ptp(data[:, 3]))
+    ptp = nve_energy_ranges(model, molecular_box(16, 10.0, seed=3), tmp_path)
     print("NVE ptp(pe), ptp(etot):", ptp)
     pe_swing, e_err = ptp[0.25]
     assert pe_swing > 0.5  # the system really moves

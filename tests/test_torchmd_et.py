@@ -163,3 +163,19 @@ def test_model_file_equals_the_potential_and_the_halo_protocol_equals_forward(po
     res = evaluate(model, atoms, (2, 1, 1))
     assert abs(res["energy"] - float(out["energy"])) < 1e-8
     assert np.abs(res["forces"] - out["forces"].detach().numpy()).max() < 1e-8
+
+
+def test_pretrained_reinit_elements_keeps_the_fresh_embedding_tables():
+    """``empp.pretrained_reinit: [elements]`` on the ET: the two element tables keep their
+    fresh values, every other weight is the pre-trained one."""
+    from empp_ff.model.transfer import transfer_weights
+
+    source, target = _potential(seed=1), _potential(seed=2)
+    before = {n: p.detach().clone() for n, p in target.named_parameters()}
+    patterns = EMPPConfig(pretrained_reinit=["elements"]).reinit_patterns("torchmd_et")
+    report = transfer_weights(source, target, (1, 6, 8), (1, 6, 8), keep=patterns)
+    assert set(report.kept) == {"backbone.embedding.weight", "backbone.neighbour_embedding.embedding.weight"}
+    src = dict(source.named_parameters())
+    for name, param in target.named_parameters():
+        expected = before[name] if name in report.kept else src[name]
+        assert torch.equal(param, expected), name

@@ -14,24 +14,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional
 
 from empp_ff.empp.weighting import AuxWeighting
+from empp_ff.model.parts import all_part_names, reinit_fragments
 
 _MASK_REDUCTIONS = ("sum", "mean")
 _PAIR_REDUCTIONS = ("global_mean", "per_atom_mean")
 _RADIUS_MODES = ("paper", "reference")
-
-# Parts of the backbone that ``pretrained_reinit`` can leave at their fresh initial values
-# when a run starts from EMPP-pre-trained weights: name fragments of the MACE parameters.
-# "elements" is every element-indexed part (embedding, skip connections, contractions).
-REINIT_PARTS: Dict[str, tuple] = {
-    "embedding": ("node_embedding.",),
-    "skip": (".skip_tp.",),
-    "contractions": (".symmetric_contractions.",),
-    "elements": ("node_embedding.", ".skip_tp.", ".symmetric_contractions."),
-    "products": (".products.",),
-    "readouts": (".readouts.",),
-    "interactions": (".interactions.",),
-}
-
 
 @dataclass
 class EMPPConfig(AuxWeighting):
@@ -43,7 +30,8 @@ class EMPPConfig(AuxWeighting):
     # a checkpoint (empp_ff/empp/pretrained); null: random weights.
     pretrained: Optional[str] = None
     # Parts of the backbone that keep their fresh initial values instead of the pretrained
-    # ones (names in REINIT_PARTS), e.g. [elements] carries only what is not indexed by element.
+    # ones (names in empp_ff.model.parts, per backbone), e.g. [elements] carries only what
+    # is not indexed by element.
     pretrained_reinit: List[str] = field(default_factory=list)
     num_masks: int = 1
     # The paper's MD17 value is 50; at the budgets this package is used with (tens of
@@ -87,9 +75,9 @@ class EMPPConfig(AuxWeighting):
             self.validate_weighting("empp")
         except ValueError as exc:
             bad(str(exc).removeprefix("empp."))
-        unknown_parts = [p for p in self.pretrained_reinit if p not in REINIT_PARTS]
+        unknown_parts = [p for p in self.pretrained_reinit if p not in all_part_names()]
         if unknown_parts:
-            bad(f"pretrained_reinit: unknown parts {unknown_parts}; known: {sorted(REINIT_PARTS)}")
+            bad(f"pretrained_reinit: unknown parts {unknown_parts}; known: {all_part_names()}")
         if self.mask_loss_reduction not in _MASK_REDUCTIONS:
             bad(f"mask_loss_reduction must be one of {_MASK_REDUCTIONS}, got {self.mask_loss_reduction!r}")
         if self.pair_reduction not in _PAIR_REDUCTIONS:
@@ -128,9 +116,10 @@ class EMPPConfig(AuxWeighting):
         the ``pretrained`` start (and costs nothing per step)."""
         return self.enabled and self.weight > 0
 
-    def reinit_patterns(self) -> tuple:
-        """Parameter-name fragments that ``pretrained_reinit`` leaves at their fresh values."""
-        return tuple(frag for part in self.pretrained_reinit for frag in REINIT_PARTS[part])
+    def reinit_patterns(self, backbone: str = "mace") -> tuple:
+        """Parameter-name fragments that ``pretrained_reinit`` leaves at their fresh values
+        on ``backbone`` (ValueError for a part that backbone does not have)."""
+        return reinit_fragments(backbone, self.pretrained_reinit)
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)

@@ -123,3 +123,44 @@ def run_lammps_input(workdir, text: str, np_ranks: int = 1, timeout: float = 180
         cwd=workdir, env=lammps_env(), text=True, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, timeout=timeout,
     )
+
+
+def nve_energy_ranges(model_path, atoms, workdir, runs=((0.25, 20), (0.125, 40)), pair_args: str = "",
+                      np_ranks: int = 1) -> Dict[float, tuple]:
+    """LAMMPS NVE of ``atoms`` at 300 K for each (dt in fs, steps) of ``runs``; per dt the
+    peak-to-peak of the potential and of the total energy over 11 thermo rows (eV):
+    {dt: (ptp(pe), ptp(etot))}. The runs' lengths in time are the caller's choice (equal
+    lengths make the total-energy error comparable across dt)."""
+    import re
+
+    from empp_ff.inference.lammps.inputs import write_data
+
+    workdir = Path(workdir)
+    elements = write_data(atoms, workdir / "nve.data")
+    num = r"(-?\d+\.?\d*(?:[eE][-+]?\d+)?)"
+    ranges = {}
+    for dt_fs, steps in runs:
+        proc = run_lammps_input(workdir, f"""
+            units metal
+            atom_style atomic
+            read_data nve.data
+            pair_style empp {pair_args}
+            pair_coeff * * {model_path} {' '.join(elements)}
+            neighbor 1.0 bin
+            neigh_modify every 1 delay 0 check yes
+            velocity all create 300 4928 mom yes rot yes dist gaussian
+            timestep {dt_fs / 1000}
+            fix 1 all nve
+            thermo_style custom step pe ke etotal
+            thermo_modify format float %.12g
+            thermo {steps // 10}
+            run {steps}
+        """, np_ranks=np_ranks)
+        if proc.returncode != 0:
+            raise RuntimeError(f"LAMMPS NVE failed (rc={proc.returncode}):\n{proc.stdout[-3000:]}")
+        rows = re.findall(rf"^\s*(\d+)\s+{num}\s+{num}\s+{num}\s*$", proc.stdout, flags=re.M)
+        data = np.array([[float(v) for v in r] for r in rows])
+        if len(data) != 11:
+            raise RuntimeError(f"expected 11 thermo rows, got {len(data)}:\n{proc.stdout[-3000:]}")
+        ranges[dt_fs] = (float(np.ptp(data[:, 1])), float(np.ptp(data[:, 3])))
+    return ranges

@@ -123,9 +123,11 @@ def _save_checkpoint(path, spec, state, ema_state=None, val_metrics=None) -> Pat
     return Path(path)
 
 
-def _pair_style_test_potential(atomic_numbers, dtype, num_channels, num_interactions, r_max, seed, perturb, scale):
+def _pair_style_test_potential(atomic_numbers, dtype, num_channels, num_interactions, r_max, seed, perturb, scale,
+                               architecture=None):
+    fields = {**_PAIR_STYLE_TEST_ARCHITECTURE, **(architecture or {})}
     spec = demo_spec(atomic_numbers, dtype=dtype, num_channels=num_channels, num_interactions=num_interactions,
-                     r_max=r_max, scale=3.0 if scale is None else float(scale), **_PAIR_STYLE_TEST_ARCHITECTURE)
+                     r_max=r_max, scale=3.0 if scale is None else float(scale), **fields)
     return spec, demo_potential(spec, seed=seed, perturb=perturb)
 
 
@@ -142,6 +144,7 @@ def make_model(
     scale: Optional[float] = None,
     checkpoint: bool = False,
     layerwise: bool = True,
+    architecture: Optional[Dict[str, Any]] = None,
 ) -> Path:
     """Write a small untrained model file obeying the model-file contract (the
     LAMMPS tests' model: see ``_PAIR_STYLE_TEST_ARCHITECTURE``): TorchScript, or an
@@ -151,11 +154,12 @@ def make_model(
     ``perturb`` adds seeded noise to all weights (so that the untrained model is far
     from flat: sensitive accuracy tests); ``perturb=0`` gives a gentler model.
     ``layerwise=False`` writes a file without the halo entry points, like the files
-    exported before they existed."""
+    exported before they existed. ``architecture``: other spec fields, e.g.
+    ``{"backbone": "torchmd_et", "num_heads": 2}``."""
     from empp_ff.export import export_potential
 
     spec, potential = _pair_style_test_potential(atomic_numbers, dtype, num_channels, num_interactions, r_max,
-                                                 seed, perturb, scale)
+                                                 seed, perturb, scale, architecture)
     path = Path(path)
     if checkpoint:
         return _save_checkpoint(path, spec, {k: v.detach().clone() for k, v in potential.state_dict().items()})

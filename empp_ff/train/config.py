@@ -272,7 +272,8 @@ def _check_values(cfg: Config) -> None:
         need(cfg.empp.weight > 0, "task 'pretrain' trains with EMPP alone: empp.weight must be > 0")
     try:
         cfg.empp.validate()
-        initial_weights(cfg.finetune_from, cfg.empp)  # a bad empp.pretrained fails before any work
+        cfg.empp.reinit_patterns(cfg.model.backbone)  # parts the chosen backbone does not have
+        initial_weights(cfg.finetune_from, cfg.empp, cfg.model.backbone)  # a bad empp.pretrained fails before any work
     except ValueError as exc:
         raise ConfigError(f"empp: {exc}") from exc
     try:

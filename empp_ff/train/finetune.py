@@ -59,7 +59,7 @@ def load_pretrained(model, target, key: str = "finetune_from", reinit: Sequence[
     source = _source_module(state, backbone)
     report = transfer_weights(source, model.potential, source_spec["atomic_numbers"], backbone.spec.atomic_numbers,
                               keep=reinit)
-    if reinit and not report.kept:  # the part names are MACE's; another backbone must not ignore them silently
+    if reinit and not report.kept:  # a part that names nothing must not pass silently
         raise ConfigError(f"empp.pretrained_reinit: no parameter of the {backbone.spec.backbone} backbone matches "
                           f"{list(reinit)}")
     empp_record = _carry_empp(model, state, source_spec)

@@ -81,7 +81,7 @@ class Trainer:
             self._restore(resume_state)
             if self.epoch < self.cfg.train.max_epochs:
                 self.log(f"resuming {self.run_dir} after epoch {self.epoch}")
-        elif (start := initial_weights(self.cfg.finetune_from, self.cfg.empp)) is not None:
+        elif (start := initial_weights(self.cfg.finetune_from, self.cfg.empp, self.cfg.model.backbone)) is not None:
             self._load_pretrained(*start)
         if self.epoch < self.cfg.train.max_epochs:
             self.rundir.discard_result()  # a test_metrics.json of fewer epochs is not this run's result
@@ -166,7 +166,7 @@ class Trainer:
                         finished=self.rundir.finished_result(epochs) is not None)
 
     def _load_pretrained(self, key: str, target: str) -> None:
-        reinit = self.cfg.empp.reinit_patterns() if key == "empp.pretrained" else ()
+        reinit = self.cfg.empp.reinit_patterns(self.cfg.model.backbone) if key == "empp.pretrained" else ()
         record = load_pretrained(self.model, target, key, reinit)
         if self.ema is not None:  # average the loaded weights, not the fresh ones
             self.ema = EMA(self.model, self.cfg.train.ema_decay)

@@ -24,21 +24,29 @@ from typing import Dict, Optional, Tuple
 
 HERE = Path(__file__).resolve().parent
 
-#: name -> file in this directory
-BUNDLED: Dict[str, str] = {"geom-drugs-demo": "geom_drugs_demo.pt"}
+#: name -> {backbone (``model.backbone``): file in this directory}. One name, one recipe:
+#: each backbone's demo architecture pre-trained the same way on the same structures.
+BUNDLED: Dict[str, Dict[str, str]] = {
+    "geom-drugs-demo": {"mace": "geom_drugs_demo.pt", "torchmd_et": "geom_drugs_demo_torchmd_et.pt"},
+}
 
 # Kept from a training checkpoint: what initialising from it needs, plus provenance.
 _KEEP = ("config", "backbone_spec", "ema_potential_state", "potential_state", "empp_state", "label_stats",
          "statistics", "epoch", "best_val", "val_metrics", "history", "splits_sizes", "format", "format_version")
 
 
-def resolve_pretrained(value: Optional[str]) -> Optional[str]:
-    """The checkpoint path (or run directory) that ``empp.pretrained = value`` means;
-    ``ValueError`` naming the key when it is neither bundled nor an existing path."""
+def resolve_pretrained(value: Optional[str], backbone: str = "mace") -> Optional[str]:
+    """The checkpoint path (or run directory) that ``empp.pretrained = value`` means for a
+    run of ``backbone``; ``ValueError`` naming the key when it is neither bundled (for that
+    backbone) nor an existing path."""
     if value is None:
         return None
     if value in BUNDLED:
-        path = HERE / BUNDLED[value]
+        files = BUNDLED[value]
+        if backbone not in files:
+            raise ValueError(f"empp.pretrained={value}: bundled for the backbones {', '.join(sorted(files))}, "
+                             f"not {backbone}; use null to start from random weights")
+        path = HERE / files[backbone]
         if not path.is_file():
             raise ValueError(f"empp.pretrained={value}: the bundled file {path} is missing from this installation")
         return str(path)
@@ -50,16 +58,17 @@ def resolve_pretrained(value: Optional[str]) -> Optional[str]:
     )
 
 
-def initial_weights(finetune_from: Optional[str], empp) -> Optional[Tuple[str, str]]:
+def initial_weights(finetune_from: Optional[str], empp, backbone: str = "mace") -> Optional[Tuple[str, str]]:
     """(config key, checkpoint or run directory) a new run starts from, or None:
     ``finetune_from`` when set (a run of your own replaces the bundled start), else
-    ``empp.pretrained`` when EMPP is on (``empp``: an EMPPConfig). ``ValueError`` when
+    ``empp.pretrained`` when EMPP is on (``empp``: an EMPPConfig; a bundled name is resolved
+    for ``backbone``). ``ValueError`` when
     ``empp.pretrained`` resolves to nothing (config validation calls this)."""
     if finetune_from:
         return "finetune_from", finetune_from
     if not empp.enabled or empp.pretrained is None:
         return None
-    return "empp.pretrained", resolve_pretrained(empp.pretrained)
+    return "empp.pretrained", resolve_pretrained(empp.pretrained, backbone)
 
 
 def write_bundle(run: str, out: str) -> Path:
