@@ -47,7 +47,12 @@ def tiny_train_overrides(tmp_path):
             "train.progress": False,
             "train.tensorboard": False,
             **{f"model.{k}": v for k, v in TINY_MODEL.items()},
+            # EMPP, where a test turns it on, as the auxiliary loss from random weights (the
+            # demo's bundled start is for the demo architecture, not this tiny one)
             "empp.enabled": False,
+            "empp.pretrained": "null",
+            "empp.pretrained_reinit": "[]",
+            "empp.weight": 1.0,
             **extra,
         }
         return [f"{k}={v}" for k, v in items.items()]

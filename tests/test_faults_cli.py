@@ -131,7 +131,8 @@ def trained(tmp_path_factory):
     work = tmp_path_factory.mktemp("cli")
     sets = {"run_dir": work / "run", "data.n_train": 16, "data.n_val": 4, "data.n_test": 8,
             "train.max_epochs": 1, "train.batch_size": 4, "train.tensorboard": False,
-            "empp.num_masks": 1, **{f"model.{k}": v for k, v in TINY_MODEL.items()}}
+            "empp.num_masks": 1, "empp.weight": 1, "empp.pretrained": "null",  # EMPP aux (tiny model: no bundle)
+            **{f"model.{k}": v for k, v in TINY_MODEL.items()}}
     train = _run(["train", *_sets(f"{k}={v}" for k, v in sets.items())], work)
     assert train.returncode == 0, train.stdout + train.stderr
     export = _run(["export", work / "run", "-o", work / "m.pt"], work)

@@ -150,25 +150,39 @@ def test_empp_pretrained_starts_the_run_and_names_itself_in_errors(tmp_path, tin
     assert not missing.exists()
 
 
-def test_small_data_recipe_trains_from_the_bundled_weights(tmp_path):
-    """The small-data recipe of README: the demo config started from the bundled
-    EMPP-pre-trained weights, without the auxiliary loss (empp.weight 0)."""
+def test_the_demo_trains_from_the_bundled_weights_with_fresh_element_parts(tmp_path):
+    """The demo config's EMPP part (README): the start from the bundled EMPP-pre-trained
+    weights with the element-dependent parts re-initialised, no auxiliary loss."""
     from click.testing import CliRunner
 
     from empp_ff.cli import main
 
     run = tmp_path / "demo"
     sets = {"run_dir": run, "data.n_train": 8, "data.n_val": 4, "data.n_test": 4, "train.max_epochs": 1,
-            "train.progress": False, "train.tensorboard": False,
-            "empp.pretrained": "geom-drugs-demo", "empp.weight": 0}
+            "train.progress": False, "train.tensorboard": False}
     result = CliRunner().invoke(main, ["train"] + [a for k, v in sets.items() for a in ("--set", f"{k}={v}")])
     assert result.exit_code == 0, result.output
     record = json.loads((run / "finetune.json").read_text())
     assert record["initialised_by"] == "empp.pretrained" and record["checkpoint"].endswith("geom_drugs_demo.pt")
-    assert record["new_elements"] == [] and record["loaded_by_element"]  # aspirin: H C O, all pre-trained
+    assert record["new_elements"] == [] and record["loaded"]
+    assert record["kept"] and all(any(p in n for p in ("node_embedding", "skip_tp", "symmetric_contractions"))
+                                  for n in record["kept"])
     # empp.weight 0: no auxiliary pass, no EMPP columns filled
     row = next(csv.DictReader((run / "metrics.csv").open()))
     assert row["empp_loss"] == "" and float(row["train_forces_loss"]) > 0
+
+
+def test_pretraining_on_the_demo_config_does_not_inherit_its_start():
+    from empp_ff.train.config import DEMO_CONFIG, load_config
+
+    demo = load_config(None, [])
+    assert (demo.empp.pretrained, demo.empp.pretrained_reinit, demo.empp.weight) == ("geom-drugs-demo", ["elements"], 0)
+    pre = load_config(None, ["task=pretrain", "data.path=unlabelled.h5"])
+    assert (pre.empp.pretrained, pre.empp.pretrained_reinit, pre.empp.weight) == (None, [], 1.0)
+    asked = load_config(None, ["task=pretrain", "data.path=unlabelled.h5", "empp.pretrained=geom-drugs-demo",
+                               "empp.weight=2"])
+    assert (asked.empp.pretrained, asked.empp.weight) == ("geom-drugs-demo", 2.0)
+    assert DEMO_CONFIG["empp"]["weight"] == 0.0  # the demo itself is untouched
 
 
 def test_pretraining_needs_an_empp_weight():
@@ -213,3 +227,17 @@ def test_pretrained_reinit_parts_are_the_backbones_own():
                                           r"\['elements', 'embedding', 'interactions', 'readouts'\]"):
         load_config(None, ["model.backbone=torchmd_et", "empp.pretrained_reinit=[elements, skip]"])
     assert load_config(None, ["model.backbone=torchmd_et", "empp.pretrained_reinit=[elements]"]).empp.pretrained_reinit
+
+
+def test_the_demo_with_another_architecture_names_the_bundled_start_and_the_way_out(tmp_path):
+    from click.testing import CliRunner
+
+    from empp_ff.cli import main
+
+    sets = {"run_dir": tmp_path / "run", "data.n_train": 8, "data.n_val": 4, "data.n_test": 4,
+            "model.num_channels": 16, "train.progress": False}
+    result = CliRunner().invoke(main, ["train"] + [a for k, v in sets.items() for a in ("--set", f"{k}={v}")])
+    assert result.exit_code != 0
+    assert "empp.pretrained=geom-drugs-demo (" in result.output and "model.num_channels: 32 in the checkpoint" \
+        in result.output and "--set empp.pretrained=null" in result.output, result.output
+    assert not (tmp_path / "run" / "checkpoints").exists()

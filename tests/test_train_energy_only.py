@@ -38,6 +38,7 @@ def test_energy_only_training_with_empp_energy_conditioning(tmp_path):
         "data.n_train": 10, "data.n_val": 4, "data.n_test": 4,
         "train.max_epochs": 1, "train.batch_size": 4, "train.progress": False, "train.tensorboard": False,
         "empp.enabled": True, "empp.use_force_label": False, "empp.weight": 1.0,
+        "empp.pretrained": "null",
         **{f"model.{k}": v for k, v in TINY_MODEL.items()},
     }
     args = ["train"] + [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]

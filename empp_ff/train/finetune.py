@@ -13,7 +13,7 @@ loaded is written to ``finetune.json`` by the trainer.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 from empp_ff.model.spec import Architecture
 from empp_ff.model.transfer import transfer_weights
@@ -41,11 +41,13 @@ def architecture_differences(source: Dict[str, Any], target: Architecture) -> Di
     return diffs
 
 
-def load_pretrained(model, target, key: str = "finetune_from", reinit: Sequence[str] = ()) -> Dict[str, Any]:
+def load_pretrained(model, target, key: str = "finetune_from", reinit: Sequence[str] = (),
+                    given: Optional[str] = None) -> Dict[str, Any]:
     """Copy the weights of checkpoint (or run directory) ``target`` into ``model``
     (a TrainingModel); return the record for ``finetune.json``. ``key``: the config
     key that asked for it, named in errors. Parameters whose names contain one of
-    ``reinit`` keep their fresh values (``empp.pretrained_reinit``)."""
+    ``reinit`` keep their fresh values (``empp.pretrained_reinit``). ``given``: the value as
+    the user wrote it (a bundled name), for errors."""
     state = load_checkpoint(target)
     source_spec = state["backbone_spec"]
     backbone = model.potential.backbone
@@ -54,7 +56,8 @@ def load_pretrained(model, target, key: str = "finetune_from", reinit: Sequence[
         listed = ", ".join(f"model.{k}: {a!r} in the checkpoint, {b!r} here" for k, (a, b) in diffs.items())
         fix = " ".join(f"--set model.{k}={_yaml(a)}" for k, (a, _) in diffs.items())
         other = " or --set empp.pretrained=null (random initial weights)" if key == "empp.pretrained" else ""
-        raise ConfigError(f"{key}={target}: the architecture differs from the checkpoint's ({listed}). "
+        named = f"{given} ({target})" if given and given != str(target) else str(target)
+        raise ConfigError(f"{key}={named}: the architecture differs from the checkpoint's ({listed}). "
                           f"Use the checkpoint's architecture, e.g. {fix}{other}")
     source = _source_module(state, backbone)
     report = transfer_weights(source, model.potential, source_spec["atomic_numbers"], backbone.spec.atomic_numbers,

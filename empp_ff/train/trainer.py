@@ -167,7 +167,8 @@ class Trainer:
 
     def _load_pretrained(self, key: str, target: str) -> None:
         reinit = self.cfg.empp.reinit_patterns(self.cfg.model.backbone) if key == "empp.pretrained" else ()
-        record = load_pretrained(self.model, target, key, reinit)
+        given = self.cfg.empp.pretrained if key == "empp.pretrained" else None
+        record = load_pretrained(self.model, target, key, reinit, given)
         if self.ema is not None:  # average the loaded weights, not the fresh ones
             self.ema = EMA(self.model, self.cfg.train.ema_decay)
         write_json(self.run_dir / "finetune.json", record)
