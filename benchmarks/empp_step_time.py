@@ -50,6 +50,17 @@ def load_aspirin(path: str):
     return z, R, E, F
 
 
+def demo_architecture(backbone: str) -> dict:
+    """The architecture fields of the demo config (``empp-ff train`` without a config) on ``backbone``."""
+    from dataclasses import fields
+
+    from empp_ff.model.spec import Architecture
+    from empp_ff.train.config import load_config
+
+    model = load_config(None, [f"model.backbone={backbone}"]).model
+    return {f.name: getattr(model, f.name) for f in fields(Architecture)}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("data", nargs="?", default="/work/shared/data/md17_aspirin.npz")
@@ -60,6 +71,9 @@ def main(argv=None):
     ap.add_argument("--masks", type=int, nargs="+", default=[0, 1, 3])
     ap.add_argument("--backbones", nargs="+", default=["mace"], help="model.backbone names (mace, torchmd_et)")
     ap.add_argument("--channels", type=int, default=64)
+    ap.add_argument("--demo-architecture", action="store_true",
+                    help="each backbone's demo architecture (empp-ff train without a config) instead of the "
+                         "benchmark's MACE (correlation 3, max_ell 3) at --channels")
     ap.add_argument("--out", default=str(RESULTS / "empp_step_time_cpu"))
     args = ap.parse_args(argv)
 
@@ -84,11 +98,14 @@ def main(argv=None):
     )
     r_max = 5.0
     g0 = molecule_graph(R[0], z, r_max)
-    specs = {name: BackboneSpec(
-        backbone=name, atomic_numbers=species, atomic_energies=[e0] * len(species), r_max=r_max,
-        num_channels=args.channels, max_L=1, num_interactions=2, avg_num_neighbors=g0.edge_index.shape[1] / n_atoms,
-        dtype="float32", scale=float(F.pow(2).mean().sqrt()),
-    ) for name in args.backbones}
+    chemistry = dict(atomic_numbers=species, atomic_energies=[e0] * len(species),
+                     avg_num_neighbors=g0.edge_index.shape[1] / n_atoms, scale=float(F.pow(2).mean().sqrt()))
+    if args.demo_architecture:
+        specs = {name: BackboneSpec(**demo_architecture(name), **chemistry) for name in args.backbones}
+        r_max = specs[args.backbones[0]].r_max
+    else:
+        specs = {name: BackboneSpec(backbone=name, r_max=r_max, num_channels=args.channels, max_L=1,
+                                    num_interactions=2, dtype="float32", **chemistry) for name in args.backbones}
 
     rng = torch.Generator().manual_seed(0)
     total = args.warmup + args.steps
@@ -165,10 +182,14 @@ def main(argv=None):
         r["cpu_ratio_vs_mace_no_empp"] = r["median_step_cpu_s"] / mace_base if mace_base else None
     report = {
         "benchmark": "empp_step_time",
-        "model": (f"MACE {args.channels}x0e+{args.channels}x1o (max_L=1), 2 interactions, correlation 3, max_ell 3, "
+        "model": ("the demo architecture of each backbone: MACE 32x0e+32x1o (max_L=1), 2 interactions, "
+                  "correlation 2, r_max 5, float32; torchmd_et 32 channels, 2 attention layers, 8 heads, 32 RBF"
+                  if args.demo_architecture else
+                  f"MACE {args.channels}x0e+{args.channels}x1o (max_L=1), 2 interactions, correlation 3, max_ell 3, "
                   "r_max 5, float32"
                   + (f"; torchmd_et: {args.channels} channels, 2 attention layers, 8 heads, 32 RBF, r_max 5, float32"
                      if "torchmd_et" in args.backbones else "")),
+        "specs": {name: spec.to_dict() for name, spec in specs.items()},
         "backbones": args.backbones,
         "data": os.path.basename(args.data),
         "batch_size": args.batch_size,

@@ -172,7 +172,7 @@ def test_the_demo_trains_from_the_bundled_weights_with_fresh_element_parts(tmp_p
     assert row["empp_loss"] == "" and float(row["train_forces_loss"]) > 0
 
 
-def test_pretraining_on_the_demo_config_does_not_inherit_its_start():
+def test_pretraining_and_the_et_demo_do_not_inherit_the_demo_start():
     from empp_ff.train.config import DEMO_CONFIG, load_config
 
     demo = load_config(None, [])
@@ -183,6 +183,12 @@ def test_pretraining_on_the_demo_config_does_not_inherit_its_start():
                                "empp.weight=2"])
     assert (asked.empp.pretrained, asked.empp.weight) == ("geom-drugs-demo", 2.0)
     assert DEMO_CONFIG["empp"]["weight"] == 0.0  # the demo itself is untouched
+    # on the torchmd_et backbone (where that start was worse on the report set): EMPP as the
+    # auxiliary loss from random weights, unless the start is asked for
+    et = load_config(None, ["model.backbone=torchmd_et"])
+    assert (et.empp.enabled, et.empp.pretrained, et.empp.pretrained_reinit, et.empp.weight) == (True, None, [], 1.0)
+    asked = load_config(None, ["model.backbone=torchmd_et", "empp.pretrained=geom-drugs-demo", "empp.weight=0"])
+    assert (asked.empp.pretrained, asked.empp.pretrained_reinit, asked.empp.weight) == ("geom-drugs-demo", [], 0.0)
 
 
 def test_pretraining_needs_an_empp_weight():
