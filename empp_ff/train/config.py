@@ -23,6 +23,7 @@ from empp_ff.denoise.config import DenoiseConfig
 from empp_ff.empp.config import EMPPConfig
 from empp_ff.empp.pretrained import initial_weights
 from empp_ff.model.spec import Architecture
+from empp_ff.train.demo_config import DEMO_CONFIG, adjust_demo  # noqa: F401 (DEMO_CONFIG: re-exported)
 
 
 class ConfigError(ValueError):
@@ -300,26 +301,6 @@ def config_from_dict(mapping: Dict[str, Any]) -> Config:
 # YAML and --set overrides
 # ---------------------------------------------------------------------------------
 
-DEMO_CONFIG: Dict[str, Any] = {
-    "seed": 1,
-    "run_dir": "runs/demo",
-    "data": {"path": "", "n_train": 200, "n_val": 50, "n_test": 250},
-    "model": {"num_channels": 32, "max_L": 1, "num_interactions": 2, "correlation": 2, "radial_mlp": [32, 32]},
-    "train": {"max_epochs": 12, "batch_size": 5, "lr": 1e-2, "warmup_epochs": 1.0},
-    # EMPP's part is the start from the bundled EMPP-pre-trained weights (of the run's
-    # backbone) with the element-dependent parts re-initialised, without the auxiliary loss:
-    # the recipe that won on the molecules of the report set (forces 0.89x, energies 0.91x
-    # at 50 labelled frames; benchmarks/results/empp_generalisation_study_cpu.md). The
-    # auxiliary loss at weight 1 was neutral there. `task: pretrain` does not inherit it, nor
-    # model.backbone: torchmd_et, on which that start was worse (load_config).
-    "empp": {"enabled": True, "pretrained": "geom-drugs-demo", "pretrained_reinit": ["elements"], "weight": 0.0},
-}
-
-
-#: The demo's EMPP start, which `task: pretrain` on the demo config does not inherit, nor a
-#: backbone other than those it is the recipe for.
-_DEMO_START_KEYS = ("pretrained", "pretrained_reinit", "weight")
-_DEMO_START_BACKBONES = ("mace",)
 
 
 class _Loader(yaml.SafeLoader):
@@ -392,20 +373,8 @@ def load_config(path: Optional[Union[str, Path]] = None, overrides: Optional[Lis
     """The demo config when ``path`` is None, then ``overrides`` on top."""
     overrides = list(overrides or [])
     mapping = apply_overrides(DEMO_CONFIG if path is None else read_yaml(path), overrides)
-    given = {item.split("=", 1)[0].strip() for item in overrides}
-    backbone = (mapping.get("model") or {}).get("backbone", "mace")
-    if path is None and (mapping.get("task") == "pretrain" or backbone not in _DEMO_START_BACKBONES):
-        # The demo's EMPP start (bundled weights, weight 0) is for supervised MACE runs, where it
-        # won on the report set. Pre-training is EMPP alone; on the torchmd_et backbone the start
-        # made forces worse on the report set (1.09x), so there the demo keeps EMPP as the
-        # auxiliary loss at the default weight, from random weights, unless asked otherwise.
-        mapping["empp"] = {k: v for k, v in mapping["empp"].items()
-                           if k not in _DEMO_START_KEYS or f"empp.{k}" in given}
-    if path is None and mapping["data"].get("path"):
-        # The demo's split sizes are for the demo file: other data get the defaults (or their task's).
-        for key in ("n_train", "n_val", "n_test"):
-            if f"data.{key}" not in given:
-                mapping["data"].pop(key, None)
+    if path is None:
+        mapping = adjust_demo(mapping, {item.split("=", 1)[0].strip() for item in overrides})
     return config_from_dict(mapping)
 
 
