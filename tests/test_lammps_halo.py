@@ -14,7 +14,13 @@ import re
 import numpy as np
 import pytest
 
-from empp_ff.testing.lammps import assert_matches_reference, lammps_single_point, reference, run_lammps_input
+from empp_ff.testing.lammps import (
+    assert_matches_reference,
+    lammps_single_point,
+    nve_thermo,
+    reference,
+    run_lammps_input,
+)
 
 from conftest import LAMMPS_TEST_MARKS
 
@@ -118,29 +124,8 @@ def test_ranks_without_atoms_take_part_in_the_exchanges(model64, tmp_path):
 
 
 def _nve(model, atoms, workdir, np_ranks, pair_args, steps=20):
-    from empp_ff.inference.lammps.inputs import write_data
-
-    elements = write_data(atoms, workdir / "nve.data")
-    proc = run_lammps_input(workdir, f"""
-        units metal
-        atom_style atomic
-        read_data nve.data
-        pair_style empp {pair_args}
-        pair_coeff * * {model} {' '.join(elements)}
-        neighbor 1.0 bin
-        neigh_modify every 1 delay 0 check yes
-        velocity all create 300 4928 mom yes rot yes dist gaussian loop geom
-        timestep 0.00025
-        fix 1 all nve
-        thermo_style custom step pe etotal press
-        thermo_modify format float %.15g
-        thermo 1
-        run {steps}
-    """, np_ranks=np_ranks)
-    assert proc.returncode == 0, proc.stdout[-3000:]
-    num = r"(-?\d+\.?\d*(?:[eE][-+]?\d+)?)"
-    rows = re.findall(rf"^\s*(\d+)\s+{num}\s+{num}\s+{num}\s*$", proc.stdout, flags=re.M)
-    return np.array([[float(v) for v in r] for r in rows]), proc.stdout
+    return nve_thermo(model, atoms, workdir, dt_fs=0.25, steps=steps, every=1, columns=("pe", "etotal", "press"),
+                      pair_args=pair_args, np_ranks=np_ranks, velocity_options="loop geom", digits=15)
 
 
 def test_halo_dynamics_equal_serial_full_shell(model64, box, tmp_path):

@@ -1,7 +1,9 @@
 """Reference evaluations for the LAMMPS pair style's tests and benchmarks.
 
 ``reference`` evaluates a model file through the ASE calculator, which is what
-LAMMPS must reproduce; ``lammps_single_point`` runs ``lmp`` on the same structure.
+LAMMPS must reproduce; ``lammps_single_point`` runs ``lmp`` on the same structure;
+``nve_thermo`` runs an NVE trajectory (the one input the NVE tests share) and returns its
+thermo rows.
 """
 
 from __future__ import annotations
@@ -125,42 +127,56 @@ def run_lammps_input(workdir, text: str, np_ranks: int = 1, timeout: float = 180
     )
 
 
-def nve_energy_ranges(model_path, atoms, workdir, runs=((0.25, 20), (0.125, 40)), pair_args: str = "",
-                      np_ranks: int = 1) -> Dict[float, tuple]:
-    """LAMMPS NVE of ``atoms`` at 300 K for each (dt in fs, steps) of ``runs``; per dt the
-    peak-to-peak of the potential and of the total energy over 11 thermo rows (eV):
-    {dt: (ptp(pe), ptp(etot))}. The runs' lengths in time are the caller's choice (equal
-    lengths make the total-energy error comparable across dt)."""
+def nve_thermo(model_path, atoms, workdir, *, dt_fs: float, steps: int, every: int,
+               columns=("pe", "ke", "etotal"), pair_args: str = "", np_ranks: int = 1,
+               velocity_options: str = "", digits: int = 12) -> tuple:
+    """LAMMPS NVE of ``atoms`` from 300 K velocities: ``steps`` steps of ``dt_fs`` fs with
+    a thermo row every ``every`` steps. Returns ``(rows, log)``: the rows as an array, one
+    column for the step and one per entry of ``columns`` (LAMMPS thermo keywords), and
+    LAMMPS's output. ``velocity_options`` extends the ``velocity create`` line (``loop
+    geom`` makes the velocities independent of the number of ranks)."""
     import re
 
     from empp_ff.inference.lammps.inputs import write_data
 
     workdir = Path(workdir)
     elements = write_data(atoms, workdir / "nve.data")
+    proc = run_lammps_input(workdir, f"""
+        units metal
+        atom_style atomic
+        read_data nve.data
+        pair_style empp {pair_args}
+        pair_coeff * * {model_path} {' '.join(elements)}
+        neighbor 1.0 bin
+        neigh_modify every 1 delay 0 check yes
+        velocity all create 300 4928 mom yes rot yes dist gaussian {velocity_options}
+        timestep {dt_fs / 1000}
+        fix 1 all nve
+        thermo_style custom step {' '.join(columns)}
+        thermo_modify format float %.{digits}g
+        thermo {every}
+        run {steps}
+    """, np_ranks=np_ranks)
+    if proc.returncode != 0:
+        raise RuntimeError(f"LAMMPS NVE failed (rc={proc.returncode}):\n{proc.stdout[-3000:]}")
     num = r"(-?\d+\.?\d*(?:[eE][-+]?\d+)?)"
+    rows = re.findall(r"^\s*(\d+)" + rf"\s+{num}" * len(columns) + r"\s*$", proc.stdout, flags=re.M)
+    data = np.array([[float(v) for v in r] for r in rows])
+    expected = steps // every + 1
+    if len(data) != expected:
+        raise RuntimeError(f"expected {expected} thermo rows, got {len(data)}:\n{proc.stdout[-3000:]}")
+    return data, proc.stdout
+
+
+def nve_energy_ranges(model_path, atoms, workdir, runs=((0.25, 20), (0.125, 40)), pair_args: str = "",
+                      np_ranks: int = 1) -> Dict[float, tuple]:
+    """LAMMPS NVE of ``atoms`` at 300 K for each (dt in fs, steps) of ``runs``; per dt the
+    peak-to-peak of the potential and of the total energy over 11 thermo rows (eV):
+    {dt: (ptp(pe), ptp(etot))}. The runs' lengths in time are the caller's choice (equal
+    lengths make the total-energy error comparable across dt)."""
     ranges = {}
     for dt_fs, steps in runs:
-        proc = run_lammps_input(workdir, f"""
-            units metal
-            atom_style atomic
-            read_data nve.data
-            pair_style empp {pair_args}
-            pair_coeff * * {model_path} {' '.join(elements)}
-            neighbor 1.0 bin
-            neigh_modify every 1 delay 0 check yes
-            velocity all create 300 4928 mom yes rot yes dist gaussian
-            timestep {dt_fs / 1000}
-            fix 1 all nve
-            thermo_style custom step pe ke etotal
-            thermo_modify format float %.12g
-            thermo {steps // 10}
-            run {steps}
-        """, np_ranks=np_ranks)
-        if proc.returncode != 0:
-            raise RuntimeError(f"LAMMPS NVE failed (rc={proc.returncode}):\n{proc.stdout[-3000:]}")
-        rows = re.findall(rf"^\s*(\d+)\s+{num}\s+{num}\s+{num}\s*$", proc.stdout, flags=re.M)
-        data = np.array([[float(v) for v in r] for r in rows])
-        if len(data) != 11:
-            raise RuntimeError(f"expected 11 thermo rows, got {len(data)}:\n{proc.stdout[-3000:]}")
+        data, _ = nve_thermo(model_path, atoms, workdir, dt_fs=dt_fs, steps=steps, every=steps // 10,
+                             pair_args=pair_args, np_ranks=np_ranks)
         ranges[dt_fs] = (float(np.ptp(data[:, 1])), float(np.ptp(data[:, 3])))
     return ranges
