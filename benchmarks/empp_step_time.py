@@ -96,13 +96,18 @@ def main(argv=None):
         energy_per_atom_std=float(e_atom.std()),
         force_scale=float(F.pow(2).mean().sqrt()),
     )
-    r_max = 5.0
+    # The cutoff comes first: the neighbour count the backbones normalise by is taken at it.
+    architectures = {name: demo_architecture(name) for name in args.backbones} if args.demo_architecture else {}
+    cutoffs = {arch["r_max"] for arch in architectures.values()} or {5.0}
+    if len(cutoffs) != 1:
+        raise SystemExit(f"the demo architectures of {args.backbones} differ in r_max ({sorted(cutoffs)}); "
+                         "time them in separate runs")
+    r_max = cutoffs.pop()
     g0 = molecule_graph(R[0], z, r_max)
     chemistry = dict(atomic_numbers=species, atomic_energies=[e0] * len(species),
                      avg_num_neighbors=g0.edge_index.shape[1] / n_atoms, scale=float(F.pow(2).mean().sqrt()))
     if args.demo_architecture:
-        specs = {name: BackboneSpec(**demo_architecture(name), **chemistry) for name in args.backbones}
-        r_max = specs[args.backbones[0]].r_max
+        specs = {name: BackboneSpec(**arch, **chemistry) for name, arch in architectures.items()}
     else:
         specs = {name: BackboneSpec(backbone=name, r_max=r_max, num_channels=args.channels, max_L=1,
                                     num_interactions=2, dtype="float32", **chemistry) for name in args.backbones}
