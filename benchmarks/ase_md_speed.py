@@ -165,9 +165,12 @@ def _runners(atoms, files, args) -> dict:
     from empp_ff.export import load_model_file
     from empp_ff.inference.calculator import EMPPCalculator
 
-    runners = {"empp": MDRunner(atoms, EMPPCalculator(files["pt"], device="cpu"))}
+    # The random weights pull aspirin's atoms together within ~100 steps; the guard would stop
+    # the run there. A min_distance of 1e-6 Å keeps its per-step cost (the closest-pair check) but not
+    # the stop: this is a cost benchmark (MACECalculator has no guard).
+    runners = {"empp": MDRunner(atoms, EMPPCalculator(files["pt"], device="cpu", min_distance=1e-6))}
     if "pt2" in files:
-        runners["empp_pt2"] = MDRunner(atoms, EMPPCalculator(files["pt2"], device="cpu"))
+        runners["empp_pt2"] = MDRunner(atoms, EMPPCalculator(files["pt2"], device="cpu", min_distance=1e-6))
     # MACECalculator sets torch's global default dtype (to the model's dtype here).
     runners["mace"] = MDRunner(atoms, MACECalculator(model_paths=str(files["mace"]), device="cpu",
                                                     default_dtype=args.dtype))
