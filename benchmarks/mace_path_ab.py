@@ -82,8 +82,7 @@ def git_head(tree: Path) -> str:
 
 
 def tree_env(tree: Path) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(tree), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    return env
+    return dict(os.environ, PYTHONPATH=str(tree), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
 
 
 def export_files(trees: dict, work: Path) -> dict:
@@ -137,25 +136,35 @@ def compare_files(files: dict, systems: dict) -> dict:
     return out
 
 
+def run_pinned_pair(trees: dict, cores: dict, work: Path, tag: str, command) -> None:
+    """Run ``command(name, tree) -> (argv, cwd)`` for both trees at once, each on its own
+    core (``cores``) with that tree's package; logs in ``work/<tag>_<name>.log``."""
+    procs = {}
+    for name, tree in trees.items():
+        argv, cwd = command(name, tree)
+        log = open(work / f"{tag}_{name}.log", "w")
+        procs[name] = (subprocess.Popen(["taskset", "-c", str(cores[name]), *argv], env=tree_env(tree), cwd=cwd,
+                                        stdout=log, stderr=subprocess.STDOUT), log)
+    for name, (proc, log) in procs.items():
+        code = proc.wait()
+        log.close()
+        if code != 0:
+            raise RuntimeError(f"{tag} of {name} failed (exit {code}): see {log.name}")
+
+
 def paired_run(trees: dict, cores: dict, work: Path, script: str, script_args: list, tag: str,
                own_script: bool = True) -> dict:
     """``benchmarks/<script>`` (each tree's own, or with ``own_script=False`` this tree's for
     both) on both trees' packages at once, each pinned to its own core; {tree: the results
     JSON it wrote}."""
-    procs, outs = {}, {}
-    for name, tree in trees.items():
-        outs[name] = work / f"{tag}_{name}"
+    outs = {name: work / f"{tag}_{name}" for name in trees}
+
+    def command(name, tree):
         script_tree = tree if own_script else ROOT
-        cmd = ["taskset", "-c", str(cores[name]), sys.executable, str(script_tree / "benchmarks" / script),
-               *script_args, "--out", str(outs[name])]
-        log = open(work / f"{tag}_{name}.log", "w")
-        procs[name] = (subprocess.Popen(cmd, env=tree_env(tree), cwd=tree / "benchmarks", stdout=log,
-                                        stderr=subprocess.STDOUT), log)
-    for name, (proc, log) in procs.items():
-        code = proc.wait()
-        log.close()
-        if code != 0:
-            raise RuntimeError(f"{script} of {name} failed: see {log.name}")
+        return ([sys.executable, str(script_tree / "benchmarks" / script), *script_args, "--out", str(outs[name])],
+                tree / "benchmarks")
+
+    run_pinned_pair(trees, cores, work, tag, command)
     return {name: json.loads(out.with_suffix(".json").read_text()) for name, out in outs.items()}
 
 
@@ -187,20 +196,15 @@ def train_round(trees: dict, cores: dict, work: Path, args, index: int) -> dict:
 
     config = work / "train.yaml"
     config.write_text(TRAIN_CONFIG)
-    procs = {}
-    for name, tree in trees.items():
-        run_dir = work / f"train_round{index}_{name}"
-        cmd = ["taskset", "-c", str(cores[name]), sys.executable, "-m", "empp_ff.cli", "train", str(config),
-               "--set", f"run_dir={run_dir}", f"seed={1 + index}", f"train.max_epochs={args.train_epochs}"]
-        log = open(f"{run_dir}.log", "w")
-        procs[name] = (subprocess.Popen(cmd, env=tree_env(tree), cwd=work, stdout=log, stderr=subprocess.STDOUT),
-                       log, run_dir)
+    run_dirs = {name: work / f"train_round{index}_{name}" for name in trees}
+
+    def command(name, tree):
+        return ([sys.executable, "-m", "empp_ff.cli", "train", str(config), "--set", f"run_dir={run_dirs[name]}",
+                 f"seed={1 + index}", f"train.max_epochs={args.train_epochs}"], work)
+
+    run_pinned_pair(trees, cores, work, f"train_round{index}", command)
     rows = {}
-    for name, (proc, log, run_dir) in procs.items():
-        code = proc.wait()
-        log.close()
-        if code != 0:
-            raise RuntimeError(f"empp-ff train of {name} failed: see {log.name}")
+    for name, run_dir in run_dirs.items():
         with open(run_dir / "metrics.csv") as fh:
             wall = [float(r["wall_time_s"]) for r in csv.DictReader(fh) if r.get("wall_time_s")]
         test = json.loads((run_dir / "test_metrics.json").read_text())
@@ -297,7 +301,7 @@ def _step_md(report: dict) -> list:
 
 def _train_md(report: dict) -> list:
     t = report["train_summary"]
-    keys = [k for k in t["this"] if "_mae_" in k or "_rmse_" in k or k.endswith(("_mae_mev", "_rmse_mev"))]
+    keys = [k for k in t["this"] if "_mae_" in k or "_rmse_" in k]
     lines = ["", f"## End-to-end training (empp-ff train: the demo data, architecture and schedule, EMPP "
              f"auxiliary n=1, one thread; {len(report['train_rounds'])} runs per tree with seeds "
              f"{[r['this']['seed'] for r in report['train_rounds']]}, both trees at once, cores swapped)", "",
@@ -399,7 +403,6 @@ def main(argv=None) -> int:
         report[f"{part}_rounds"], report[f"{part}_summary"] = rounds, summarise(rounds) if rounds else {}
     if "lammps" in parts:
         build_plugin()
-        torch._C._set_graph_executor_optimize(False)  # as the plugin (jit_optimize no)
     report["lammps"] = lammps_rounds(files, systems, work, args) if "lammps" in parts else {}
     report["loadavg_end"] = loadavg()
     out = Path(args.out)
