@@ -71,6 +71,16 @@ def aspirin():
     return read(ROOT / "md_examples" / "aspirin.xyz")
 
 
+def cost_calculator(model_path):
+    """EMPPCalculator for timing MD on random weights. Those pull aspirin's atoms together
+    within ~100 steps, where the instability guard would stop the run: a min_distance of
+    1e-6 Å keeps the guard's per-step cost (the closest-pair check) but not the stop
+    (MACECalculator has no guard)."""
+    from empp_ff.inference.calculator import EMPPCalculator
+
+    return EMPPCalculator(str(model_path), device="cpu", min_distance=1e-6)
+
+
 class MDRunner:
     """One VelocityVerlet trajectory; ``step()`` advances one step and returns seconds."""
 
@@ -165,12 +175,9 @@ def _runners(atoms, files, args) -> dict:
     from empp_ff.export import load_model_file
     from empp_ff.inference.calculator import EMPPCalculator
 
-    # The random weights pull aspirin's atoms together within ~100 steps; the guard would stop
-    # the run there. A min_distance of 1e-6 Å keeps its per-step cost (the closest-pair check) but not
-    # the stop: this is a cost benchmark (MACECalculator has no guard).
-    runners = {"empp": MDRunner(atoms, EMPPCalculator(files["pt"], device="cpu", min_distance=1e-6))}
+    runners = {"empp": MDRunner(atoms, cost_calculator(files["pt"]))}
     if "pt2" in files:
-        runners["empp_pt2"] = MDRunner(atoms, EMPPCalculator(files["pt2"], device="cpu", min_distance=1e-6))
+        runners["empp_pt2"] = MDRunner(atoms, cost_calculator(files["pt2"]))
     # MACECalculator sets torch's global default dtype (to the model's dtype here).
     runners["mace"] = MDRunner(atoms, MACECalculator(model_paths=str(files["mace"]), device="cpu",
                                                     default_dtype=args.dtype))

@@ -24,7 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ase_md_speed import MDRunner, aspirin, interleaved, loadavg, water_box
+from ase_md_speed import MDRunner, aspirin, cost_calculator, interleaved, loadavg, water_box
 
 from _machine import cpu_model
 
@@ -59,8 +59,6 @@ def main(argv=None) -> int:
 
     import torch
 
-    from empp_ff.calculator import EMPPCalculator
-
     torch.set_num_threads(args.threads)
     systems = {"aspirin": (aspirin(), args.aspirin_steps, 5),
                f"water_{3 * args.water_molecules}": (water_box(args.water_molecules), args.water_steps, 2)}
@@ -70,7 +68,7 @@ def main(argv=None) -> int:
         files = {b: _model_file(b, (1, 6, 8), Path(tmp)) for b in BACKBONES}
         sizes = {b: files[b].stat().st_size for b in BACKBONES}
         for name, (atoms, steps, warmup) in systems.items():
-            runners = {b: MDRunner(atoms, EMPPCalculator(str(files[b]), device="cpu")) for b in BACKBONES}
+            runners = {b: MDRunner(atoms, cost_calculator(files[b])) for b in BACKBONES}
             r = interleaved(runners, steps, warmup)
             r["et_speed_vs_mace"] = r["torchmd_et"]["steps_per_s"] / r["mace"]["steps_per_s"]
             results[name] = r
