@@ -1,18 +1,12 @@
-"""Typed, validated training configuration.
+"""The training configuration: its sections, their checks, and how a config is loaded.
 
-A config is a tree of dataclasses built from a YAML mapping. Everything is
-checked before any work starts: an unknown or misspelled key is an error that
-names the full dotted key and suggests the nearest valid one, and a value of the
-wrong type names the key, the expected type and the value given.
+A config is a tree of dataclasses (the engine: ``typed_config.py``) built from
+YAML (``config_yaml.py``). Everything is checked before any work starts.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import re
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
@@ -23,12 +17,10 @@ from empp_ff.denoise.config import DenoiseConfig
 from empp_ff.empp.config import EMPPConfig
 from empp_ff.empp.pretrained import initial_weights
 from empp_ff.model.spec import Architecture
+from empp_ff.train.config_yaml import apply_overrides, parse_yaml, read_yaml  # noqa: F401 (re-exported)
 from empp_ff.train.demo_config import DEMO_CONFIG, adjust_demo  # noqa: F401 (DEMO_CONFIG: re-exported)
-
-
-class ConfigError(ValueError):
-    """A configuration problem, reported before any training work."""
-
+from empp_ff.train.schedule import SCHEDULERS
+from empp_ff.train.typed_config import ConfigError, build, check_keys  # noqa: F401 (ConfigError: re-exported)
 
 Number = Union[int, float]
 
@@ -75,7 +67,19 @@ class LossConfig:
 
 @dataclass
 class TrainConfig:
+    # The cap: training ends here at the latest (a run still improving then says so).
     max_epochs: int = 100
+    # Early stopping: end after this many epochs without a better validation metric (the
+    # one that selects best.pt); null: train to max_epochs.
+    patience: Optional[int] = None
+    # "cosine": warm-up, then a cosine from lr to lr * min_lr_ratio over max_epochs (1.0:
+    # constant). "plateau": warm-up, then lr * plateau_factor after plateau_patience epochs
+    # without improvement (as mace_run_train's and nequip-train's ReduceLROnPlateau), never
+    # below lr * plateau_min_lr_ratio.
+    scheduler: str = "cosine"
+    plateau_factor: float = 0.5
+    plateau_patience: int = 10
+    plateau_min_lr_ratio: float = 1e-3
     batch_size: int = 8  # global (effective) batch; split evenly over DDP ranks
     eval_batch_size: int = 32
     # Batch by an atom budget instead of a fixed count (drug-sized molecules):
@@ -128,114 +132,6 @@ class Config:
         return dataclasses.asdict(self)
 
 
-# ---------------------------------------------------------------------------------
-# Building and validating
-# ---------------------------------------------------------------------------------
-
-
-def _suggest(key: str, valid: List[str]) -> str:
-    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
-    return f"did you mean '{close[0]}'?" if close else f"valid keys: {', '.join(sorted(valid))}"
-
-
-def _unknown_keys(cls, mapping: Any, prefix: str = "") -> List[tuple]:
-    """(dotted key, hint) of every unknown key in ``mapping``, a tree for dataclass ``cls``."""
-    if not isinstance(mapping, dict):
-        return []  # _build names the bad section
-    hints, names = typing.get_type_hints(cls), [f.name for f in dataclasses.fields(cls)]
-    found = []
-    for key, value in mapping.items():
-        dotted = f"{prefix}.{key}" if prefix else str(key)
-        if key not in names:
-            found.append((dotted, _suggest(dotted, [f"{prefix}.{n}" if prefix else n for n in names])))
-        elif dataclasses.is_dataclass(hints[key]):
-            found += _unknown_keys(hints[key], value, dotted)
-    return found
-
-
-def _check_keys(mapping: Any) -> None:
-    """All unknown keys in one error, so that a config with two typos is fixed in one go."""
-    found = _unknown_keys(Config, mapping)
-    if len(found) == 1:
-        raise ConfigError(f"unknown config key '{found[0][0]}'; {found[0][1]}")
-    if found:
-        raise ConfigError(f"{len(found)} unknown config keys: " + ", ".join(f"'{k}' ({h})" for k, h in found))
-
-
-def _type_name(tp) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-def _coerce(value: Any, tp, key: str) -> Any:
-    """Check ``value`` against the annotation ``tp`` (ints are accepted as floats)."""
-    origin = typing.get_origin(tp)
-    if origin in (Union, types.UnionType):
-        errors = []
-        for option in typing.get_args(tp):
-            if option is type(None):
-                if value is None:
-                    return None
-                continue
-            try:
-                return _coerce(value, option, key)
-            except ConfigError as exc:
-                errors.append(exc)
-        raise ConfigError(f"config key '{key}': expected {_type_name(tp)}, got {value!r}")
-    if tp is Any:
-        return value
-    if origin in (list, List):
-        if isinstance(value, tuple):
-            value = list(value)
-        if not isinstance(value, list):
-            raise ConfigError(f"config key '{key}': expected a list, got {value!r}")
-        (item_tp,) = typing.get_args(tp) or (Any,)
-        return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
-    if origin in (dict, Dict):
-        if not isinstance(value, dict):
-            raise ConfigError(f"config key '{key}': expected a mapping, got {value!r}")
-        k_tp, v_tp = typing.get_args(tp) or (Any, Any)
-        return {_coerce(k, k_tp, f"{key}.<key>"): _coerce(v, v_tp, f"{key}.{k}") for k, v in value.items()}
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"config key '{key}': expected true/false, got {value!r}")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():  # 1e6, 100.0
-            return int(value)
-        raise ConfigError(f"config key '{key}': expected an integer, got {value!r}")
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        raise ConfigError(f"config key '{key}': expected a number, got {value!r}")
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise ConfigError(f"config key '{key}': expected a string, got {value!r}")
-    if dataclasses.is_dataclass(tp):
-        return _build(tp, value, key)
-    raise ConfigError(f"config key '{key}': unsupported type {tp}")
-
-
-def _build(cls, mapping: Any, prefix: str = ""):
-    if mapping is None:
-        mapping = {}
-    if not isinstance(mapping, dict):
-        where = f"config section '{prefix}'" if prefix else "the config"
-        raise ConfigError(f"{where} must be a mapping, got {mapping!r}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for key, value in mapping.items():
-        dotted = f"{prefix}.{key}" if prefix else str(key)
-        if key not in names:
-            valid = [f"{prefix}.{n}" if prefix else n for n in names]
-            raise ConfigError(f"unknown config key '{dotted}'; {_suggest(dotted, valid)}")
-        kwargs[key] = _coerce(value, hints[key], dotted)
-    return cls(**kwargs)
-
-
 def _check_values(cfg: Config) -> None:
     def need(cond: bool, msg: str):
         if not cond:
@@ -250,6 +146,12 @@ def _check_values(cfg: Config) -> None:
     need(cfg.loss.type in ("mse", "l2mae"), f"loss.type must be 'mse' or 'l2mae', got {cfg.loss.type!r}")
     need(cfg.loss.energy_weight >= 0 and cfg.loss.forces_weight >= 0, "loss weights must be >= 0")
     need(cfg.train.max_epochs >= 1, "train.max_epochs must be >= 1")
+    need(cfg.train.patience is None or cfg.train.patience >= 1, "train.patience must be >= 1 or null")
+    need(cfg.train.scheduler in SCHEDULERS,
+         f"train.scheduler must be one of {', '.join(SCHEDULERS)}, got {cfg.train.scheduler!r}")
+    need(0 < cfg.train.plateau_factor < 1, "train.plateau_factor must lie in (0, 1)")
+    need(cfg.train.plateau_patience >= 1, "train.plateau_patience must be >= 1")
+    need(0 < cfg.train.plateau_min_lr_ratio <= 1, "train.plateau_min_lr_ratio must lie in (0, 1]")
     need(cfg.train.batch_size >= 1 and cfg.train.eval_batch_size >= 1, "batch sizes must be >= 1")
     need(cfg.train.lr > 0, "train.lr must be > 0")
     need(0 < cfg.train.ema_decay < 1, "train.ema_decay must lie in (0, 1)")
@@ -291,82 +193,10 @@ PRETRAIN_SPLITS = {"n_train": None, "n_val": 0.05, "n_test": 0}
 def config_from_dict(mapping: Dict[str, Any]) -> Config:
     if isinstance(mapping, dict) and mapping.get("task") == "pretrain" and isinstance(mapping.get("data", {}), dict):
         mapping = dict(mapping, data={**PRETRAIN_SPLITS, **(mapping.get("data") or {})})
-    _check_keys(mapping)
-    cfg = _build(Config, mapping)
+    check_keys(Config, mapping)
+    cfg = build(Config, mapping)
     _check_values(cfg)
     return cfg
-
-
-# ---------------------------------------------------------------------------------
-# YAML and --set overrides
-# ---------------------------------------------------------------------------------
-
-
-
-class _Loader(yaml.SafeLoader):
-    """YAML 1.1 (PyYAML) reads ``5e-3`` and ``1e6`` as strings; read them as numbers
-    (as YAML 1.2 does). A subclass: PyYAML's own loaders are left untouched."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
-    list("-+0123456789."),
-)
-
-
-def parse_yaml(text: str) -> Any:
-    return yaml.load(text, Loader=_Loader)
-
-
-def read_yaml(path: Union[str, Path]) -> Dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        data = parse_yaml(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"cannot parse {path} as YAML: {exc}") from exc
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} must contain a mapping at the top level")
-    return data
-
-
-def apply_overrides(mapping: Dict[str, Any], overrides: List[str]) -> Dict[str, Any]:
-    """Apply ``key.sub=value`` strings (values parsed as YAML) to a nested mapping."""
-    result = _deepcopy(mapping)
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
-        key, raw = item.split("=", 1)
-        key = key.strip()
-        if not key:
-            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
-        try:
-            value = parse_yaml(raw) if raw.strip() else ""
-        except yaml.YAMLError:
-            value = raw
-        node = result
-        parts = key.split(".")
-        for part in parts[:-1]:
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            if not isinstance(child, dict):
-                raise ConfigError(f"--set {key}: '{part}' is not a section")
-            node = child
-        node[parts[-1]] = value
-    return result
-
-
-def _deepcopy(d):
-    if isinstance(d, dict):
-        return {k: _deepcopy(v) for k, v in d.items()}
-    if isinstance(d, list):
-        return [_deepcopy(v) for v in d]
-    return d
 
 
 def load_config(path: Optional[Union[str, Path]] = None, overrides: Optional[List[str]] = None) -> Config:
