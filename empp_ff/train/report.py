@@ -68,12 +68,14 @@ def log_result(result: Dict[str, Any], run_dir: Path, supervised: bool, log: Cal
             f"at epoch {result['epoch']}")
 
 
-def final_report(rundir, history: List[Dict[str, Any]], test_set, *, trained_epochs: int, supervised: bool,
+def final_report(rundir, history: List[Dict[str, Any]], test_set, *, trained_epochs: int,
+                 stopping: Dict[str, Any], supervised: bool,
                  potential, batch_size: int, device: torch.device, progress: bool,
                  log: Callable[[str], None]) -> Dict[str, Any]:
     """Evaluate ``checkpoints/best.pt`` (loaded into ``potential``) on ``test_set`` (the
     test graphs, or None for no supervised test: empty split or self-supervised run);
-    write plots and ``test_metrics.json``; return what it holds. ``rundir``: the
+    write plots and ``test_metrics.json`` (with ``stopping``: how training ended, the best
+    epoch, epochs run and wall time); return what it holds. ``rundir``: the
     run's :class:`~empp_ff.train.rundir.RunDirectory`."""
     from empp_ff.train.plots import learning_curves
 
@@ -86,7 +88,7 @@ def final_report(rundir, history: List[Dict[str, Any]], test_set, *, trained_epo
         learning_curves(history, rundir.plots)
     best = load_checkpoint(rundir.best)
     result: Dict[str, Any] = {"checkpoint": "checkpoints/best.pt", "epoch": int(best["epoch"]),
-                              "ema": best.get("ema_potential_state") is not None}
+                              "ema": best.get("ema_potential_state") is not None, **stopping}
     if test_set is not None:
         result.update(_test_errors(best, potential, test_set, batch_size, device, progress, rundir.plots))
     else:

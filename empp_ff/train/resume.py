@@ -13,7 +13,7 @@ from empp_ff.train.checkpoint import load_checkpoint
 from empp_ff.train.config import Config, ConfigError
 
 # Config keys that may change between an interrupted run and its resumption.
-RESUMABLE_CHANGES = {"run_dir", "data.path", "train.max_epochs", "train.progress", "train.device",
+RESUMABLE_CHANGES = {"run_dir", "data.path", "train.max_epochs", "train.patience", "train.progress", "train.device",
                      "train.threads", "train.tensorboard", "data.num_workers"}
 
 

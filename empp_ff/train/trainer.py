@@ -46,7 +46,8 @@ from empp_ff.train.replay import replayable_run, seed_global_generators
 from empp_ff.train.report import METRIC_COLUMNS, epoch_line, final_report
 from empp_ff.train.resume import check_resumable, interrupted_state
 from empp_ff.train.rundir import RunDirectory
-from empp_ff.train.schedule import warmup_cosine
+from empp_ff.train.schedule import LearningRateSchedule
+from empp_ff.train.stopping import StopRule
 from empp_ff.train.tensorboard import TensorBoardLog
 from empp_ff.train.training_model import build_training_model
 
@@ -68,7 +69,9 @@ class Trainer:
         self.epoch = 0
         self.step = 0
         self.best_val = math.inf
+        self.best_epoch = 0
         self.wall_offset = 0.0
+        self.stop_rule = StopRule(cfg.train.max_epochs, cfg.train.patience)
 
     # ------------------------------------------------------------------ set-up
     def setup(self) -> None:
@@ -79,11 +82,11 @@ class Trainer:
         self._build_optimiser()
         if resume_state is not None:
             self._restore(resume_state)
-            if self.epoch < self.cfg.train.max_epochs:
+            if not self._stopped():
                 self.log(f"resuming {self.run_dir} after epoch {self.epoch}")
         elif (start := initial_weights(self.cfg.finetune_from, self.cfg.empp, self.cfg.model.backbone)) is not None:
             self._load_pretrained(*start)
-        if self.epoch < self.cfg.train.max_epochs:
+        if not self._stopped():
             self.rundir.discard_result()  # a test_metrics.json of fewer epochs is not this run's result
 
     def _prepare_data(self) -> Optional[Dict[str, Any]]:
@@ -130,11 +133,11 @@ class Trainer:
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
         steps_per_epoch = max(1, len(self.loaders.loader(self.train_set, train=True, epoch=0)))
-        self.scheduler = warmup_cosine(
-            self.optimizer,
-            warmup_steps=round(cfg.train.warmup_epochs * steps_per_epoch),
-            total_steps=cfg.train.max_epochs * steps_per_epoch,
-            min_ratio=cfg.train.min_lr_ratio,
+        t = cfg.train
+        self.scheduler = LearningRateSchedule(
+            self.optimizer, t.scheduler, warmup_steps=round(t.warmup_epochs * steps_per_epoch),
+            total_steps=t.max_epochs * steps_per_epoch, min_ratio=t.min_lr_ratio, plateau_factor=t.plateau_factor,
+            plateau_patience=t.plateau_patience, plateau_min_ratio=t.plateau_min_lr_ratio,
         )
         self.ema = EMA(self.model, cfg.train.ema_decay) if cfg.train.ema else None
         self.objective = Objective(self.model, self.step_model, cfg, self.scale, cfg.train.max_epochs * steps_per_epoch,
@@ -197,6 +200,7 @@ class Trainer:
             "epoch": self.epoch,
             "step": self.step,
             "best_val": self.best_val,
+            "best_epoch": self.best_epoch,
             "val_metrics": self.history[-1] if self.history else {},
             "history": self.history,
             "wall_time_s": self.wall_offset,
@@ -219,6 +223,7 @@ class Trainer:
         self.step = int(state["step"])
         self.best_val = float(state["best_val"])
         self.history = list(state.get("history", []))
+        self.best_epoch = int(state.get("best_epoch", self.stop_rule.best_epoch_of(self.history, self.supervised)))
         self.wall_offset = float(state.get("wall_time_s", 0.0))
 
     # ------------------------------------------------------------------ epochs
@@ -323,7 +328,7 @@ class Trainer:
                                      self.log)
         start = time.perf_counter() - self.wall_offset
         try:
-            while self.epoch < cfg.train.max_epochs:
+            while not self._stopped():
                 row = {"epoch": self.epoch + 1}
                 row.update(self.train_epoch(self.epoch))
                 row.update(self.validate())
@@ -334,13 +339,19 @@ class Trainer:
                 selection = row["val_weighted_mae" if self.supervised else "val_empp_loss"]
                 improved = selection < self.best_val or not math.isfinite(self.best_val)
                 if improved:
-                    self.best_val = selection
+                    self.best_val, self.best_epoch = selection, self.epoch
+                if self.scheduler.epoch_end(selection):
+                    self.log(f"validation plateau: learning rate lowered to {self.optimizer.param_groups[0]['lr']:.2e}")
                 self._save(improved)
                 tensorboard.write(row, self.epoch)
                 self.log(epoch_line(row, improved, cfg.train.max_epochs, self.supervised))
+            self.log(self.stop_rule.summary(self.epoch, self.best_epoch))
         finally:
             tensorboard.close()
         return self.finish()
+
+    def _stopped(self) -> bool:
+        return self.stop_rule.stopped(self.epoch, self.best_epoch)
 
     def _save(self, improved: bool) -> None:
         """Rank 0 writes best.pt (when ``improved``), metrics.csv, then last.pt (train/rundir/protocol.py)."""
@@ -355,6 +366,7 @@ class Trainer:
         has_test = len(self.data.splits["test"]) > 0
         test_set = self.loaders.dataset("test") if self.supervised and has_test else None
         return final_report(self.rundir, self.history, test_set, trained_epochs=self.epoch,
+                            stopping=self.stop_rule.record(self.epoch, self.best_epoch, self.wall_offset),
                             supervised=self.supervised, potential=self.model.potential,
                             batch_size=self.cfg.train.eval_batch_size, device=self.device,
                             progress=self.cfg.train.progress, log=self.log)

@@ -1,0 +1,56 @@
+"""When training ends: at ``train.max_epochs`` (the cap) or, with ``train.patience``,
+after that many epochs without a better validation metric (early stopping).
+
+Everything here is a function of the epoch count and the best epoch, both in the
+checkpoint, so a resumed run stops where an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, List, Optional
+
+
+class StopRule:
+    def __init__(self, max_epochs: int, patience: Optional[int]):
+        self.max_epochs, self.patience = int(max_epochs), patience
+
+    def stopped_early(self, epoch: int, best_epoch: int) -> bool:
+        return self.patience is not None and epoch > 0 and epoch - best_epoch >= self.patience
+
+    def stopped(self, epoch: int, best_epoch: int) -> bool:
+        return epoch >= self.max_epochs or self.stopped_early(epoch, best_epoch)
+
+    def still_improving(self, epoch: int, best_epoch: int) -> bool:
+        """Stopped by the cap with the best epoch within the last ``patience`` epochs (the
+        last epoch, without patience): the validation error had not stopped falling."""
+        return not self.stopped_early(epoch, best_epoch) and epoch - best_epoch < (self.patience or 1)
+
+    def record(self, epoch: int, best_epoch: int, wall_time_s: float) -> Dict[str, Any]:
+        """What ``test_metrics.json`` says of how the run ended."""
+        early = self.stopped_early(epoch, best_epoch)
+        return {"best_epoch": int(best_epoch), "epochs_run": int(epoch), "wall_time_s": round(float(wall_time_s), 3),
+                "max_epochs": self.max_epochs, "patience": self.patience,
+                "stopped_by": "patience" if early else "max_epochs", "converged": early,
+                "still_improving": self.still_improving(epoch, best_epoch)}
+
+    def summary(self, epoch: int, best_epoch: int) -> str:
+        if self.stopped_early(epoch, best_epoch):
+            return (f"early stopping: no better validation metric in {self.patience} epochs; "
+                    f"best epoch {best_epoch} of {epoch}")
+        if self.still_improving(epoch, best_epoch):
+            return (f"warning: train.max_epochs={self.max_epochs} reached while the validation metric was still "
+                    f"improving (best epoch {best_epoch}): not converged; run the same command with a larger "
+                    "--set train.max_epochs=... to continue")
+        return f"train.max_epochs={self.max_epochs} reached; best epoch {best_epoch}"
+
+    @staticmethod
+    def best_epoch_of(history: List[Dict[str, Any]], supervised: bool) -> int:
+        """The best epoch of a metric history (checkpoints of older empp-ff do not record it)."""
+        key = "val_weighted_mae" if supervised else "val_empp_loss"
+        best, best_epoch = math.inf, 0
+        for row in history:
+            value = float(row.get(key, math.nan))
+            if math.isfinite(value) and (value < best or best_epoch == 0):
+                best, best_epoch = value, int(row["epoch"])
+        return best_epoch
