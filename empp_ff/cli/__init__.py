@@ -21,7 +21,7 @@ def main():
 def _register():
     import importlib
 
-    for module in ("train_cmds", "data_cmds", "export_cmds", "md_cmds", "lammps_cmds"):
+    for module in ("train_cmds", "data_cmds", "export_cmds", "md_cmds", "stability_cmds", "lammps_cmds"):
         try:
             mod = importlib.import_module(f"empp_ff.cli.{module}")
         except ModuleNotFoundError as exc:

@@ -30,6 +30,17 @@ DEFAULT_MAX_BOND_STRETCH = 0.5  # Å, the `empp-ff md` default (Fu et al. 2022);
 _BOND_FACTOR = 1.2  # a bond: closer than 1.2 x the sum of covalent radii in the reference
 
 
+def bonded_pairs(numbers: np.ndarray, positions: np.ndarray):
+    """(pairs [B, 2] with i < j, lengths [B]) of the bonds of a molecule: atoms closer than
+    1.2 x the sum of their covalent radii (the guard's and the stability test's definition)."""
+    from ase.data import covalent_radii
+
+    radii = covalent_radii[numbers]
+    d = np.linalg.norm(positions[:, None, :] - positions[None, :, :], axis=-1)
+    bonded = np.triu(d < _BOND_FACTOR * (radii[:, None] + radii[None, :]), k=1)
+    return np.argwhere(bonded), d[bonded]
+
+
 class InstabilityError(RuntimeError):
     """The simulation left the region where the model's predictions mean anything."""
 
@@ -107,13 +118,7 @@ class InstabilityGuard:
             )
 
     def _set_reference(self, numbers: np.ndarray, positions: np.ndarray) -> None:
-        from ase.data import covalent_radii
-
-        radii = covalent_radii[numbers]
-        d = np.linalg.norm(positions[:, None, :] - positions[None, :, :], axis=-1)
-        bonded = np.triu(d < _BOND_FACTOR * (radii[:, None] + radii[None, :]), k=1)
-        self._bonds = np.argwhere(bonded)
-        self._bond_lengths = d[bonded]
+        self._bonds, self._bond_lengths = bonded_pairs(numbers, positions)
         self._ref_numbers = numbers.copy()
 
     def reset_reference(self) -> None:
