@@ -1,0 +1,191 @@
+"""EMPP judged at convergence (issue 25): every variant trained to its own early stop,
+on both metrics (test MAE of best.pt and MD stability), molecule-level intervals.
+
+Cells are (set, molecule, labelled frames, variant, seed). Each is one ``empp-ff train``
+run (one thread) with early stopping and the plateau schedule, then ``empp-ff export``
+and ``empp-ff stability`` of the exported model against the molecule's trajectory. A
+cell's result is one JSON file in ``--results`` (test errors, best epoch, epochs run,
+wall and CPU time, the validation learning curve, stability, machine and load);
+finished cells are skipped, an interrupted cell's training resumes (same command), so
+the study survives a machine change as long as the JSON files are committed
+(``--commit`` commits each one as it lands, only that file).
+
+    python benchmarks/empp_converged.py run --set design --molecules ethanol uracil \\
+        --frames 50 --seeds 1 2 3 --variants no_empp aux_w1 start --work runs/converged --commit
+    python benchmarks/empp_converged.py report --set design --frames 50 \\
+        --out benchmarks/results/empp_converged_design_cpu
+
+``--source DIR`` runs the cells with the package in DIR (a frozen snapshot, e.g. a
+``git worktree`` of the commit that started the study), so that edits landing during
+the study cannot change cells half-way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List
+
+from empp_ff.testing.benchmarking import machine_info
+
+HERE = Path(__file__).resolve().parent
+SPLIT = json.loads((HERE / "empp_split.json").read_text())
+DATA_DIRS = {"design": HERE.parent.parent / "shared" / "data", "report": HERE / "data"}
+
+#: Training settings of every cell: the demo architecture (MACE, 32 channels), trained to
+#: its own early stop. The plateau halves the rate after 10 epochs without a better
+#: validation metric; the run stops after 40 (or at the 1000-epoch cap, flagged).
+COMMON = {
+    "train.batch_size": 5, "train.lr": 0.01, "train.warmup_epochs": 1.0, "train.threads": 1,
+    "train.scheduler": "plateau", "train.plateau_patience": 10, "train.plateau_factor": 0.5,
+    "train.patience": 40, "train.max_epochs": 1000, "train.progress": False, "train.tensorboard": False,
+    "data.n_val": 50, "data.n_test": 500,
+}
+_NO_START = {"empp.pretrained": "null", "empp.pretrained_reinit": "[]"}
+_START = {"empp.enabled": True, "empp.pretrained": "geom-drugs-demo", "empp.pretrained_reinit": "[elements]"}
+VARIANTS: Dict[str, Dict[str, object]] = {
+    "no_empp": {"empp.enabled": False, **_NO_START},
+    "aux_w0.1": {"empp.enabled": True, "empp.weight": 0.1, **_NO_START},
+    "aux_w1": {"empp.enabled": True, "empp.weight": 1.0, **_NO_START},
+    "aux_w10": {"empp.enabled": True, "empp.weight": 10.0, **_NO_START},
+    "start": {**_START, "empp.weight": 0.0},
+    "start_aux_w1": {**_START, "empp.weight": 1.0},
+}
+
+
+def cell_name(molecule: str, frames: int, variant: str, seed: int) -> str:
+    return f"{molecule}_n{frames}_{variant}_s{seed}"
+
+
+def _cli(args: List[str], source: Path | None, log: Path) -> float:
+    """Run ``empp-ff ARGS`` on one thread; returns its CPU seconds (raises on failure)."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    if source is not None:
+        env["PYTHONPATH"] = str(source) + os.pathsep + env.get("PYTHONPATH", "")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with log.open("a") as out:
+        code = subprocess.call([sys.executable, "-m", "empp_ff.cli", *args], stdout=out, stderr=subprocess.STDOUT,
+                               env=env)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if code != 0:
+        raise RuntimeError(f"empp-ff {args[0]} failed (exit {code}); see {log}")
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def _curve(run_dir: Path) -> List[Dict[str, float]]:
+    keep = ("epoch", "lr", "val_forces_mae_mev_per_a", "val_energy_mae_mev", "val_weighted_mae", "wall_time_s")
+    with (run_dir / "metrics.csv").open() as fh:
+        return [{k: float(row[k]) for k in keep if row.get(k) not in (None, "")} for row in csv.DictReader(fh)]
+
+
+def run_cell(which: str, molecule: str, frames: int, variant: str, seed: int, args) -> Path:
+    name = cell_name(molecule, frames, variant, seed)
+    result_path = Path(args.results) / which / f"{name}.json"
+    if result_path.exists():
+        return result_path
+    data = DATA_DIRS[which] / f"md17_{molecule}.npz"
+    run_dir = Path(args.work) / which / name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log = run_dir.parent / f"{name}.log"
+    sets = {**COMMON, **VARIANTS[variant], "seed": seed, "data.path": str(data), "data.n_train": frames,
+            "run_dir": str(run_dir)}
+    machine = machine_info()
+    start = time.time()
+    train_cpu = _cli(["train", "--set", *[f"{k}={v}" for k, v in sets.items()]], args.source, log)
+    train_wall = time.time() - start
+    model = run_dir / "model.pt"
+    _cli(["export", str(run_dir), "-o", str(model)], args.source, log)
+    stability_json = run_dir / "stability.json"
+    start = time.time()
+    with log.open("a") as out:
+        env = dict(os.environ, OMP_NUM_THREADS="1")
+        if args.source is not None:
+            env["PYTHONPATH"] = str(args.source)
+        proc = subprocess.run([sys.executable, "-m", "empp_ff.cli", "stability", str(model), str(data), "--json",
+                               "--no-progress", "--runs", str(args.stability_runs), "--time",
+                               str(args.stability_ps), "--seed", str(seed), "--plot",
+                               str(run_dir / "stability.png")], capture_output=True, text=True, env=env)
+        out.write(proc.stderr)
+    if proc.returncode != 0:
+        raise RuntimeError(f"stability failed for {name}: {proc.stderr.strip().splitlines()[-1:]}")
+    stability_json.write_text(proc.stdout)
+    stability = json.loads(proc.stdout)
+    stability.pop("model", None), stability.pop("reference", None), stability.pop("plot", None)
+    test = json.loads((run_dir / "test_metrics.json").read_text())
+    result = {
+        "set": which, "molecule": molecule, "frames": frames, "variant": variant, "seed": seed,
+        "settings": sets | {"run_dir": None, "data.path": str(data.relative_to(data.parents[1]))},
+        "test": {k: test[k] for k in ("energy_mae_mev", "energy_per_atom_mae_mev", "forces_mae_mev_per_a",
+                                      "forces_rmse_mev_per_a", "energy_rmse_mev") if k in test},
+        "best_epoch": test["best_epoch"], "epochs_run": test["epochs_run"], "stopped_by": test["stopped_by"],
+        "converged": test["converged"], "train_wall_s": round(train_wall, 1), "train_cpu_s": round(train_cpu, 1),
+        "stability": stability, "stability_wall_s": round(time.time() - start, 1),
+        "curve": _curve(run_dir), "machine": machine, "source": str(args.source or "installed package"),
+    }
+    result_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = result_path.with_suffix(".json.part")
+    tmp.write_text(json.dumps(result, indent=1) + "\n")
+    tmp.replace(result_path)
+    if args.commit:
+        _commit(result_path, f"Converged study cell {which}/{name}: forces {result['test'].get('forces_mae_mev_per_a', 0):.1f} "
+                             f"meV/A, best epoch {result['best_epoch']} of {result['epochs_run']}, median stable "
+                             f"{stability['stable_ps_median']:.1f} ps")
+    return result_path
+
+
+def _commit(path: Path, message: str) -> None:
+    """Commit ``path`` alone (other staged files stay out), retrying while the index is locked."""
+    root = HERE.parent
+    for _ in range(20):
+        add = subprocess.run(["git", "add", str(path)], cwd=root, capture_output=True, text=True)
+        if add.returncode == 0:
+            done = subprocess.run(["git", "commit", "-q", "-m", message, "--", str(path)], cwd=root,
+                                  capture_output=True, text=True)
+            if done.returncode == 0:
+                return
+        time.sleep(5)
+    print(f"could not commit {path}; it is on disk", file=sys.stderr)
+
+
+def cmd_run(args) -> None:
+    molecules = args.molecules or list(SPLIT[args.set]["molecules"])
+    for frames in args.frames:
+        for seed in args.seeds:
+            for molecule in molecules:
+                for variant in args.variants:
+                    if variant not in VARIANTS:
+                        raise SystemExit(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
+                    t0 = time.time()
+                    path = run_cell(args.set, molecule, frames, variant, seed, args)
+                    print(f"{path.name}: {time.time() - t0:.0f} s", flush=True)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run")
+    run.add_argument("--set", choices=("design", "report"), default="design")
+    run.add_argument("--molecules", nargs="*")
+    run.add_argument("--frames", nargs="+", type=int, default=[50])
+    run.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    run.add_argument("--variants", nargs="+", default=["no_empp", "start"])
+    run.add_argument("--work", default="runs/converged")
+    run.add_argument("--results", default=str(HERE / "results" / "converged"))
+    run.add_argument("--source", type=Path, default=None)
+    run.add_argument("--stability-runs", type=int, default=5)
+    run.add_argument("--stability-ps", type=float, default=20.0)
+    run.add_argument("--commit", action="store_true")
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        cmd_run(args)
+
+
+if __name__ == "__main__":
+    main()
