@@ -71,8 +71,9 @@ def _cli(args: List[str], source: Path | None, log: Path) -> float:
         env["PYTHONPATH"] = str(source) + os.pathsep + env.get("PYTHONPATH", "")
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with log.open("a") as out:
+        # cwd: the log's folder, not a checkout (python -m puts the cwd first on sys.path)
         code = subprocess.call([sys.executable, "-m", "empp_ff.cli", *args], stdout=out, stderr=subprocess.STDOUT,
-                               env=env)
+                               env=env, cwd=log.parent)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if code != 0:
         raise RuntimeError(f"empp-ff {args[0]} failed (exit {code}); see {log}")
@@ -90,8 +91,8 @@ def run_cell(which: str, molecule: str, frames: int, variant: str, seed: int, ar
     result_path = Path(args.results) / which / f"{name}.json"
     if result_path.exists():
         return result_path
-    data = DATA_DIRS[which] / f"md17_{molecule}.npz"
-    run_dir = Path(args.work) / which / name
+    data = (DATA_DIRS[which] / f"md17_{molecule}.npz").resolve()
+    run_dir = (Path(args.work) / which / name).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     log = run_dir.parent / f"{name}.log"
     sets = {**COMMON, **VARIANTS[variant], "seed": seed, "data.path": str(data), "data.n_train": frames,
@@ -111,7 +112,8 @@ def run_cell(which: str, molecule: str, frames: int, variant: str, seed: int, ar
         proc = subprocess.run([sys.executable, "-m", "empp_ff.cli", "stability", str(model), str(data), "--json",
                                "--no-progress", "--runs", str(args.stability_runs), "--time",
                                str(args.stability_ps), "--seed", str(seed), "--plot",
-                               str(run_dir / "stability.png")], capture_output=True, text=True, env=env)
+                               str(run_dir / "stability.png")], capture_output=True, text=True, env=env,
+                              cwd=run_dir)
         out.write(proc.stderr)
     if proc.returncode != 0:
         raise RuntimeError(f"stability failed for {name}: {proc.stderr.strip().splitlines()[-1:]}")
