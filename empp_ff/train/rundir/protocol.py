@@ -18,35 +18,51 @@ the test split and commits ``test_metrics.json``, which records the number of
 trained epochs: a re-run finds it matching ``last.pt`` and reports it again
 without re-evaluating; a kill before it reruns the (deterministic) report.
 
-On start, under the run-directory lock, temporary files that a killed process
-left behind are removed.
+On start, under the run-directory lock, the temporaries that a killed training
+left behind are removed: only names it can prove are its own (``empp_ff._atomic``:
+an empp-ff temporary of a process of this host that no longer runs) of a file the
+run writes (:data:`RUN_FILES`, and anything in ``checkpoints/``, ``plots/``, ``data/``).
+Other programs' files (a user's ``.notes.tmp``) and the temporary of a command still
+running in the folder (an ``empp-ff md --out RUN_DIR/md.traj``) are never touched.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
+from empp_ff._atomic import stale_target
 from empp_ff.train.rundir.lock import RunLock
 
-__all__ = ["RunDirectory", "remove_leftover_temporaries"]
+__all__ = ["RunDirectory", "remove_leftover_temporaries", "RUN_FILES", "RUN_FOLDERS"]
 
-# atomic_path's temporary files: ".<target name>.<random>.tmp"
-_TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{6,}\.tmp$")
+# The files a training writes in its run directory, and the folders whose files are all its own.
+RUN_FILES = frozenset({"config.yaml", "splits.json", "statistics.json", "finetune.json", "metrics.csv",
+                       "test_metrics.json"})
+RUN_FOLDERS = frozenset({"checkpoints", "plots", "data"})
+
+
+def _run_writes(run_dir: Path, folder: Path, target: str) -> bool:
+    relative = folder.relative_to(run_dir).parts
+    return (not relative and target in RUN_FILES) or (len(relative) == 1 and relative[0] in RUN_FOLDERS)
 
 
 def remove_leftover_temporaries(run_dir: Path) -> List[Path]:
-    """Delete the temporaries of interrupted atomic writes under ``run_dir`` (call with the lock held)."""
+    """Delete the temporaries a killed training left under ``run_dir`` (call with the lock held)."""
+    run_dir = Path(run_dir)
     removed = []
-    for root, _dirs, files in os.walk(run_dir):
-        for name in files:
-            if _TEMPORARY.match(name):
-                path = Path(root) / name
-                path.unlink(missing_ok=True)
-                removed.append(path)
+    for folder in [run_dir] + [run_dir / name for name in sorted(RUN_FOLDERS)]:
+        try:
+            names = sorted(os.listdir(folder))
+        except OSError:  # no such folder (yet)
+            continue
+        for name in names:
+            target = stale_target(name)
+            if target is not None and _run_writes(run_dir, folder, target):
+                (folder / name).unlink(missing_ok=True)
+                removed.append(folder / name)
     return removed
 
 
