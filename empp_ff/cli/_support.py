@@ -1,9 +1,11 @@
-"""CLI plumbing shared by the commands: ``--set`` parsing, error translation, --json output."""
+"""CLI plumbing shared by the commands: ``--set`` parsing, error translation, --json output,
+SIGTERM/SIGINT as a one-line message and exit status, the --device check."""
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import re
 import sys
@@ -83,3 +85,51 @@ def stdout_for_json(enabled: bool) -> Iterator[None]:
         return
     with contextlib.redirect_stdout(sys.stderr):
         yield
+
+
+def stopped_error(exc: KeyboardInterrupt) -> click.ClickException:
+    """A command stopped by SIGTERM/SIGINT (``empp_ff._signals``): its one-line message (where it
+    stopped, what it left) and the exit status 128 + the signal (143, 130)."""
+    from empp_ff._signals import exit_status
+
+    error = click.ClickException(str(exc) or "interrupted")
+    error.exit_code = exit_status(exc)
+    return error
+
+
+def stops_cleanly(command):
+    """Decorate a command's function (below its click options): SIGTERM and SIGINT stop it with
+    :func:`stopped_error` after its files are in place or cleaned up."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        from empp_ff._signals import stop_on_signals
+
+        with stop_on_signals():
+            try:
+                return command(*args, **kwargs)
+            except KeyboardInterrupt as exc:
+                raise stopped_error(exc) from exc
+
+    return wrapper
+
+
+_DEVICE = re.compile(r"^(cpu|cuda(:[0-9]+)?)$")
+
+
+def check_device(ctx: click.Context, param: click.Parameter, value, allow_auto: bool = False):
+    """click callback for --device: cpu, cuda, cuda:N (or auto where the command has it); anything else
+    is a one-line error listing the devices valid here."""
+    if value is None or (allow_auto and value == "auto") or _DEVICE.match(value):
+        return value
+    import torch
+
+    valid = ["auto"] if allow_auto else []
+    valid.append("cpu")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    valid += ["cuda"] + [f"cuda:{i}" for i in range(count)] if count else []
+    cuda = "" if count else " (no CUDA device visible here; cuda, cuda:N on a GPU machine)"
+    raise click.ClickException(f"--device {value!r} is not a device: use {', '.join(valid)}{cuda}")
+
+
+check_device_or_auto = functools.partial(check_device, allow_auto=True)

@@ -6,6 +6,9 @@ import json
 
 import click
 
+from empp_ff.cli._outputs import refuse_clashes
+from empp_ff.cli._support import stops_cleanly
+
 
 @click.group("data")
 def data_group():
@@ -28,6 +31,7 @@ def convert_cmd(source, out, fmt, energy_key, forces_key, drop_nonfinite, allow_
     from empp_ff.data.conversion import convert
     from empp_ff.data.store import StructureStore
 
+    refuse_clashes({"OUT": out}, {"SOURCE": source})
     try:
         path = convert(source, out, fmt=fmt, energy_key=energy_key, forces_key=forces_key, progress=True,
                        drop_nonfinite=drop_nonfinite, allow_missing_labels=allow_missing_labels)
@@ -62,10 +66,10 @@ def info_cmd(path, fmt, energy_key, forces_key):
 @click.argument("out", type=click.Path(dir_okay=False))
 @click.option("--seeds", "seeds_path", required=True, type=click.Path(exists=True, dir_okay=False),
               help="Seed SMILES: a text file (one per line) or a GEOM-style HDF5 file (groups' 'smiles').")
-@click.option("--molecules", "n_molecules", default=3000, show_default=True,
+@click.option("--molecules", "n_molecules", default=3000, show_default=True, type=int,
               help="How many molecules (seeds, their BRICS fragments and recombinations).")
-@click.option("--conformers", default=2, show_default=True, help="ETKDG conformers per molecule.")
-@click.option("--samples", default=2, show_default=True,
+@click.option("--conformers", default=2, show_default=True, type=int, help="ETKDG conformers per molecule.")
+@click.option("--samples", default=2, show_default=True, type=int,
               help="Thermal normal-mode samples per conformer; 0 stores the MMFF94 minima.")
 @click.option("--temperature", default=500.0, show_default=True, help="Sampling temperature (K).")
 @click.option("--max-heavy-atoms", default=24, show_default=True)
@@ -73,9 +77,11 @@ def info_cmd(path, fmt, energy_key, forces_key):
 @click.option("--exclude-from", type=click.Path(exists=True, dir_okay=False),
               help="A file of SMILES to keep out (one per line).")
 @click.option("--seed", default=0, show_default=True)
+@stops_cleanly
 def corpus_cmd(out, seeds_path, n_molecules, conformers, samples, temperature, max_heavy_atoms, exclude,
                exclude_from, seed):
     """Build an unlabelled corpus OUT (a store) of drug-like structures for EMPP pre-training."""
+    refuse_clashes({"OUT": out}, {"--seeds": seeds_path, "--exclude-from": exclude_from})
     try:
         from empp_ff.data.corpus.build import build_corpus, read_seed_smiles
         from empp_ff.data.corpus.conformers import ConformerSettings
@@ -86,7 +92,7 @@ def corpus_cmd(out, seeds_path, n_molecules, conformers, samples, temperature, m
                                      temperature_k=temperature)
         prov = build_corpus(read_seed_smiles(seeds_path), out, n_molecules, settings,
                             MoleculeFilter(max_heavy_atoms=max_heavy_atoms), exclude=excluded, seed=seed,
-                            progress=True)
+                            progress=True, warn=lambda msg: click.echo(f"Warning: {msg}", err=True))
     except (ImportError, ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
     counts = prov["counts"]

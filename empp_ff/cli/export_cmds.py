@@ -7,7 +7,18 @@ import json
 import click
 
 from empp_ff._dtypes import DTYPE_NAMES
-from empp_ff.cli._support import stdout_for_json
+from empp_ff.cli._outputs import refuse_clashes
+from empp_ff.cli._support import stdout_for_json, stops_cleanly
+
+
+def _checkpoints_folder(source):
+    """The run's checkpoints folder that SOURCE (a run directory or one of its checkpoints) is read from."""
+    from pathlib import Path
+
+    source = Path(source)
+    if source.is_dir():
+        return source / "checkpoints"
+    return source.parent if source.parent.name == "checkpoints" else None
 
 
 @click.command("export")
@@ -24,9 +35,11 @@ from empp_ff.cli._support import stdout_for_json
               help="aotinductor: the device to compile for (default: cuda when available, else cpu).")
 @click.option("--cpu-target", type=click.Choice(["portable", "native"]), default="portable", show_default=True,
               help="aotinductor on CPU: portable (x86-64-v3, any AVX2 CPU) or native (this CPU only).")
+@stops_cleanly
 def export_cmd(source, output, fmt, dtype, ema, device, cpu_target):
     """Export a run directory or checkpoint SOURCE to a model file (TorchScript or
     an AOTInductor package of compiled kernels; see README "Model file formats")."""
+    refuse_clashes({"-o": output}, {"SOURCE": source}, {"run's checkpoints folder": _checkpoints_folder(source)})
     from empp_ff.export import export_model, read_metadata
     from empp_ff.export.aoti import CompileError
     from empp_ff.export.exporter import resolve_format

@@ -99,25 +99,47 @@ def md_cmd(model, structure, steps, dt_fs, temperature, ensemble, tdamp, thermo,
 
     from ase.io import read
 
-    from empp_ff.inference.lammps.inputs import md_input, write_data
+    from empp_ff._atomic import atomic_path
+    from empp_ff.inference.lammps.inputs import md_input, quoted, write_data
     from empp_ff.inference.lammps.paths import plugin_path
     from empp_ff.inference.lammps.runner import run_input
 
     if plugin_path() is None:
         raise click.ClickException("pair_style empp is not built: run `empp-ff lammps build`")
     work = Path(workdir)
+    _refuse_foreign_files(work, model, structure, dump)
+    try:
+        for path in (os.path.abspath(model), dump or "dump"):
+            quoted(path)
+    except ValueError as exc:  # a path LAMMPS cannot be given
+        raise click.ClickException(str(exc)) from exc
     work.mkdir(parents=True, exist_ok=True)
     atoms = read(structure)
     elements = write_data(atoms, work / "structure.data")
     pair_args = f"device {device}" + (f" threads {threads}" if threads else "")
     text = md_input(data="structure.data", model=os.path.abspath(model), elements=elements,
                     steps=steps, dt_fs=dt_fs, temperature=temperature, ensemble=ensemble,
-                    tdamp_fs=tdamp, thermo=thermo, dump=dump, dump_every=dump_every,
-                    pair_args=pair_args)
-    (work / "in.md").write_text(text)
+                    tdamp_fs=tdamp, thermo=thermo, dump=dump, dump_every=dump_every, pair_args=pair_args)
+    with atomic_path(work / "in.md") as tmp:
+        Path(tmp).write_text(text)
     click.echo(f"wrote {work / 'in.md'} and {work / 'structure.data'} (types: {' '.join(elements)})", err=True)
     proc = run_input("in.md", np=nprocs, cwd=str(work))
     sys.exit(proc.returncode)
+
+
+def _refuse_foreign_files(work, model, structure, dump) -> None:
+    """md writes in.md and structure.data into ``work``: never over an input, nor over a file it did not
+    write itself (a user's own in.md); its own earlier ones are replaced, so a rerun works."""
+    from empp_ff.cli._outputs import refuse_clashes
+    from empp_ff.inference.lammps.inputs import written_here
+
+    outputs = {"in.md": work / "in.md", "structure.data": work / "structure.data",
+               "--dump": work / dump if dump else None}
+    refuse_clashes(outputs, {"MODEL": model, "STRUCTURE": structure})
+    for name in ("in.md", "structure.data"):
+        if (work / name).exists() and not written_here(work / name):
+            raise click.ClickException(f"{work / name} exists and was not written by `empp-ff lammps md`: "
+                                       "not replacing it; choose an empty --workdir")
 
 
 def register(group):

@@ -6,7 +6,8 @@ import json
 
 import click
 
-from empp_ff.cli._support import stdout_for_json
+from empp_ff.cli._outputs import refuse_clashes
+from empp_ff.cli._support import check_device, stdout_for_json, stopped_error, stops_cleanly
 from empp_ff.inference.guard import DEFAULT_MAX_BOND_STRETCH
 
 
@@ -39,7 +40,9 @@ def _guard_options(max_bond_stretch: float):
 
 
 def _stopped(exc: BaseException) -> click.ClickException:
-    """An instability or Ctrl-C; the driver's message says where and what the run left."""
+    """An instability, SIGTERM or Ctrl-C; the driver's message says where and what the run left."""
+    if isinstance(exc, KeyboardInterrupt):
+        return stopped_error(exc)
     return click.ClickException(str(exc) or "interrupted")
 
 
@@ -75,15 +78,18 @@ def _structure(path):
               help="Write/log every N steps.")
 @click.option("--log", "log", default=None, type=click.Path(dir_okay=False),
               help=f"MD log file; an existing one is {_REPLACED}.")
-@click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available).")
+@click.option("--device", default=None, callback=check_device,
+              help="cpu, cuda, cuda:1 ... (default: cuda if available).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @_guard_options(max_bond_stretch=DEFAULT_MAX_BOND_STRETCH)  # Fu et al. 2022 ("Forces are not enough")
+@stops_cleanly
 def md_cmd(model, structure, steps, dt_fs, temperature, ensemble, friction, pressure_bar, seed, out,
            interval, log, device, no_progress, min_distance, max_bond_stretch):
     """Molecular dynamics of STRUCTURE (any ase.io.read format) with MODEL."""
     from empp_ff.inference.guard import InstabilityError
     from empp_ff.inference.md import run_md
 
+    refuse_clashes({"--out": out, "--log": log}, {"MODEL": model, "STRUCTURE": structure})
     atoms = _structure(structure)
     calc = _calculator(model, device, min_distance, max_bond_stretch)
     try:
@@ -116,9 +122,11 @@ def md_cmd(model, structure, steps, dt_fs, temperature, ensemble, friction, pres
 @click.option("--out", "out", default="opt.xyz", show_default=True, type=click.Path(dir_okay=False),
               help="Final structure (any ase.io.write format; .traj keeps the whole path). An existing file "
                    f"is {_REPLACED}.")
-@click.option("--device", default=None)
+@click.option("--device", default=None, callback=check_device,
+              help="cpu, cuda, cuda:1 ... (default: cuda if available).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @_guard_options(max_bond_stretch=0.0)  # off: a relaxation may legitimately move far from its start
+@stops_cleanly
 def opt_cmd(model, structure, fmax, optimizer, steps, out, device, as_json, min_distance, max_bond_stretch):
     """Relax STRUCTURE with MODEL until max force < FMAX."""
     from dataclasses import asdict
@@ -126,6 +134,7 @@ def opt_cmd(model, structure, fmax, optimizer, steps, out, device, as_json, min_
     from empp_ff.inference.guard import InstabilityError
     from empp_ff.inference.md import optimize
 
+    refuse_clashes({"--out": out}, {"MODEL": model, "STRUCTURE": structure})
     atoms = _structure(structure)
     calc = _calculator(model, device, min_distance, max_bond_stretch)
     try:

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from empp_ff.cli._support import OverridesCommand, stdout_for_json
+from empp_ff.cli._support import OverridesCommand, check_device_or_auto, stdout_for_json
 
 
 def _fail(exc: Exception) -> None:
@@ -29,6 +29,7 @@ def train_cmd(config, overrides, dry_run):
         cfg = load_config(config, list(overrides))
     except ConfigError as exc:
         _fail(exc)
+    _check_seeds(cfg)
     if dry_run:
         import yaml
 
@@ -45,6 +46,13 @@ def train_cmd(config, overrides, dry_run):
         _fail(exc)
 
 
+def _check_seeds(cfg) -> None:
+    """numpy's generators (data splits, masks) take no negative seed: say so for the key the user set."""
+    for key, value in (("seed", cfg.seed), ("data.split_seed", cfg.data.split_seed)):
+        if value is not None and not (isinstance(value, int) and value >= 0):
+            raise click.ClickException(f"{key} must be a non-negative integer, got {value!r}")
+
+
 @click.command("eval")
 @click.argument("target", type=click.Path(exists=True))
 @click.argument("data", required=False, type=click.Path(exists=True, dir_okay=False))
@@ -54,7 +62,8 @@ def train_cmd(config, overrides, dry_run):
                    "run's training data, else all.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--batch-size", default=32, show_default=True)
-@click.option("--device", default="auto", show_default=True)
+@click.option("--device", default="auto", show_default=True, callback=check_device_or_auto,
+              help="auto, cpu, cuda, cuda:1 ...")
 @click.option("--no-ema", is_flag=True, help="Use raw weights instead of the EMA weights.")
 def eval_cmd(target, data, split, as_json, batch_size, device, no_ema):
     """Energy and force errors of a checkpoint or run directory on DATA."""

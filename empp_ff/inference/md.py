@@ -21,6 +21,7 @@ from typing import Any, Callable, Dict, List, Optional, Union
 import numpy as np
 from ase import Atoms, units
 
+from empp_ff._signals import Stopped, deferred, interruptible
 from empp_ff.inference.guard import InstabilityError
 from empp_ff.inference.outputs import TrajectoryWriter, staged, stopped_outcome, structure_format, trajectory_format
 
@@ -210,6 +211,7 @@ def run_md(
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 
     ensemble = _check_md_options(atoms, ensemble, steps, dt_fs, traj_interval, log_interval)
+    _check_thermostat(len(atoms), temperature, friction, init_velocities)
     fmt = trajectory_format(trajectory) if trajectory is not None else None
     atoms.calc = calculator
     _evaluate_start(atoms, _md_step(0, dt_fs))
@@ -222,13 +224,15 @@ def run_md(
     )
     result = MDResult(ensemble=ensemble, steps=steps, dt_fs=dt_fs, num_atoms=len(atoms))
     stopped: Optional[BaseException] = None
-    with staged(trajectory) as traj_tmp, staged(logfile) as log_tmp:
+    # A SIGTERM outside the steps waits until the files are in place (empp_ff._signals).
+    with deferred(), staged(trajectory) as traj_tmp, staged(logfile) as log_tmp:
         writer = TrajectoryWriter(atoms, traj_tmp, fmt) if traj_tmp is not None else None
         closers = _attach_observers(dyn, atoms, result, writer, traj_interval, log_tmp, log_interval,
                                     steps if progress else None)
         start = time.perf_counter()
         try:
-            dyn.run(steps)  # observers fire at step 0 too, so step 0 is recorded
+            with interruptible():
+                dyn.run(steps)  # observers fire at step 0 too, so step 0 is recorded
         except (InstabilityError, KeyboardInterrupt) as exc:
             stopped = exc
         finally:
@@ -268,6 +272,16 @@ def _check_md_options(atoms: Atoms, ensemble: str, steps: int, dt_fs: float, *in
     return ensemble
 
 
+def _check_thermostat(n_atoms: int, temperature: float, friction: float, init_velocities: bool) -> None:
+    if n_atoms < 2 and init_velocities:
+        raise ValueError(f"MD needs at least 2 atoms, the structure has {n_atoms}: with its centre of mass "
+                         "at rest a single atom cannot move (use a molecule or a larger cell, atoms.repeat)")
+    if not temperature >= 0:
+        raise ValueError(f"temperature must be >= 0 K, got {temperature} K")
+    if not friction >= 0:
+        raise ValueError(f"the Langevin friction must be >= 0 (1/fs), got {friction}")
+
+
 def _evaluate_start(atoms: Atoms, where: str) -> None:
     """Run the model on the initial structure before any file is opened: unknown elements and
     overlapping atoms are refused here. The calculator keeps the result for the first step."""
@@ -282,9 +296,11 @@ def _md_step(step: int, dt_fs: float) -> str:
 
 
 def _stop_error(exc: BaseException, where: str, outcome: str) -> BaseException:
-    """``exc`` (an instability or Ctrl-C) located at ``where``, with what the run left."""
+    """``exc`` (an instability, SIGTERM or Ctrl-C) located at ``where``, with what the run left."""
     if isinstance(exc, InstabilityError):
         return exc.at(where, outcome)
+    if isinstance(exc, Stopped):
+        return exc.with_message(f"stopped by {exc.name} at {where}" + (f"; {outcome}" if outcome else ""))
     return KeyboardInterrupt(f"interrupted at {where}" + (f"; {outcome}" if outcome else ""))
 
 
@@ -326,13 +342,15 @@ def optimize(
     _evaluate_start(atoms, "the initial structure")
     e0 = float(atoms.get_potential_energy())
     stopped: Optional[BaseException] = None
-    with staged(trajectory) as out_tmp, staged(None if logfile in (None, "-") else logfile) as log_tmp:
+    log_target = None if logfile in (None, "-") else logfile
+    with deferred(), staged(trajectory) as out_tmp, staged(log_target) as log_tmp:
         opt = getattr(ase.optimize, lookup[name])(atoms, logfile=log_tmp or logfile)
         writer = TrajectoryWriter(atoms, out_tmp, fmt) if fmt == "traj" else None
         if writer is not None:
             opt.attach(writer, interval=1)
         try:
-            converged = bool(opt.run(fmax=fmax, steps=steps))
+            with interruptible():
+                converged = bool(opt.run(fmax=fmax, steps=steps))
         except (InstabilityError, KeyboardInterrupt) as exc:
             stopped = exc
         finally:

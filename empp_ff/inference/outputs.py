@@ -2,11 +2,11 @@
 
 Each is written under a temporary name beside its target (``empp_ff._atomic``) and
 moved over the target only when the run ends, or when it stops (the instability
-guard, Ctrl-C) after writing at least one frame: a stopped run keeps the frames it
-made under the name asked for. The drivers check the model, the structure and the
-options before any of these files is opened, so a refused run, a run stopped before
-its first frame, or one that fails otherwise leaves an existing file byte for byte
-as it was.
+guard, Ctrl-C, SIGTERM: ``empp_ff._signals``) after writing at least one frame: a
+stopped run keeps the frames it made under the name asked for. The drivers check the
+model, the structure and the options before any of these files is opened, so a
+refused run, a run stopped before its first frame, or one that fails otherwise leaves
+an existing file byte for byte as it was.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Iterator, Optional, Union
 from ase import Atoms
 
 from empp_ff._atomic import atomic_path
+from empp_ff._signals import deferred
 from empp_ff.inference.guard import InstabilityError, finite_frame
 
 PathLike = Union[str, Path]
@@ -85,6 +86,10 @@ class TrajectoryWriter:
         bad = finite_frame(self.atoms)
         if bad:  # only a calculator without the guard lets a run get here
             raise InstabilityError(f"non-finite positions of atom(s) {bad[:8]}: not writing the frame", atoms=bad)
+        with deferred():  # a SIGTERM waits until the frame is whole
+            self._write()
+
+    def _write(self) -> None:
         if self._traj is not None:
             self._traj.write()
         else:

@@ -139,6 +139,8 @@ def prepare_data(cfg: Config, run_dir: Path, log: Callable[[str], None], write: 
     source = resolve_data_path(cfg)
     store, store_path = open_store(source, run_dir, cfg, log, resuming) if write else _read_store(source, run_dir, cfg)
     n = len(store)
+    if n == 0:
+        raise ConfigError(f"{store_path} holds no structures: nothing to train on (an empty corpus or data file)")
     splits = _splits(cfg, run_dir, source, n, log, write, resuming)
     train_idx = np.asarray(splits["train"])
     species = [int(z) for z in store.species()]

@@ -7,7 +7,7 @@ import dataclasses
 import os
 import time
 from pathlib import Path
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence
 
 from empp_ff.data.corpus.conformers import ConformerSettings, molecule_structures
 from empp_ff.data.corpus.molecules import MoleculeFilter, canonical_smiles, enumerate_molecules
@@ -47,6 +47,16 @@ def canonical_exclusions(smiles: Iterable[str]) -> Dict[str, str]:
     return out
 
 
+def invalid_smiles(smiles: Sequence[str]) -> List[str]:
+    """Those of ``smiles`` that RDKit cannot parse."""
+    return [s for s in smiles if canonical_smiles(s) is None]
+
+
+def _seed_problem(invalid: List[str], n_seeds: int) -> str:
+    shown = ", ".join(repr(s) for s in invalid[:5]) + (f" and {len(invalid) - 5} more" if len(invalid) > 5 else "")
+    return f"{len(invalid)} of the {n_seeds} seed SMILES cannot be parsed by RDKit: {shown}"
+
+
 def _structures(molecules: Sequence[str], settings: ConformerSettings, seed: int, counts: dict) -> Iterator[Structure]:
     for i, smiles in enumerate(molecules):
         made = molecule_structures(smiles, settings, seed + i)
@@ -57,17 +67,38 @@ def _structures(molecules: Sequence[str], settings: ConformerSettings, seed: int
         for j, positions in enumerate(made["positions"]):
             counts["structures"] += 1
             yield Structure(made["atomic_numbers"], positions, name=f"{smiles}#{j}")
+    if not counts["structures"]:  # the store is not written: an empty corpus trains nothing
+        raise ValueError(f"no structure could be made: none of the {len(molecules)} molecule(s) passed the filter "
+                         "and could be embedded with MMFF94 parameters" if molecules else
+                         "no molecule passed the filter (elements, heavy-atom count, neutral, one fragment, "
+                         "not excluded): nothing to write")
 
 
 def build_corpus(seed_smiles: Sequence[str], out: str | os.PathLike, n_molecules: int,
                  settings: Optional[ConformerSettings] = None, molecule_filter: Optional[MoleculeFilter] = None,
-                 exclude: Sequence[str] = (), seed: int = 0, progress: bool = False) -> dict:
-    """Write the corpus store ``out`` (atomically); returns its provenance record."""
+                 exclude: Sequence[str] = (), seed: int = 0, progress: bool = False,
+                 warn: Optional[Callable[[str], None]] = None) -> dict:
+    """Write the corpus store ``out`` (atomically); returns its provenance record.
+
+    Seed SMILES RDKit cannot parse are skipped with a warning naming them (``warn``; default
+    ``warnings.warn``) and recorded; all of them unparseable, or no structure made, is an error
+    and nothing is written."""
     settings = settings or ConformerSettings()
+    if not n_molecules >= 1:
+        raise ValueError(f"the number of molecules must be >= 1, got {n_molecules}")
     from rdkit import __version__ as rdkit_version
 
     from empp_ff.data.store import write_store
 
+    invalid = invalid_smiles(seed_smiles)
+    if invalid and len(invalid) == len(seed_smiles):
+        raise ValueError(_seed_problem(invalid, len(seed_smiles)) + ": no seed to build from")
+    if invalid:
+        if warn is None:
+            import warnings
+
+            warn = warnings.warn
+        warn(_seed_problem(invalid, len(seed_smiles)) + "; they are skipped")
     excluded = canonical_exclusions(exclude)
     molecule_filter = molecule_filter or MoleculeFilter()
     molecule_filter = dataclasses.replace(molecule_filter, exclude=set(molecule_filter.exclude) | set(excluded))
@@ -76,7 +107,7 @@ def build_corpus(seed_smiles: Sequence[str], out: str | os.PathLike, n_molecules
     counts = {"molecules": 0, "structures": 0, "skipped": []}
     provenance = {
         "kind": "empp-ff unlabelled corpus", "rdkit": rdkit_version, "seed": seed,
-        "n_seed_smiles": len(seed_smiles), "n_molecules_requested": n_molecules,
+        "n_seed_smiles": len(seed_smiles), "invalid_seed_smiles": invalid, "n_molecules_requested": n_molecules,
         "n_molecules_enumerated": len(molecules),
         "filter": {k: v for k, v in dataclasses.asdict(molecule_filter).items() if k != "exclude"},
         "excluded_canonical_smiles": sorted(excluded), "conformers": dataclasses.asdict(settings),

@@ -32,6 +32,14 @@ class ConformerSettings:
     mmff_iterations: int = 500
     max_redraws: int = 5
 
+    def __post_init__(self):
+        if not self.n_conformers >= 1:
+            raise ValueError(f"conformers per molecule must be >= 1, got {self.n_conformers}")
+        if not self.samples_per_conformer >= 0:
+            raise ValueError(f"thermal samples per conformer must be >= 0, got {self.samples_per_conformer}")
+        if not 0 < self.temperature_k < float("inf"):
+            raise ValueError(f"the sampling temperature must be > 0 K, got {self.temperature_k} K")
+
 
 def _hessian(ff, x: np.ndarray, step: float = 1e-3) -> np.ndarray:
     """Central second differences of the MMFF energy (kcal/mol/Å²).

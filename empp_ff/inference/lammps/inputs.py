@@ -1,9 +1,35 @@
-"""Write LAMMPS data files and simple MD inputs for ``pair_style empp``."""
+"""Write LAMMPS data files and simple MD inputs for ``pair_style empp``.
+
+Both files start with a line saying who wrote them (:func:`written_here`), so ``empp-ff
+lammps md`` may replace its own earlier files and refuses to replace anyone else's.
+"""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import List, Optional, Sequence
+
+DATA_TITLE = "(written by empp-ff)"
+INPUT_TITLE = "# written by `empp-ff lammps md`"
+
+
+def written_here(path) -> bool:
+    """Whether the file ``path`` is an input or data file this module wrote (its first line says so)."""
+    try:
+        with open(path, "rb") as fh:
+            first = fh.readline(200).decode("utf-8", "replace").strip()
+    except OSError:
+        return False
+    return first in (DATA_TITLE, INPUT_TITLE)
+
+
+def quoted(word: str) -> str:
+    """``word`` as one LAMMPS argument: quoted, so spaces, '#' and '$' are taken literally."""
+    for quote in ('"', "'", '"""'):
+        if quote not in word:
+            return f"{quote}{word}{quote}"
+    raise ValueError(f"cannot pass {word!r} to LAMMPS: it contains both kinds of quote; rename it")
 
 
 def write_data(atoms, path, elements: Optional[Sequence[str]] = None) -> List[str]:
@@ -25,14 +51,17 @@ def write_data(atoms, path, elements: Optional[Sequence[str]] = None) -> List[st
     if not atoms.pbc.any() or atoms.cell.rank < 3:
         atoms.center(vacuum=10.0)
         atoms.pbc = True
-    path = Path(path)
-    with open(path, "w") as fd:
-        write_lammps_data(fd, atoms, specorder=elements, masses=True, units="metal", atom_style="atomic")
+    from empp_ff._atomic import atomic_path
+
+    text = io.StringIO()
+    write_lammps_data(text, atoms, specorder=elements, masses=True, units="metal", atom_style="atomic")
+    body = text.getvalue().split("\n", 1)[1]  # ASE's title line, "(written by ASE)", replaced
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(f"{DATA_TITLE}\n{body}")
     return elements
 
 
-MD_TEMPLATE = """\
-# written by `empp-ff lammps md`
+MD_TEMPLATE = INPUT_TITLE + """
 units           metal
 atom_style      atomic
 boundary        p p p
@@ -80,12 +109,12 @@ def md_input(
     dump_line = ""
     if dump:
         dump_line = (
-            f"dump            traj all custom {dump_every} {dump} id type element x y z fx fy fz\n"
+            f"dump            traj all custom {dump_every} {quoted(dump)} id type element x y z fx fy fz\n"
             f"dump_modify     traj element {' '.join(elements)} sort id"
         )
     return MD_TEMPLATE.format(
         data=data,
-        model=model,
+        model=quoted(model),
         elements=" ".join(elements),
         pair_args=pair_args,
         dt_ps=dt_fs / 1000.0,
