@@ -8,6 +8,8 @@ in normal use (then a window costs one dictionary lookup):
 * ``EMPP_FF_FAULT_LOG=PATH``: append each window's name to PATH, one a line.
 * ``EMPP_FF_KILL_AT=K``: the process kills itself with SIGKILL at its K-th window
   (0-based, counted from the start of the process), as ``kill -9`` would.
+* ``EMPP_FF_SIGNAL_AT=K:SIGTERM`` (or ``K:SIGINT``): the process sends itself that
+  signal at its K-th window, as a batch scheduler's time limit would (``empp_ff._signals``).
 
 Inside an epoch, where nothing is written, ``EMPP_FF_KILL_AT_STEP=N`` kills the
 training process as it begins optimiser step N (0-based, counted over the run:
@@ -27,7 +29,8 @@ _count = 0
 def window(kind: str, path: Union[str, os.PathLike]) -> None:
     global _count
     log, kill_at = os.environ.get("EMPP_FF_FAULT_LOG"), os.environ.get("EMPP_FF_KILL_AT")
-    if log is None and kill_at is None:
+    signal_at = os.environ.get("EMPP_FF_SIGNAL_AT")
+    if log is None and kill_at is None and signal_at is None:
         return
     name = f"{kind}:{Path(path).name}"
     if log:
@@ -35,6 +38,8 @@ def window(kind: str, path: Union[str, os.PathLike]) -> None:
             fh.write(name + "\n")
     if kill_at is not None and int(kill_at) == _count:
         os.kill(os.getpid(), signal.SIGKILL)
+    if signal_at is not None and int(signal_at.split(":")[0]) == _count:
+        os.kill(os.getpid(), signal.Signals[signal_at.split(":")[1]])
     _count += 1
 
 

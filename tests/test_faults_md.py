@@ -4,6 +4,9 @@ the LAMMPS tests.)"""
 
 from __future__ import annotations
 
+import os
+import signal
+
 import ase.io
 import numpy as np
 import pytest
@@ -164,3 +167,158 @@ def test_refused_md_and_opt_leave_existing_outputs_byte_identical(model, tmp_pat
         assert result.exit_code != 0 and message in result.output, (args, result.output)
         assert "Traceback" not in result.output and "frame" not in result.output  # no claim of frames kept
         assert _files(out) == before, args  # byte for byte, nothing added (no temporary, no run.pdb2)
+
+
+# --- issue 28: outputs over inputs, --device, misleading errors, SIGTERM -------------------
+
+def _digests(*paths):
+    import hashlib
+
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in paths if p.exists()}
+
+
+def _one_line_error(result, *needles):
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output and result.output.count("Error:") == 1, result.output
+    line = [s for s in result.output.splitlines() if s.startswith("Error:")][0]
+    for needle in needles:
+        assert needle in line, (needle, result.output)
+
+
+@pytest.fixture
+def inputs(model, tmp_path):
+    """A private copy of the model, a multi-frame structure file and an earlier trajectory and log."""
+    import shutil
+
+    m = tmp_path / "m.pt"
+    shutil.copy(model, m)
+    structures = tmp_path / "multi.xyz"
+    ase.io.write(structures, [ethanol(), ethanol()])
+    (tmp_path / "old.traj").write_bytes(b"an earlier trajectory")
+    (tmp_path / "old.log").write_text("an earlier log\n")
+    return m, structures
+
+
+@pytest.mark.parametrize("case", ["md-out-structure", "md-log-model", "md-log-out", "md-out-symlink-structure",
+                                  "md-out-hardlink-model", "opt-out-structure", "opt-out-model"])
+def test_an_output_over_an_input_or_another_output_is_refused(inputs, tmp_path, case):
+    m, structures = inputs
+    (tmp_path / "link.xyz").symlink_to(structures)
+    os.link(m, tmp_path / "hard.pt")
+    command, option, path, role = {
+        "md-out-structure": ("md", "--out", structures, "the input STRUCTURE"),
+        "md-log-model": ("md", "--log", m, "the input MODEL"),
+        "md-log-out": ("md", "--log", tmp_path / "old.traj", "the outputs --out"),
+        "md-out-symlink-structure": ("md", "--out", tmp_path / "link.xyz", "the input STRUCTURE"),
+        "md-out-hardlink-model": ("md", "--out", tmp_path / "hard.pt", "the input MODEL"),
+        "opt-out-structure": ("opt", "--out", structures, "the input STRUCTURE"),
+        "opt-out-model": ("opt", "--out", m, "the input MODEL"),
+    }[case]
+    args = [command, m, structures, "--steps", 3, "--device", "cpu", option, path]
+    if case == "md-log-out":
+        args += ["--out", tmp_path / "old.traj"]
+    if command == "md":
+        args.append("--no-progress")
+    before = _digests(*tmp_path.iterdir())
+    _one_line_error(_cli(args), role, option)
+    assert _digests(*tmp_path.iterdir()) == before  # every file byte for byte, nothing added
+
+
+@pytest.mark.parametrize("command", ["md", "opt"])
+def test_an_unknown_device_is_a_one_line_error_listing_the_valid_ones(inputs, tmp_path, command):
+    m, structures = inputs
+    before = _digests(*tmp_path.iterdir())
+    result = _cli([command, m, structures, "--steps", 2, "--device", "gpu", "--out", tmp_path / "old.traj"])
+    _one_line_error(result, "--device 'gpu' is not a device: use ", "cpu")
+    assert _digests(*tmp_path.iterdir()) == before
+
+
+@pytest.mark.parametrize("case", ["one-atom", "negative-temperature", "negative-friction"])
+def test_bad_md_inputs_name_the_real_problem(inputs, tmp_path, case):
+    m, structures = inputs
+    single = tmp_path / "one.xyz"
+    ase.io.write(single, Atoms("C", positions=[[0, 0, 0]]))
+    structure, extra, message = {
+        "one-atom": (single, [], "MD needs at least 2 atoms, the structure has 1"),
+        "negative-temperature": (structures, ["--temperature", -300], "temperature must be >= 0 K, got -300.0 K"),
+        "negative-friction": (structures, ["--ensemble", "langevin", "--friction", -1],
+                              "the Langevin friction must be >= 0 (1/fs), got -1.0"),
+    }[case]
+    before = _digests(*tmp_path.iterdir())
+    result = _cli(["md", m, structure, "--steps", 5, "--no-progress", "--device", "cpu", "--out",
+                   tmp_path / "old.traj", "--log", tmp_path / "old.log", *extra])
+    _one_line_error(result, message)
+    assert "non-finite" not in result.output  # was: "non-finite (NaN/inf) positions"
+    assert _digests(*tmp_path.iterdir()) == before
+
+
+# A slow, stable run of the random-weight model: the signal lands mid-run.
+_SLOW = ["--steps", 10**6, "--dt", 0.001, "--interval", 5, "--no-progress", "--device", "cpu"]
+
+
+def _frames_written(folder, name, minimum=3):
+    from empp_ff.testing.processes import temporaries
+
+    def ready():
+        tmps = [p for p in temporaries(folder) if p.name.startswith(f".{name}.")]
+        return bool(tmps) and tmps[0].stat().st_size > minimum * 600  # a few frames on disk
+    return ready
+
+
+@pytest.mark.parametrize("signum,fmt", [(signal.SIGTERM, "traj"), (signal.SIGTERM, "xyz"), (signal.SIGINT, "traj")],
+                         ids=["sigterm-traj", "sigterm-xyz", "sigint-traj"])
+def test_a_signalled_md_keeps_its_frames_under_the_target_name(model, tmp_path, signum, fmt):
+    from empp_ff.testing.processes import cli_process, stop_when, temporaries
+
+    ase.io.write(tmp_path / "ethanol.xyz", ethanol())
+    out = f"md.{fmt}"
+    proc = cli_process(["md", model, "ethanol.xyz", *_SLOW, "--out", out, "--log", "md.log"], tmp_path)
+    status, stdout, stderr = stop_when(proc, _frames_written(tmp_path, out), signum)
+    assert status == 128 + signum, stderr[-3000:]
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr[-3000:]
+    frames = ase.io.read(tmp_path / out, index=":")
+    assert len(frames) >= 1 and all(len(f) == 9 for f in frames)
+    assert lines[0].startswith(f"Error: stopped by {signal.Signals(signum).name} at MD step ")
+    assert f"the {len(frames)} frame(s) before it are in {out}" in lines[0]
+    assert (tmp_path / "md.log").read_text().count("\n") >= len(frames)
+    assert not temporaries(tmp_path)  # no hidden file left
+
+
+def test_a_signalled_opt_keeps_its_path_under_the_target_name(model, tmp_path):
+    from empp_ff.testing.processes import cli_process, stop_when, temporaries
+
+    atoms = ethanol()
+    atoms.rattle(0.05, seed=1)
+    ase.io.write(tmp_path / "ethanol.xyz", atoms)
+    proc = cli_process(["opt", model, "ethanol.xyz", "--steps", 10**6, "--fmax", 1e-12, "--optimizer", "FIRE",
+                        "--device", "cpu", "--out", "opt.traj", "--min-distance", 0], tmp_path)
+    status, _, stderr = stop_when(proc, _frames_written(tmp_path, "opt.traj"))
+    assert status == 143 and len(stderr.strip().splitlines()) == 1, stderr[-3000:]
+    frames = ase.io.read(tmp_path / "opt.traj", index=":")
+    assert stderr.startswith("Error: stopped by SIGTERM at optimisation step ")
+    assert f"the {len(frames)} frame(s) before it are in opt.traj" in stderr
+    assert not temporaries(tmp_path)
+
+
+def test_the_next_run_removes_what_a_kill_9_left_and_nothing_else(model, tmp_path):
+    from empp_ff.testing.processes import cli_process, stop_when, temporaries
+
+    ase.io.write(tmp_path / "ethanol.xyz", ethanol())
+    proc = cli_process(["md", model, "ethanol.xyz", *_SLOW, "--out", "md.traj"], tmp_path)
+    stop_when(proc, _frames_written(tmp_path, "md.traj"), signal.SIGKILL)
+    (leftover,) = temporaries(tmp_path)
+    # Not ours to remove: another program's file of the same name pattern, and the temporary of a
+    # run still going (this test process is alive).
+    from empp_ff._atomic import temporary_prefix
+
+    foreign = tmp_path / ".md.traj.abc123.tmp"
+    foreign.write_text("another program's temporary")
+    running = tmp_path / (temporary_prefix(tmp_path / "md.traj") + "inprogress.tmp")
+    running.write_text("a live run's frames")
+    result = _cli(["md", model, tmp_path / "ethanol.xyz", "--steps", 2, "--no-progress", "--device", "cpu",
+                   "--out", tmp_path / "md.traj"])
+    assert result.exit_code == 0, result.output
+    assert not leftover.exists()
+    assert foreign.read_text() == "another program's temporary" and running.read_text() == "a live run's frames"
+    assert len(ase.io.read(tmp_path / "md.traj", index=":")) == 1
