@@ -22,6 +22,12 @@ Three builders, one convention (each is the fast path of its caller):
   the current positions, so the edges are exact.
 
 Importing this module needs numpy only (torch and vesin are imported when used).
+
+Before any periodic list is built, :func:`check_cell` refuses a cell that would make it
+huge (a hostile or broken input must not exhaust memory): one whose lattice planes are
+so close that an atom has more than :data:`MAX_CELL_IMAGES` periodic images within the
+cutoff (a vanishing lattice vector), or so dense that an atom would have more than
+:data:`MAX_NEIGHBOURS_PER_ATOM` neighbours on average.
 """
 
 from __future__ import annotations
@@ -30,9 +36,52 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-__all__ = ["neighbour_graph", "all_pairs_edges", "VerletList"]
+__all__ = ["neighbour_graph", "all_pairs_edges", "VerletList", "check_cell"]
 
 _DENSE_MAX_ATOMS = 3000  # above this, all-pairs O(n^2) memory is wasteful -> vesin cell list
+#: Periodic images of the cell within the cutoff of one atom, at most (a cell 0.5 Å thick
+#: along all three directions with a 10 Å cutoff has 41^3 = 68921).
+MAX_CELL_IMAGES = 100_000
+#: Average neighbours per atom within the cutoff, at most (dense matter has ~80 within 6 Å
+#: and ~400 within 10 Å).
+MAX_NEIGHBOURS_PER_ATOM = 5_000
+
+
+def check_cell(cell, pbc, r_max: float, n_atoms: int) -> None:
+    """Refuse (ValueError, one line) a periodic cell whose neighbour list would be huge.
+
+    The thickness of the cell across periodic lattice vector i (the distance between its
+    lattice planes, within the periodic directions) sets how many images of the cell lie
+    within ``r_max`` of an atom: 2*ceil(r_max/thickness)+1 along that direction."""
+    periodic = np.broadcast_to(np.asarray(pbc, dtype=bool), (3,))
+    if not periodic.any():
+        return
+    vectors = np.asarray(cell, dtype=np.float64).reshape(3, 3)[periodic]
+    if not np.isfinite(vectors).all():
+        raise ValueError(f"the cell has non-finite lattice vectors: {vectors.tolist()}")
+
+    def span(rows) -> float:  # the length / area / volume spanned by the rows
+        return float(np.sqrt(max(np.linalg.det(rows @ rows.T), 0.0))) if len(rows) else 1.0
+
+    volume = span(vectors)
+    images = 1.0
+    for axis, index in enumerate(np.flatnonzero(periodic)):
+        others = span(np.delete(vectors, axis, axis=0))
+        thickness = volume / others if others > 0 else 0.0
+        count = 2 * np.ceil(r_max / thickness) + 1 if thickness > 0 else np.inf
+        images *= count
+        if images > MAX_CELL_IMAGES:
+            raise ValueError(
+                f"the cell is too thin for the cutoff: {thickness:.3g} Å across lattice vector {index} (length "
+                f"{np.linalg.norm(vectors[axis]):.3g} Å), so every atom would have over {MAX_CELL_IMAGES} periodic "
+                f"images within r_max = {r_max} Å; check the cell (a vanishing or parallel lattice vector?)")
+    if periodic.all():
+        neighbours = n_atoms / volume * 4.0 / 3.0 * np.pi * r_max ** 3
+        if neighbours > MAX_NEIGHBOURS_PER_ATOM:
+            raise ValueError(
+                f"the structure is too dense for a neighbour list: {n_atoms} atoms in {volume:.3g} Å^3 give "
+                f"~{neighbours:.3g} neighbours per atom within r_max = {r_max} Å (at most "
+                f"{MAX_NEIGHBOURS_PER_ATOM}); check the cell and the units of the positions")
 
 
 def _vesin_list(cutoff: float):
@@ -95,6 +144,7 @@ def neighbour_graph(
         return np.stack([snd, rcv]).astype(np.int64), np.zeros((snd.shape[0], 3), np.float64)
 
     box = np.zeros((3, 3)) if cell is None else np.asarray(cell, dtype=np.float64)
+    check_cell(box, periodic, r_max, n)
     i, j, S = _vesin_pairs(_vesin_list(r_max), pos, box, periodic.tolist() if periodic.any() else False)
     keep = ~((i == j) & ~S.any(axis=1))  # drop a zero-shift self pair if a backend ever emits one
     i, j, S = i[keep], j[keep], S[keep]
@@ -152,6 +202,7 @@ class VerletList:
         if self._vesin is None:
             self._vesin = _vesin_list(self.r_max + self.skin)
         cell, pbc, positions = cell.copy(), pbc.copy(), positions.copy()
+        check_cell(cell, pbc, self.r_max + self.skin, len(positions))
         i, j, S = _vesin_pairs(self._vesin, positions, cell, pbc.tolist())
         self._cache = {
             "positions": positions,

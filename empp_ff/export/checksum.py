@@ -22,24 +22,20 @@ import struct
 import zipfile
 from typing import BinaryIO, Iterator, Tuple, Union
 
+from empp_ff.export.archive import archive_root, record_chunks
+
+__all__ = ["ALGORITHM", "EXCLUDED", "archive_checksum", "archive_root"]
+
 ALGORITHM = "sha256"
 EXCLUDED = ("extra/metadata.json", ".data/serialization_id")
 
 
-def archive_root(names) -> str:
-    """The root folder shared by all records (``"archive/"``, ``"model/"``...)."""
-    roots = {name.split("/", 1)[0] for name in names}
-    if len(roots) != 1 or not all("/" in name for name in names):
-        raise ValueError("the archive's records do not share one root folder")
-    return roots.pop() + "/"
-
-
-def _records(zf: zipfile.ZipFile) -> Iterator[Tuple[str, bytes]]:
+def _records(zf: zipfile.ZipFile) -> Iterator[Tuple[str, str]]:
     names = [n for n in zf.namelist() if not n.endswith("/")]
     root = archive_root(names)
     for name in sorted(n[len(root):] for n in names):
         if name not in EXCLUDED:
-            yield name, zf.read(root + name)  # zipfile checks each record's CRC-32 here
+            yield root, name
 
 
 def archive_checksum(source: Union[str, BinaryIO, zipfile.ZipFile]) -> str:
@@ -50,8 +46,10 @@ def archive_checksum(source: Union[str, BinaryIO, zipfile.ZipFile]) -> str:
     digest = hashlib.sha256()
     opened = contextlib.nullcontext(source) if isinstance(source, zipfile.ZipFile) else zipfile.ZipFile(source)
     with opened as zf:
-        for name, data in _records(zf):
-            digest.update(name.encode("utf-8") + b"\0" + struct.pack("<Q", len(data)))
-            digest.update(data)
+        for root, name in _records(zf):
+            size = zf.getinfo(root + name).file_size
+            digest.update(name.encode("utf-8") + b"\0" + struct.pack("<Q", size))
+            for chunk in record_chunks(zf, root + name):  # zipfile checks the CRC-32 at the end
+                digest.update(chunk)
     return f"{ALGORITHM}:{digest.hexdigest()}"
 

@@ -10,13 +10,25 @@ The compiled graph takes tensors only and does not check them: wrong dtypes or
 strides are reinterpreted silently. :class:`CompiledModel` therefore checks
 and converts its inputs and gives the package the call signature and outputs
 of the TorchScript model file.
+
+A package's shared library is native code: it runs when the package is loaded (its
+constructors at ``dlopen``), before any check of ours could see what it does. Only run
+packages you trust (README, "Trusting model files"). What this module can do, it does:
+the record names were checked before (no ``..`` or absolute paths: ``archive.py``), the
+loader extracts into a private folder that is removed when the model is released or its
+loading fails, and it loads the bytes the reader checked, not the file again.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import platform
+import shutil
+import tempfile
+import weakref
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import torch
 
@@ -84,10 +96,26 @@ def compatibility_problems(metadata: Dict[str, Any], device: Union[str, torch.de
     return problems
 
 
+@contextlib.contextmanager
+def _extracting_into(folder: str):
+    """TMPDIR set to ``folder`` (where the AOTInductor loader creates its aotinductor_* folder)."""
+    previous = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = folder
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ["TMPDIR"]
+        else:
+            os.environ["TMPDIR"] = previous
+
+
 class CompiledModel:
     """An AOTInductor package with the TorchScript model file's call signature."""
 
-    def __init__(self, path: Union[str, Path], metadata: Dict[str, Any], device: Union[str, torch.device]):
+    def __init__(self, path: Union[str, Path], metadata: Dict[str, Any], device: Union[str, torch.device],
+                 data: Optional[bytes] = None):
+        """``data``: the package's bytes as checked by the reader (default: read ``path``)."""
         self.path = Path(path)
         self.device = torch.device(device)
         problems = compatibility_problems(metadata, self.device)
@@ -105,12 +133,19 @@ class CompiledModel:
         self.dtype = torch_dtype(self.model_dtype)
         self._known = z_table(self.atomic_numbers, True, False, torch.bool).to(self.device)
         index = self.device.index if self.device.index is not None else -1
+        workdir = tempfile.mkdtemp(prefix="empp-ff-pt2-")
         try:
-            # The C++ loader directly: torch._inductor.aoti_load_package would import
-            # torch._inductor and torch._dynamo (seconds) for a thin wrapper.
-            self._runner = torch._C._aoti.AOTIModelPackageLoader(str(self.path), "model", False, 1, index)
-        except RuntimeError as exc:
+            copy = Path(workdir) / "model.pt2"
+            copy.write_bytes(self.path.read_bytes() if data is None else data)
+            with _extracting_into(workdir):
+                # The C++ loader directly: torch._inductor.aoti_load_package would import
+                # torch._inductor and torch._dynamo (seconds) for a thin wrapper.
+                self._runner = torch._C._aoti.AOTIModelPackageLoader(str(copy), "model", False, 1, index)
+        except (RuntimeError, OSError) as exc:
+            shutil.rmtree(workdir, ignore_errors=True)
             raise ModelFileError(f"cannot load the compiled model package {self.path}: {exc}") from exc
+        # The loader removes its extraction folder when released; this removes the rest.
+        self._cleanup = weakref.finalize(self, shutil.rmtree, workdir, True)
 
     def eval(self) -> CompiledModel:
         return self

@@ -17,10 +17,19 @@ a text file, a truncated download, a training checkpoint written by
 ``torch.save`` instead of an exported model, a file from a newer, incompatible
 empp-ff, or a file whose weights or code changed after export (the checksum in
 ``metadata.json``, see :mod:`empp_ff.export.checksum`).
+
+Model files are programs. The archive is read as bounded data first
+(:mod:`empp_ff.export.archive`: no record names leaving the folder, no zip bombs, a
+capped metadata.json), and a TorchScript file whose code calls anything no
+``empp-ff export`` emits is refused before ``torch.jit.load`` compiles it
+(:mod:`empp_ff.export.code_scan`); :func:`load_model` loads the very bytes it scanned.
+A ``.pt2`` package's shared library is native code that runs when it is loaded: only
+load packages from people you trust (README, "Trusting model files").
 """
 
 from __future__ import annotations
 
+import io
 import json
 import warnings
 import zipfile
@@ -30,7 +39,9 @@ from typing import Any, Dict, Optional, Tuple, Union
 
 import torch
 
+from empp_ff.export.archive import MAX_METADATA_BYTES, archive_root, read_record, record_names
 from empp_ff.export.checksum import archive_checksum
+from empp_ff.export.code_scan import scan_torchscript
 from empp_ff.export.errors import ModelFileError
 
 #: The newest model-file format version this empp-ff reads (and the version of .pt2 packages).
@@ -78,7 +89,7 @@ def _check_archive(path: Path) -> None:
 
 def _archive_format(zf: zipfile.ZipFile, names) -> str:
     member = _zip_member(names, "/archive_format")
-    if member is not None and zf.read(member).strip() == b"pt2":
+    if member is not None and read_record(zf, member, 64, "archive_format").strip() == b"pt2":
         return "aotinductor"
     return "torchscript"
 
@@ -136,16 +147,26 @@ def read_metadata(path: Union[str, Path]) -> Dict[str, Any]:
     """
     path = Path(path)
     _check_archive(path)
+    with open(path, "rb") as fh:
+        return _read_metadata(fh, path)
+
+
+def _read_metadata(source, path: Path) -> Dict[str, Any]:
+    """read_metadata of an open binary file (``path`` names it in messages), code scan included."""
     try:
-        with zipfile.ZipFile(path) as zf:
-            names = zf.namelist()
+        with zipfile.ZipFile(source) as zf:
+            names = record_names(zf, str(path))
             meta_name = _zip_member(names, "/extra/" + METADATA_NAME)
             if meta_name is None:
                 raise ModelFileError(f"{path} is not an empp-ff model file: {_not_a_model_hint(names)}")
-            metadata = _parse_metadata(zf.read(meta_name), path)
+            metadata = _parse_metadata(read_record(zf, meta_name, MAX_METADATA_BYTES, str(path)), path)
             metadata["format"] = _archive_format(zf, names)
+            if metadata["format"] == "torchscript":
+                scan_torchscript(zf, names, archive_root(names), str(path))
             _verify_checksum(zf, metadata, path)
-    except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError) as exc:
+        if isinstance(exc, ModelFileError):
+            raise
         raise ModelFileError(f"{path} is truncated or corrupted: {exc}") from exc
     return metadata
 
@@ -164,17 +185,21 @@ def load_model(path: Union[str, Path], metadata: Dict[str, Any], device: Union[s
     Both formats take ``(positions, atomic_numbers, edge_index, shifts, n_local,
     compute_virial)`` and return the dict of the model-file contract (``wrappers.py``).
     """
+    path = Path(path)
+    # The bytes that are loaded are the bytes that were checked (the file may change meanwhile).
+    data = path.read_bytes()
+    _read_metadata(io.BytesIO(data), path)
     if metadata["format"] == "aotinductor":
         from empp_ff.export.compiled import CompiledModel  # imported only for packages
 
-        return CompiledModel(path, metadata, device)
+        return CompiledModel(path, metadata, device, data)
     extra = {METADATA_NAME: ""}
     try:
         with warnings.catch_warnings():
             # torch >= 2.10 marks TorchScript deprecated; the file format is still ours.
             warnings.filterwarnings("ignore", category=DeprecationWarning)
             warnings.filterwarnings("ignore", category=FutureWarning)
-            module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
+            module = torch.jit.load(io.BytesIO(data), map_location=device, _extra_files=extra)
     except RuntimeError as exc:
         raise ModelFileError(f"cannot load model file {path}: {exc}") from exc
     return module.eval()
