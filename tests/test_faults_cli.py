@@ -118,8 +118,8 @@ def test_disk_full_names_the_file_and_leaves_no_temporary(tmp_path, monkeypatch,
 
 # --- cases 9 and 11: --json and a quiet normal run (fresh processes) -----------------------
 
-def _run(args, cwd):
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+def _run(args, cwd, env=None):
+    env = dict(os.environ, OMP_NUM_THREADS="1", **(env or {}))
     env.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
     return subprocess.run([sys.executable, "-m", "empp_ff.cli", *map(str, args)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=600)
@@ -160,3 +160,81 @@ def test_normal_runs_print_no_warnings_to_ignore(trained):
         for noise in NOISE:
             assert noise not in proc.stdout + proc.stderr, (name, noise, proc.stderr[-2000:])
         assert "Warning" not in proc.stderr, (name, proc.stderr[-2000:])
+
+
+# --- issue 28: export, eval and train entry cases -------------------------------------------
+
+def _digests(folder: Path) -> dict:
+    import hashlib
+
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _one_line_error(result, *needles):
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, result.output
+    for needle in needles:
+        assert needle in errors[0], (needle, result.output)
+
+
+@pytest.fixture
+def run_with_checkpoints(tmp_path):
+    from empp_ff.testing.models import demo_checkpoint
+
+    run = tmp_path / "runs" / "x"
+    demo_checkpoint(run / "checkpoints" / "best.pt", seed=3, num_interactions=1, correlation=2)
+    (run / "checkpoints" / "last.pt").write_bytes((run / "checkpoints" / "best.pt").read_bytes())
+    (tmp_path / "link.pt").symlink_to(run / "checkpoints" / "last.pt")
+    return run
+
+
+@pytest.mark.parametrize("case", ["run-dir-to-best", "run-dir-to-new-file-in-checkpoints", "checkpoint-to-itself",
+                                  "checkpoint-to-other-checkpoint", "symlink-into-checkpoints"])
+def test_export_over_a_checkpoint_of_its_run_is_refused(run_with_checkpoints, tmp_path, case):
+    run = run_with_checkpoints
+    ckpt = run / "checkpoints"
+    source, output, message = {
+        "run-dir-to-best": (run, ckpt / "best.pt", "is inside"),
+        "run-dir-to-new-file-in-checkpoints": (run, ckpt / "model.pt", "is inside"),
+        "checkpoint-to-itself": (ckpt / "best.pt", ckpt / "best.pt", "is the input SOURCE"),
+        "checkpoint-to-other-checkpoint": (ckpt / "best.pt", ckpt / "last.pt", "is inside"),
+        "symlink-into-checkpoints": (run, tmp_path / "link.pt", "is inside"),
+    }[case]
+    before = _digests(tmp_path)
+    _one_line_error(_cli(["export", source, "-o", output]), "the output -o", message)
+    assert _digests(tmp_path) == before
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+def test_a_signal_while_export_writes_ends_cleanly(run_with_checkpoints, tmp_path, signame):
+    """The signal arrives when the model file is complete under its temporary name and not yet moved
+    (EMPP_FF_SIGNAL_AT at the first write window): the move is not interrupted, the command ends with
+    one line and 128 + the signal, and no temporary is left."""
+    import signal as signals
+
+    from empp_ff.export import read_metadata
+    from empp_ff.testing.processes import temporaries
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "m.pt").write_bytes(b"an earlier model file")
+    proc = _run(["export", run_with_checkpoints, "-o", out / "m.pt"], tmp_path,
+                env={"EMPP_FF_SIGNAL_AT": f"0:{signame}"})
+    assert proc.returncode == 128 + signals.Signals[signame], proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines() == [f"Error: stopped by {signame}"], proc.stderr[-3000:]
+    assert read_metadata(out / "m.pt")["elements"]  # complete, not the earlier file, not half written
+    assert not temporaries(out)
+
+
+def test_unknown_eval_device_is_a_one_line_error(run_with_checkpoints):
+    _one_line_error(_cli(["eval", run_with_checkpoints, "--device", "gpu"]),
+                    "--device 'gpu' is not a device: use auto, cpu")
+
+
+@pytest.mark.parametrize("key", ["seed", "data.split_seed"])
+def test_negative_seed_names_the_key(key):
+    result = _cli(["train", "--dry-run", "--set", f"{key}=-1"])
+    _one_line_error(result, f"{key} must be a non-negative integer, got -1")
+    assert "data split" not in result.output  # was: "data split: expected non-negative integer"
