@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -257,3 +258,51 @@ def test_damaged_last_pt_is_a_clear_error(tmp_path, finished, damage):
     assert len(reason) > 10, output  # was: an empty reason
     if damage == "empty":
         assert "the file is empty (0 bytes" in output
+
+
+# --- issue 28, point 4: training removes only the temporaries it can prove are its own ----------
+
+def test_training_start_keeps_other_programs_temporaries_and_a_running_md(tmp_path, tiny_train_overrides):
+    """A user's `.thesis.backup1.tmp` in a sub-folder, a file of the old temporary pattern and the
+    in-progress trajectory of an `empp-ff md --out RUN_DIR/md.traj` survive a training start; a
+    kill -9 leftover of the run's own metrics.csv is removed."""
+    import ase.io
+
+    from empp_ff._atomic import temporary_prefix
+    from empp_ff.testing.models import demo_checkpoint
+    from empp_ff.testing.processes import cli_process, stop_when, temporaries
+
+    from conftest import ethanol
+
+    demo_checkpoint(tmp_path / "src" / "checkpoints" / "best.pt", seed=5, num_interactions=1, correlation=2)
+    _ok(CliRunner().invoke(main, ["export", str(tmp_path / "src"), "-o", str(tmp_path / "m.pt")]))
+    ase.io.write(tmp_path / "ethanol.xyz", ethanol())
+    run_dir = tmp_path / "runs" / "demo"
+    (run_dir / "sub").mkdir(parents=True)
+    users = {run_dir / "sub" / ".thesis.backup1.tmp": b"chapter 3", run_dir / ".notes.abcdef.tmp": b"notes",
+             run_dir / "checkpoints" / ".mine.tmp": b"mine"}
+    (run_dir / "checkpoints").mkdir()
+    for path, data in users.items():
+        path.write_bytes(data)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    leftover = run_dir / (temporary_prefix(run_dir / "metrics.csv").rsplit("-", 2)[0] + f"-{dead.pid}-abcdef12.tmp")
+    leftover.write_text("half a metrics.csv of a killed training")
+    md = cli_process(["md", tmp_path / "m.pt", tmp_path / "ethanol.xyz", "--steps", 10**6, "--dt", 0.001,
+                      "--interval", 5, "--no-progress", "--device", "cpu", "--out", run_dir / "md.traj"], tmp_path)
+    try:
+        deadline = time.monotonic() + 300
+        while not any(p.name.startswith(".md.traj.") and p.stat().st_size > 2000 for p in temporaries(run_dir)):
+            assert md.poll() is None and time.monotonic() < deadline, md.communicate()[1][-2000:]
+            time.sleep(0.1)
+        output = _ok(_train(tiny_train_overrides(run_dir, epochs=1)))
+        assert "removed 1 temporary file(s)" in output
+        assert not leftover.exists()
+        assert {path: path.read_bytes() for path in users} == users
+        assert md.poll() is None  # the md still runs, its temporary still there
+        assert any(p.name.startswith(".md.traj.") for p in temporaries(run_dir))
+    finally:
+        status, _, stderr = stop_when(md, lambda: True)
+    assert status == 143, stderr[-2000:]
+    assert len(ase.io.read(run_dir / "md.traj", index=":")) > 1  # its frames under the target name
+    assert not [p for p in temporaries(run_dir) if p.name.startswith(".md.traj.")]
