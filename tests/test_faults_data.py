@@ -242,3 +242,116 @@ def test_data_info_reads_every_format(tmp_path):
     info = json.loads(_cli(["data", "info", str(npz)]).output)
     assert info["n_with_energy"] == 6 and info["n_with_forces"] == 6
     assert info["atoms_per_structure"] == {"min": 3, "max": 3, "mean": 3.0}
+
+
+# --- issue 28: outputs over inputs, the corpus's misleading results, an empty store ---------
+
+def _digests(folder):
+    import hashlib
+
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def _one_line_error(result, *needles):
+    _assert_clean_error(result, *needles)
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and all(n in errors[0] for n in needles), result.output
+
+
+@pytest.mark.parametrize("how", ["same-name", "hard-link", "symlink"])
+def test_convert_onto_its_source_is_refused(tmp_path, how):
+    import os
+
+    source = _md17(tmp_path / "a.npz")
+    out = {"same-name": source, "hard-link": tmp_path / "b.npz", "symlink": tmp_path / "c.npz"}[how]
+    if how == "hard-link":
+        os.link(source, out)
+    elif how == "symlink":
+        out.symlink_to(source)
+    before = _digests(tmp_path)
+    _one_line_error(_cli(["data", "convert", str(source), str(out)]), "the output OUT", "is the input SOURCE")
+    assert _digests(tmp_path) == before  # before: the npz was replaced by an HDF5 store
+
+
+@pytest.fixture
+def seeds(tmp_path):
+    pytest.importorskip("rdkit")
+    path = tmp_path / "seeds.smi"
+    path.write_text("CCO\nc1ccccc1O\n")
+    (tmp_path / "corpus.h5").write_bytes(b"an earlier corpus")
+    return path
+
+
+def _corpus(tmp_path, seeds_file, *args):
+    return _cli(["data", "corpus", str(tmp_path / "corpus.h5"), "--seeds", str(seeds_file), "--conformers", "1",
+                 "--samples", "1", *map(str, args)])
+
+
+@pytest.mark.parametrize("case", ["negative-temperature", "zero-molecules", "zero-conformers", "out-is-seeds"])
+def test_corpus_options_that_make_nothing_are_errors(tmp_path, seeds, case):
+    args, message = {
+        "negative-temperature": (["--temperature", -100], "the sampling temperature must be > 0 K, got -100.0 K"),
+        "zero-molecules": (["--molecules", 0], "the number of molecules must be >= 1, got 0"),
+        "zero-conformers": (["--conformers", 0], "conformers per molecule must be >= 1, got 0"),
+        "out-is-seeds": ([], "the output OUT"),
+    }[case]
+    before = _digests(tmp_path)
+    if case == "out-is-seeds":
+        result = _cli(["data", "corpus", str(seeds), "--seeds", str(seeds)])
+    else:
+        result = _corpus(tmp_path, seeds, *args)
+    _one_line_error(result, message)
+    assert "MMFF94" not in result.output  # was: exit 0, "0 structures ... lack MMFF94 parameters"
+    assert _digests(tmp_path) == before
+
+
+def test_invalid_seed_smiles_are_named(tmp_path, seeds):
+    seeds.write_text("CCO\nC1CC\nnot_a_smiles\nc1ccccc1O\n")
+    result = _corpus(tmp_path, seeds, "--molecules", 2)
+    assert result.exit_code == 0, result.output
+    assert "Warning: 2 of the 4 seed SMILES cannot be parsed by RDKit: 'C1CC', 'not_a_smiles'; they are skipped" \
+        in result.output
+    with StructureStore(tmp_path / "corpus.h5") as store:
+        assert store.provenance["invalid_seed_smiles"] == ["C1CC", "not_a_smiles"] and len(store) > 0
+    seeds.write_text("C1CC\nxyz\n")
+    before = _digests(tmp_path)
+    _one_line_error(_corpus(tmp_path, seeds, "--molecules", 2), "2 of the 2 seed SMILES cannot be parsed",
+                    "no seed to build from")
+    assert _digests(tmp_path) == before
+
+
+def test_a_corpus_of_no_structure_is_not_written(tmp_path, seeds):
+    seeds.write_text("[Na+].[Cl-]\nC\n")  # parse, but no molecule passes the filter
+    before = _digests(tmp_path)
+    _one_line_error(_corpus(tmp_path, seeds, "--molecules", 2), "no molecule passed the filter")
+    assert _digests(tmp_path) == before  # before: exit 0 and an empty store
+
+
+def test_training_on_an_empty_store_names_it(tmp_path, tiny_train_overrides):
+    from empp_ff.data.store import write_store
+
+    empty = tmp_path / "empty.h5"
+    write_store([], empty)
+    before = _digests(tmp_path)
+    overrides = tiny_train_overrides(tmp_path / "run", epochs=1, **{"data.path": str(empty), "task": "pretrain",
+                                                                   "empp.enabled": True})
+    result = _cli(["train", *[a for kv in overrides for a in ("--set", kv)]])
+    _one_line_error(result, f"{empty} holds no structures")
+    assert "compute_statistics" not in result.output
+    assert _digests(tmp_path) == before
+
+
+def test_a_signalled_corpus_build_ends_cleanly(tmp_path, seeds):
+    """SIGTERM while the store is being written: one line, 143, no temporary, the earlier file as it was."""
+    import signal
+
+    from empp_ff.testing.processes import cli_process, stop_when, temporaries
+
+    seeds.write_text("CC(=O)Oc1ccccc1C(=O)O\nCC(=O)Nc1ccc(O)cc1\nCOc1ccc2cc([C@H](C)C(=O)O)ccc2c1\n")
+    before = _digests(tmp_path)
+    proc = cli_process(["data", "corpus", "corpus.h5", "--seeds", seeds, "--molecules", 200, "--samples", 4],
+                       tmp_path)
+    status, _, stderr = stop_when(proc, lambda: bool(temporaries(tmp_path)), signal.SIGTERM)
+    assert status == 143, stderr[-2000:]
+    assert "Traceback" not in stderr and stderr.strip().splitlines()[-1] == "Error: stopped by SIGTERM", stderr[-2000:]
+    assert not temporaries(tmp_path) and _digests(tmp_path) == before

@@ -68,10 +68,8 @@ def _structures(molecules: Sequence[str], settings: ConformerSettings, seed: int
             counts["structures"] += 1
             yield Structure(made["atomic_numbers"], positions, name=f"{smiles}#{j}")
     if not counts["structures"]:  # the store is not written: an empty corpus trains nothing
-        raise ValueError(f"no structure could be made: none of the {len(molecules)} molecule(s) passed the filter "
-                         "and could be embedded with MMFF94 parameters" if molecules else
-                         "no molecule passed the filter (elements, heavy-atom count, neutral, one fragment, "
-                         "not excluded): nothing to write")
+        raise ValueError(f"no structure could be made: none of the {len(molecules)} molecule(s) could be "
+                         "embedded with MMFF94 parameters; nothing written")
 
 
 def build_corpus(seed_smiles: Sequence[str], out: str | os.PathLike, n_molecules: int,
@@ -104,6 +102,9 @@ def build_corpus(seed_smiles: Sequence[str], out: str | os.PathLike, n_molecules
     molecule_filter = dataclasses.replace(molecule_filter, exclude=set(molecule_filter.exclude) | set(excluded))
     start = time.perf_counter()
     molecules = enumerate_molecules(seed_smiles, n_molecules, molecule_filter, seed=seed)
+    if not molecules:
+        raise ValueError("no molecule passed the filter (elements, heavy-atom count, neutral, one fragment, "
+                         "not excluded): nothing written")
     counts = {"molecules": 0, "structures": 0, "skipped": []}
     provenance = {
         "kind": "empp-ff unlabelled corpus", "rdkit": rdkit_version, "seed": seed,
@@ -122,10 +123,12 @@ def build_corpus(seed_smiles: Sequence[str], out: str | os.PathLike, n_molecules
     if bar is not None:
         structures = _ticking(structures, bar, counts)
     # The provenance dict is written at the end of the stream, so the counts are final.
-    write_store(structures, out, provenance=provenance, source="rdkit", source_format="corpus")
+    try:
+        write_store(structures, out, provenance=provenance, source="rdkit", source_format="corpus")
+    finally:
+        if bar is not None:
+            bar.close()
     provenance["wall_s"] = time.perf_counter() - start
-    if bar is not None:
-        bar.close()
     return provenance
 
 
