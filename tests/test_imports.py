@@ -88,3 +88,34 @@ def test_lammps_entry_point_imports_nothing_heavy():
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "HEAVY []" in proc.stdout, proc.stdout
+
+
+#: The package's layers, lowest first (docs/architecture.md): a module may import from its
+#: own layer and the layers below it, never above. The root package (``empp_ff``: the
+#: version and the lazy ``EMPPCalculator``) stands outside.
+LAYERS = [
+    {"_dtypes", "_elements", "_versions", "_faults", "_signals", "neighbours"},
+    {"_atomic"},
+    {"model"},
+    {"empp", "data"},
+    {"denoise"},
+    {"train"},
+    {"export"},
+    {"inference"},
+    {"calculator", "testing", "cli"},
+]
+
+
+def test_imports_point_down_the_layers():
+    files = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    level = {entry: i for i, layer in enumerate(LAYERS) for entry in layer}
+
+    def entry(module: str) -> str:
+        return module.split(".")[1] if "." in module else module
+
+    unplaced = sorted({entry(m) for m in files if m != "empp_ff"} - set(level))
+    assert not unplaced, f"entries without a layer in LAYERS (and docs/architecture.md): {unplaced}"
+    upward = [f"{name} -> {target}" for name, path in files.items() if name != "empp_ff"
+              for target in _imports(path, set(files))
+              if target != "empp_ff" and level[entry(target)] > level[entry(name)]]
+    assert not upward, "imports that run up the layers:\n" + "\n".join(sorted(upward))

@@ -30,11 +30,6 @@ BUNDLED: Dict[str, Dict[str, str]] = {
     "geom-drugs-demo": {"mace": "geom_drugs_demo.pt", "torchmd_et": "geom_drugs_demo_torchmd_et.pt"},
 }
 
-# Kept from a training checkpoint: what initialising from it needs, plus provenance.
-_KEEP = ("config", "backbone_spec", "ema_potential_state", "potential_state", "empp_state", "label_stats",
-         "statistics", "epoch", "best_val", "val_metrics", "history", "splits_sizes", "format", "format_version")
-
-
 def resolve_pretrained(value: Optional[str], backbone: str = "mace") -> Optional[str]:
     """The checkpoint path (or run directory) that ``empp.pretrained = value`` means for a
     run of ``backbone``; ``ValueError`` naming the key when it is neither bundled (for that
@@ -69,18 +64,3 @@ def initial_weights(finetune_from: Optional[str], empp, backbone: str = "mace") 
     if not empp.enabled or empp.pretrained is None:
         return None
     return "empp.pretrained", resolve_pretrained(empp.pretrained, backbone)
-
-
-def write_bundle(run: str, out: str) -> Path:
-    """Write the initialisation-only part of run ``run``'s best checkpoint to ``out``
-    (no optimiser or scheduler state: a bundle cannot be resumed, only started from)."""
-    from empp_ff.train.checkpoint import load_checkpoint, save_checkpoint
-
-    state = load_checkpoint(run)
-    if state["config"].get("task") != "pretrain":
-        raise ValueError(f"{run} is not a self-supervised EMPP run (task: {state['config'].get('task')!r})")
-    slim = {key: state[key] for key in _KEEP if key in state}
-    if slim.get("ema_potential_state") is not None:  # the weights a fine-tune starts from
-        slim.pop("potential_state")
-    save_checkpoint(slim, out)
-    return Path(out)
