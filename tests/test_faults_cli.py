@@ -238,3 +238,34 @@ def test_negative_seed_names_the_key(key):
     result = _cli(["train", "--dry-run", "--set", f"{key}=-1"])
     _one_line_error(result, f"{key} must be a non-negative integer, got -1")
     assert "data split" not in result.output  # was: "data split: expected non-negative integer"
+
+
+def test_lammps_md_takes_a_model_path_with_spaces_and_never_replaces_a_users_in_md(model64, tmp_path):
+    """A model path with a space reached pair_coeff as two words ("got 5 element(s)"); `./in.md`
+    was overwritten without a word. Now the path is quoted, and md replaces only its own in.md."""
+    import shutil
+
+    import ase.io
+
+    from conftest import ethanol
+
+    spaced = tmp_path / "my models" / "m 64.pt"
+    spaced.parent.mkdir()
+    shutil.copy(model64, spaced)
+    ase.io.write(tmp_path / "ethanol.xyz", ethanol())
+    args = ["lammps", "md", spaced, tmp_path / "ethanol.xyz", "--steps", 2, "--thermo", 1, "--ensemble", "nve"]
+    users = tmp_path / "mine"
+    users.mkdir()
+    (users / "in.md").write_text("# my own LAMMPS input\n")
+    before = _digests(tmp_path)
+    proc = _run(args + ["--workdir", users], tmp_path)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines() == [
+        f"Error: {users / 'in.md'} exists and was not written by `empp-ff lammps md`: not replacing it; "
+        "choose an empty --workdir"]
+    assert _digests(tmp_path) == before
+    for _ in range(2):  # the second run replaces the first one's files
+        proc = _run(args + ["--workdir", tmp_path / "w"], tmp_path)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+        assert "for 2 steps with 9 atoms" in (tmp_path / "w" / "log.lammps").read_text()
+    assert f'"{spaced}"' in (tmp_path / "w" / "in.md").read_text()
