@@ -224,6 +224,7 @@ def test_failed_package_load_leaves_no_folder(compiled_model64, tmp_path, monkey
 def _bomb(path, size: int):
     """A 'model file' with a metadata record and one deflated record of ``size`` zero bytes."""
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("m/version", b"3\n")  # what torch's reader needs to open an archive
         zf.writestr("m/extra/metadata.json", json.dumps({"kind": "empp-ff-model", "format_version": 1,
                                                           "checksum": "sha256:" + "0" * 64}))
         with zf.open("m/data/0", "w", force_zip64=True) as fh:
@@ -292,3 +293,31 @@ def test_small_sane_cells_still_work(genuine):
     atoms = bulk("C", "diamond", a=3.57)  # 2 atoms in a 11 A^3 cell, r_max 3.5 A: 15 images a side
     atoms.calc = EMPPCalculator(genuine, device="cpu")
     assert np.isfinite(atoms.get_potential_energy())
+
+
+# ------------------------------------------------------------------ the trusted-model list
+def _sha256sum(path) -> str:
+    import hashlib
+
+    return f"{hashlib.sha256(open(path, 'rb').read()).hexdigest()}  {os.path.basename(path)}\n"
+
+
+def test_trusted_list_admits_listed_files_only(genuine, tmp_path, monkeypatch):
+    other = make_model(tmp_path / "other.pt", seed=1)
+    listing = tmp_path / "trusted.sha256"
+    listing.write_text("# models the lab vetted\n" + _sha256sum(genuine))
+    monkeypatch.setenv("EMPP_FF_TRUSTED_MODELS", str(listing))
+    atoms = ethanol()
+    atoms.calc = EMPPCalculator(genuine, device="cpu")
+    assert np.isfinite(atoms.get_potential_energy())
+    with pytest.raises(ModelFileError, match="other.pt is not in the trusted-model list .*its sha256 is [0-9a-f]{64}"):
+        EMPPCalculator(other, device="cpu")
+    line = _refusal(_cli("info", other))
+    assert "not in the trusted-model list" in line
+    monkeypatch.setenv("EMPP_FF_TRUSTED_MODELS", str(tmp_path / "missing.sha256"))
+    with pytest.raises(ModelFileError, match="cannot read the trusted-model list"):
+        read_metadata(genuine)
+    listing.write_text("not a digest  model.pt\n")
+    monkeypatch.setenv("EMPP_FF_TRUSTED_MODELS", str(listing))
+    with pytest.raises(ModelFileError, match="trusted.sha256:1: not a `sha256sum` line"):
+        read_metadata(genuine)

