@@ -82,11 +82,23 @@ void PairEMPP::allocate()
 /* ----------------------------------------------------------------------
    pair_style empp [device cpu|cuda|cuda:N] [threads N] [jit_optimize yes|no]
                    [halo yes|no] [fold yes|no] [min_distance R]
+                   [max_bond_stretch R] [check_masses yes|no]
                    [ghost_cutoff R]   (halo no only; testing only)
+
+   min_distance R (Angstrom, default 0.3, 0: off): stop when two atoms come closer.
+   max_bond_stretch R (Angstrom, default 0: off; `empp-ff md` uses 0.5): boxes
+     without a periodic direction (molecules) only, as in the ASE calculator: stop
+     when a bond of the reference structure (the first configuration the pair style
+     sees; pairs closer than 1.2 x the sum of their covalent radii) is longer or
+     shorter than there by more than R.
+   check_masses yes|no (default yes): the pair_coeff elements against the per-type
+     masses; a type whose mass is another element's is an error.
 ------------------------------------------------------------------------- */
 
 void PairEMPP::settings(int narg, char **arg)
 {
+  bond_ref = BondReference();    // a new pair_style command takes a new bond reference
+  bond_guard_warned = false;
   int iarg = 0;
   while (iarg < narg) {
     std::string key = arg[iarg];
@@ -130,12 +142,19 @@ void PairEMPP::settings(int narg, char **arg)
       min_distance = utils::numeric(FLERR, val, false, lmp);
       if (min_distance < 0.0)
         error->all(FLERR, "pair_style empp: min_distance must be >= 0 Angstrom (0 disables the check)");
+    } else if (key == "max_bond_stretch") {
+      max_bond_stretch = utils::numeric(FLERR, val, false, lmp);
+      if (!(max_bond_stretch >= 0.0))
+        error->all(FLERR, "pair_style empp: max_bond_stretch must be >= 0 Angstrom (0 disables the check)");
+    } else if (key == "check_masses") {
+      check_masses = utils::logical(FLERR, val, false, lmp);
     } else if (key == "ghost_cutoff") {
       ghost_cutoff_user = utils::numeric(FLERR, val, false, lmp);
     } else {
       error->all(FLERR,
                  "Unknown pair_style empp keyword '{}' "
-                 "(valid: device, threads, jit_optimize, halo, fold, min_distance, ghost_cutoff)",
+                 "(valid: device, threads, jit_optimize, halo, fold, min_distance, max_bond_stretch, "
+                 "check_masses, ghost_cutoff)",
                  key);
     }
     iarg += 2;
@@ -203,6 +222,8 @@ void PairEMPP::init_style()
   if (comm->mode != Comm::SINGLE)
     error->all(FLERR, "pair_style empp requires comm_modify mode single");
 
+  check_type_masses();
+  init_bond_guard();
   report_graph = true;
   timing = Timing();
   if (halo_request == 1 && !halo_supported())
@@ -297,6 +318,7 @@ void PairEMPP::compute(int eflag, int vflag)
     error->all(FLERR,
                "pair_style empp does not compute per-atom virials (compute stress/atom, "
                "centroid/stress/atom, heat flux); only the global virial/pressure is available");
+  check_bonds();    // collective (every rank, atoms or not), before the model as in the calculator
   min_r2 = -1.0;
   ++timing.calls;
   if (halo)

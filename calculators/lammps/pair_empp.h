@@ -61,6 +61,8 @@ class PairEMPP : public Pair {
   int fold = 1;                  // fold periodic images / duplicate ghosts onto one node
   int halo_request = -1;         // halo yes (1) / no (0) / default (-1: if the file has it)
   double min_distance = 0.3;     // instability guard (Angstrom); 0 disables
+  double max_bond_stretch = 0.0; // bond-stretch guard (Angstrom; non-periodic boxes); 0: off
+  int check_masses = 1;          // pair_coeff elements against the per-type masses
   bool report_graph = true;      // log the graph size once after each init
 
   // model (either format; see model_runner.h)
@@ -81,7 +83,10 @@ class PairEMPP : public Pair {
   void load_model(const std::string &path);
   void read_halo_attributes();
   void map_types_to_elements(char **symbols);
+  void check_type_masses();
+  std::vector<double> mass_warned;    // per type: the mass last warned about (0: none)
   std::string model_elements() const;
+  static std::string element_symbol(int64_t z);
   void log_model_summary();
   bool halo_supported() const;
   void init_halo();
@@ -127,6 +132,24 @@ class PairEMPP : public Pair {
   }
   void check_min_distance();
   void check_finite(const torch::Tensor &forces, const torch::Tensor &node_energy);
+
+  // bond-stretch guard (issue 28): the calculator's max_bond_stretch, molecules only
+  struct BondReference {
+    bool set = false;
+    uint64_t signature[2] = {0, 0};    // hash of (atom ID, element) over all atoms, atom count
+    tagint max_tag = 0;
+    std::vector<tagint> i, j;          // atom IDs, i < j
+    std::vector<int> zi, zj;           // their atomic numbers
+    std::vector<double> length;        // Angstrom, in the reference structure
+  } bond_ref;
+  bool bond_guard = false;             // this run: max_bond_stretch > 0 and no periodic direction
+  bool bond_guard_warned = false;      // the "periodic box: off" warning, once per pair_style
+  std::vector<int> tag_index;          // atom ID -> local/ghost index (-1), bond guard only
+  void init_bond_guard();
+  void check_bonds();
+  void atom_signature(uint64_t sig[2]);
+  void set_bond_reference(const uint64_t sig[2]);
+  void bond_partner_positions(const std::vector<tagint> &want, std::vector<double> &xyz);
 
   // per-run timing, reported by finish()
   struct Timing {

@@ -1,13 +1,16 @@
-/* pair_style empp: the model file (loading, the contract's attributes) and the
- * LAMMPS type -> element map of pair_coeff. See pair_empp.h. */
+/* pair_style empp: the model file (loading, the contract's attributes), the
+ * LAMMPS type -> element map of pair_coeff and its check against the per-type
+ * masses. See pair_empp.h. */
 
 #include "pair_empp.h"
 
 #include "atom.h"
+#include "comm.h"
 #include "error.h"
 #include "utils.h"
 
 #include <algorithm>
+#include <cmath>
 #include <fstream>
 
 using namespace LAMMPS_NS;
@@ -36,6 +39,43 @@ std::string z_to_symbol(int64_t z)
 {
   if (z > 0 && z < kNumSymbols) return kSymbols[z];
   return "Z" + std::to_string(z);
+}
+
+// ase.data.atomic_masses (IUPAC 2016 standard atomic weights; the mass number of the
+// longest-lived isotope for elements without one), g/mol
+const double kStandardMasses[] = {
+    1.0,        1.008,      4.002602,   6.94,        9.0121831,  10.81,        12.011,     14.007,
+    15.999,     18.998403163, 20.1797,  22.98976928, 24.305,     26.9815385,   28.085,     30.973761998,
+    32.06,      35.45,      39.948,     39.0983,     40.078,     44.955908,    47.867,     50.9415,
+    51.9961,    54.938044,  55.845,     58.933194,   58.6934,    63.546,       65.38,      69.723,
+    72.63,      74.921595,  78.971,     79.904,      83.798,     85.4678,      87.62,      88.90584,
+    91.224,     92.90637,   95.95,      97.90721,    101.07,     102.9055,     106.42,     107.8682,
+    112.414,    114.818,    118.71,     121.76,      127.6,      126.90447,    131.293,    132.90545196,
+    137.327,    138.90547,  140.116,    140.90766,   144.242,    144.91276,    150.36,     151.964,
+    157.25,     158.92535,  162.5,      164.93033,   167.259,    168.93422,    173.054,    174.9668,
+    178.49,     180.94788,  183.84,     186.207,     190.23,     192.217,      195.084,    196.966569,
+    200.592,    204.38,     207.2,      208.9804,    208.98243,  209.98715,    222.01758,  223.01974,
+    226.02541,  227.02775,  232.0377,   231.03588,   238.02891,  237.04817,    244.06421,  243.06138,
+    247.07035,  247.07031,  251.07959,  252.083,     257.09511,  258.09843,    259.101,    262.11,
+    267.122,    268.126,    271.134,    270.133,     269.1338,   278.156,      281.165,    281.166,
+    285.177,    286.182,    289.19,     289.194,     293.204,    293.208,      294.214};
+static_assert(sizeof(kStandardMasses) / sizeof(kStandardMasses[0]) == kNumSymbols, "one mass per element");
+
+// A per-type mass within this of the named element's standard mass is that element
+// (any rounding of the standard mass to an integer passes); beyond it, a mass within
+// this of another element's standard mass is that element: pair_coeff has the
+// elements in the wrong order.
+constexpr double kMassTolerance = 0.5;    // g/mol
+
+/* the element whose standard mass is within kMassTolerance of m (0: none), the nearest */
+int element_of_mass(double m)
+{
+  int best = 0;
+  for (int z = 1; z < kNumSymbols; ++z)
+    if (std::fabs(m - kStandardMasses[z]) <= kMassTolerance &&
+        (best == 0 || std::fabs(m - kStandardMasses[z]) < std::fabs(m - kStandardMasses[best])))
+      best = z;
+  return best;
 }
 
 std::string first_line(const std::string &s)
@@ -83,6 +123,11 @@ void PairEMPP::read_halo_attributes()
   }
 }
 
+std::string PairEMPP::element_symbol(int64_t z)
+{
+  return z_to_symbol(z);
+}
+
 std::string PairEMPP::model_elements() const
 {
   std::string known;
@@ -97,6 +142,7 @@ void PairEMPP::map_types_to_elements(char **symbols)
   const int ntypes = atom->ntypes;
   const std::string known = model_elements();
   type2z.assign(ntypes + 1, 0);
+  mass_warned.assign(ntypes + 1, 0.0);
   for (int t = 1; t <= ntypes; ++t) {
     std::string sym = symbols[t - 1];
     int z = symbol_to_z(sym);
@@ -111,6 +157,49 @@ void PairEMPP::map_types_to_elements(char **symbols)
                  "the model knows: {}",
                  sym, t, model_path, known);
     type2z[t] = z;
+  }
+}
+
+/* ----------------------------------------------------------------------
+   init_style: the pair_coeff elements against the per-type masses (Masses of the
+   data file, `mass` commands), where LAMMPS has them (atom styles with per-type
+   masses; types whose mass is set). A mass that is another element's (within
+   kMassTolerance) and not the named element's is an error: the elements follow
+   the types in the wrong order, a silent wrong result otherwise. A mass that is no
+   element's (an isotope such as D = 2.014 for H, or a typo) gets a warning.
+   `check_masses no` accepts both (an isotope that weighs like another element).
+------------------------------------------------------------------------- */
+
+void PairEMPP::check_type_masses()
+{
+  if (!check_masses || !atom->mass || !atom->mass_setflag) return;
+  const int ntypes = atom->ntypes;
+  mass_warned.resize(ntypes + 1, 0.0);
+  std::string suggested;    // the elements of the types by their masses
+  for (int t = 1; t <= ntypes; ++t) {
+    const int z = atom->mass_setflag[t] ? element_of_mass(atom->mass[t]) : 0;
+    suggested += " " + (z ? z_to_symbol(z) : std::string("?"));
+  }
+  for (int t = 1; t <= ntypes; ++t) {
+    if (!atom->mass_setflag[t]) continue;
+    const double m = atom->mass[t];
+    const int64_t named = type2z[t];
+    if (std::fabs(m - kStandardMasses[named]) <= kMassTolerance) continue;
+    const int z = element_of_mass(m);
+    if (z)
+      error->all(FLERR,
+                 "pair_coeff: atom type {} is {} by pair_coeff, but its mass {:g} is that of {} ({:g}), not of "
+                 "{} ({:g}): the element names do not follow the atom types (the masses say:{}); "
+                 "'pair_style empp check_masses no' accepts it (an isotope that weighs like another element)",
+                 t, z_to_symbol(named), m, z_to_symbol(z), kStandardMasses[z], z_to_symbol(named),
+                 kStandardMasses[named], suggested);
+    if (comm->me == 0 && mass_warned[t] != m)
+      error->warning(FLERR,
+                     "pair_style empp: atom type {} ({}) has mass {:g}, not the standard atomic mass of {} "
+                     "({:g}): fine for an isotope (e.g. D = 2.014 for H), otherwise check the Masses "
+                     "section or the mass command",
+                     t, z_to_symbol(named), m, z_to_symbol(named), kStandardMasses[named]);
+    mass_warned[t] = m;
   }
 }
 

@@ -129,12 +129,13 @@ def run_lammps_input(workdir, text: str, np_ranks: int = 1, timeout: float = 180
 
 def nve_thermo(model_path, atoms, workdir, *, dt_fs: float, steps: int, every: int,
                columns=("pe", "ke", "etotal"), pair_args: str = "", np_ranks: int = 1,
-               velocity_options: str = "", digits: int = 12) -> tuple:
+               velocity_options: str = "", digits: int = 12, boundary: str = "p p p") -> tuple:
     """LAMMPS NVE of ``atoms`` from 300 K velocities: ``steps`` steps of ``dt_fs`` fs with
     a thermo row every ``every`` steps. Returns ``(rows, log)``: the rows as an array, one
     column for the step and one per entry of ``columns`` (LAMMPS thermo keywords), and
     LAMMPS's output. ``velocity_options`` extends the ``velocity create`` line (``loop
-    geom`` makes the velocities independent of the number of ranks)."""
+    geom`` makes the velocities independent of the number of ranks); ``boundary`` is the
+    LAMMPS boundary command's argument (``"s s s"``: a molecule in vacuum)."""
     import re
 
     from empp_ff.inference.lammps.inputs import write_data
@@ -144,6 +145,7 @@ def nve_thermo(model_path, atoms, workdir, *, dt_fs: float, steps: int, every: i
     proc = run_lammps_input(workdir, f"""
         units metal
         atom_style atomic
+        boundary {boundary}
         read_data nve.data
         pair_style empp {pair_args}
         pair_coeff * * {model_path} {' '.join(elements)}
