@@ -38,6 +38,14 @@ class EMPPConfig(AuxWeighting):
     # epochs) it made forces 12-41 % worse and 1 is neutral (benchmarks/results/
     # empp_accuracy_cpu.md, empp_gradients_cpu.md), so 1 is the default.
     weight: float = 1.0
+    # EMPP replay (fine-tuning): unlabelled structures of another data file (any supported
+    # format; its labels are ignored) get the EMPP loss at replay_weight in every step, beside
+    # the supervised batch, so what EMPP pre-training learnt is rehearsed rather than forgotten
+    # (as mace_run_train's multihead replay does for a foundation model). Structures with
+    # elements the run's data lack are left out. null: no replay.
+    replay_data: Optional[str] = None
+    replay_weight: float = 1.0
+    replay_batch_size: Optional[int] = None  # None: train.batch_size
     mask_loss_reduction: str = "mean"
     pair_reduction: str = "global_mean"
     # Conditioning (spec §3.4).
@@ -78,6 +86,10 @@ class EMPPConfig(AuxWeighting):
         unknown_parts = [p for p in self.pretrained_reinit if p not in all_part_names()]
         if unknown_parts:
             bad(f"pretrained_reinit: unknown parts {unknown_parts}; known: {all_part_names()}")
+        if not self.replay_weight >= 0:
+            bad(f"replay_weight must be >= 0, got {self.replay_weight}")
+        if self.replay_batch_size is not None and self.replay_batch_size < 1:
+            bad(f"replay_batch_size must be >= 1 or null, got {self.replay_batch_size}")
         if self.mask_loss_reduction not in _MASK_REDUCTIONS:
             bad(f"mask_loss_reduction must be one of {_MASK_REDUCTIONS}, got {self.mask_loss_reduction!r}")
         if self.pair_reduction not in _PAIR_REDUCTIONS:
@@ -111,10 +123,15 @@ class EMPPConfig(AuxWeighting):
         return self
 
     @property
+    def replays(self) -> bool:
+        """Whether EMPP replay runs: on, with replay data and a replay weight."""
+        return self.enabled and bool(self.replay_data) and self.replay_weight > 0
+
+    @property
     def trains(self) -> bool:
-        """Whether the EMPP loss is computed: on, with a weight. ``weight: 0`` keeps only
-        the ``pretrained`` start (and costs nothing per step)."""
-        return self.enabled and self.weight > 0
+        """Whether the EMPP module is trained: on, with a weight or with replay. ``weight: 0``
+        without replay keeps only the ``pretrained`` start (and costs nothing per step)."""
+        return self.enabled and (self.weight > 0 or self.replays)
 
     def reinit_patterns(self, backbone: str = "mace") -> tuple:
         """Parameter-name fragments that ``pretrained_reinit`` leaves at their fresh values

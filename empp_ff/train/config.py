@@ -170,6 +170,11 @@ def _check_values(cfg: Config) -> None:
     for name in ("n_train", "n_val"):
         v = getattr(cfg.data, name)
         need(v is None or v > 0, f"data.{name} must be > 0 (a count, or a fraction in (0, 1)), got {v}")
+    if cfg.empp.replays:
+        need(cfg.task == "supervised", "empp.replay_data rehearses unlabelled data during supervised fine-tuning; "
+             "a pretrain run trains on its data.path alone")
+        need(Path(cfg.empp.replay_data).expanduser().exists(), f"empp.replay_data: file not found: "
+             f"{cfg.empp.replay_data}")
     if cfg.task == "pretrain":
         need(cfg.empp.enabled, "task 'pretrain' trains with EMPP alone: set empp.enabled: true")
         need(cfg.empp.weight > 0, "task 'pretrain' trains with EMPP alone: empp.weight must be > 0")

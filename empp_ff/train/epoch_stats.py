@@ -11,7 +11,7 @@ from typing import Dict, List
 from empp_ff.train.distributed import reduce_means
 
 
-def logged_keys(model, supervised: bool, grad_norms: bool) -> List[str]:
+def logged_keys(model, supervised: bool, grad_norms: bool, replay: bool = False) -> List[str]:
     """The per-step values a run with ``model`` (a TrainingModel) logs."""
     keys = ["loss"] + (["energy_loss", "forces_loss"] if supervised else [])
     aux = [name for name in ("empp", "denoise") if getattr(model, name) is not None]
@@ -19,6 +19,8 @@ def logged_keys(model, supervised: bool, grad_norms: bool) -> List[str]:
         keys += ["empp_loss", "empp_radius_kl", "empp_direction_kl"]
     if model.denoise is not None:
         keys += ["denoise_loss"]
+    if replay:
+        keys += ["replay_empp_loss"]
     if grad_norms:
         keys += [f"grad_norm_{n}" for n in (["energy", "forces"] if supervised else []) + aux]
         keys += [f"grad_cos_forces_{n}" for n in aux] if supervised else []
@@ -38,4 +40,5 @@ class EpochStats:
     def means(self, dist, device) -> Dict[str, float]:
         """Means over every rank's steps, named as in metrics.csv (``train_`` for the supervised parts)."""
         means = reduce_means(dist, self.sums, self.counts, device)
-        return {(k if k.startswith(("empp", "denoise", "grad_")) else "train_" + k): v for k, v in means.items()}
+        own = ("empp", "denoise", "grad_", "replay")
+        return {(k if k.startswith(own) else "train_" + k): v for k, v in means.items()}

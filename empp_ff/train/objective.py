@@ -36,7 +36,7 @@ class Objective:
         self.supervised = supervised
         self.train_forces = train_forces
         self.weighting = {}
-        if model.empp is not None:
+        if model.empp is not None and cfg.empp.weight > 0:  # weight 0: the module trains by replay only
             self.weighting["empp"] = cfg.empp
         if model.denoise is not None:
             self.weighting["denoise"] = cfg.aux.denoise
@@ -56,12 +56,14 @@ class Objective:
             factors[name] = factor
         return factors
 
-    def losses(self, batch, generator: Optional[torch.Generator], step: int):
-        """(losses for logging, terms for the backward, model outputs) of one batch."""
+    def losses(self, batch, generator: Optional[torch.Generator], step: int, replay_batch=None):
+        """(losses for logging, terms for the backward, model outputs) of one batch (and, with
+        EMPP replay, one batch of replay structures)."""
         factors = self._factors(step, generator)
         out = self.step_model(batch, supervised=self.supervised, compute_forces=self.train_forces,
                               generator=generator, use_labels=self.supervised,
-                              run_empp=factors.get("empp", 0.0) > 0, run_denoise=factors.get("denoise", 0.0) > 0)
+                              run_empp=factors.get("empp", 0.0) > 0, run_denoise=factors.get("denoise", 0.0) > 0,
+                              replay_batch=replay_batch)
         losses: Dict[str, torch.Tensor] = {}
         terms: Dict[str, Tuple[torch.Tensor, float]] = {}  # name -> (weighted loss, schedule factor)
         if self.supervised:
@@ -73,6 +75,9 @@ class Objective:
             if keys[0] in out:
                 terms[name] = (weighting.weight * factors[name] * out[keys[0]], factors[name])
                 losses.update({k: out[k] for k in keys})
+        if "replay_empp_loss" in out:
+            terms["replay"] = (self.cfg.empp.replay_weight * out["replay_empp_loss"], 1.0)
+            losses["replay_empp_loss"] = out["replay_empp_loss"]
         total = batch.positions.new_zeros(())
         for value, _ in terms.values():
             total = total + value

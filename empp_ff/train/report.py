@@ -21,7 +21,7 @@ METRIC_COLUMNS = [
     "val_loss", "val_energy_mae_mev", "val_energy_rmse_mev",
     "val_forces_mae_mev_per_a", "val_forces_rmse_mev_per_a",
     "val_empp_loss", "val_empp_radius_kl", "val_empp_direction_kl",
-    "denoise_loss",
+    "denoise_loss", "replay_empp_loss",
     # train.grad_norm_every: what each loss term puts on the backbone's gradient (epoch means)
     "grad_norm_energy", "grad_norm_forces", "grad_norm_empp", "grad_norm_denoise",
     "grad_cos_forces_empp", "grad_cos_forces_denoise",
@@ -38,6 +38,8 @@ def epoch_line(row: Dict[str, Any], improved: bool, max_epochs: int, supervised:
         parts.append(f"EMPP {row['empp_loss']:.3f} (val {row.get('val_empp_loss', float('nan')):.3f})")
     if "denoise_loss" in row:
         parts.append(f"denoise {row['denoise_loss']:.3f}")
+    if "replay_empp_loss" in row:
+        parts.append(f"replay EMPP {row['replay_empp_loss']:.3f}")
     parts.append(f"{row['wall_time_s']:.0f} s")
     return "  ".join(parts) + ("  *" if improved else "")
 

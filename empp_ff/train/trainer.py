@@ -127,6 +127,12 @@ class Trainer:
         self.scale = float(self.spec.scale)
         self.loaders = Loaders(self.cfg, self.dist, self.device, self.data, self.spec.r_max, self.dtype,
                                self.has_forces)
+        self.replay = None  # EMPP replay's endless batches (empp.replay_data)
+        if self.cfg.empp.replays and self.supervised:
+            from empp_ff.train.empp_replay import replay_stream
+
+            self.replay = replay_stream(self.cfg, self.dist, self.run_dir, self.data.species, self.spec.r_max,
+                                        self.dtype, self.loaders.rank_batch_size, self.log)
 
     def _build_optimiser(self) -> None:
         cfg = self.cfg
@@ -236,7 +242,9 @@ class Trainer:
         # EMPP masks: replayable after a resume, and different on every rank.
         mask_generator = epoch_generator(self.cfg.seed + 7919 + 104729 * self.dist.rank, epoch)
         errors = ErrorAccumulator()
-        stats = EpochStats(logged_keys(self.model, self.supervised, bool(self.cfg.train.grad_norm_every)))
+        stats = EpochStats(logged_keys(self.model, self.supervised, bool(self.cfg.train.grad_norm_every),
+                                       replay=self.replay is not None))
+        replay = self.replay.epoch(epoch) if self.replay is not None else None
         bar = None
         if self.cfg.train.progress and self.dist.is_main:
             from tqdm.auto import tqdm
@@ -246,7 +254,8 @@ class Trainer:
         for batch in loader:
             step_window(self.step)
             batch = batch.to(self.device)
-            losses, terms, out = self.objective.losses(batch, mask_generator, self.step)
+            replay_batch = next(replay).to(self.device) if replay is not None else None
+            losses, terms, out = self.objective.losses(batch, mask_generator, self.step, replay_batch)
             if not torch.isfinite(losses["loss"]):
                 raise FloatingPointError(
                     f"non-finite loss at epoch {epoch + 1}, step {self.step}: {losses['loss'].item()} "

@@ -37,6 +37,7 @@ class TrainingModel(torch.nn.Module):
         use_labels: bool = True,
         run_empp: bool = True,
         run_denoise: bool = True,
+        replay_batch=None,
     ) -> Dict[str, torch.Tensor]:
         out: Dict[str, torch.Tensor] = {}
         if supervised:
@@ -48,6 +49,9 @@ class TrainingModel(torch.nn.Module):
             out.update({f"empp_{k}" if not k.startswith("empp") else k: v for k, v in empp_out.items()})
         if self.denoise is not None and run_denoise:
             out["denoise_loss"] = self.denoise(self.potential.backbone, batch, generator, use_labels=use_labels)["loss"]
+        if replay_batch is not None:  # EMPP replay: unlabelled structures of another data set
+            out["replay_empp_loss"] = self.empp(self.potential.backbone, replay_batch, generator,
+                                                use_labels=False)["loss"]
         return out
 
 
