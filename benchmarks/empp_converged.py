@@ -38,6 +38,7 @@ from empp_ff.testing.benchmarking import machine_info
 HERE = Path(__file__).resolve().parent
 SPLIT = json.loads((HERE / "empp_split.json").read_text())
 DATA_DIRS = {"design": HERE.parent.parent / "shared" / "data", "report": HERE / "data"}
+SET_KEYS = {"design": "design", "report": "converged_report"}  # the molecules of each set in SPLIT
 
 #: Training settings of every cell: the demo architecture (MACE, 32 channels), trained to
 #: its own early stop. The plateau halves the rate after 10 epochs without a better
@@ -157,7 +158,7 @@ def _commit(path: Path, message: str) -> None:
 
 
 def cmd_run(args) -> None:
-    molecules = args.molecules or list(SPLIT[args.set]["molecules"])
+    molecules = args.molecules or list(SPLIT[SET_KEYS[args.set]]["molecules"])
     for frames in args.frames:
         for seed in args.seeds:
             for molecule in molecules:
