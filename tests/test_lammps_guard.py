@@ -79,6 +79,38 @@ def test_stretched_bond_stops_the_run(model64, ethanol_dir, np_ranks, halo):
         assert proc.returncode == 0 and "ERROR" not in proc.stdout, proc.stdout[-2000:]
 
 
+@pytest.mark.parametrize("new_pair_style", [False, True])
+def test_reference_is_the_first_configuration_seen(model64, ethanol_dir, new_pair_style):
+    """The reference survives between runs: the O-H bond stretched by 0.15 A between two
+    runs counts (the run stops at step 5, 0.15 + 5 x 0.08 A); a new pair_style command
+    takes a new reference (still a bond at 1.121 A, < 1.2 x (0.66 + 0.31); then step 7,
+    as from the start)."""
+    u = np.array([float(v) for v in (ethanol_dir / "velocity.txt").read_text().split()]) / 1600.0
+    again = f"pair_style empp max_bond_stretch 0.5\npair_coeff * * {model64} H C O" if new_pair_style else ""
+    proc = run_lammps_input(ethanol_dir, f"""
+        units metal
+        atom_style atomic
+        boundary s s s
+        read_data eth.data
+        pair_style empp max_bond_stretch 0.5
+        pair_coeff * * {model64} H C O
+        neighbor 1.0 bin
+        run 0
+        group h id 4
+        displace_atoms h move {' '.join(f"{0.15 * v:.6f}" for v in u)}
+        {again}
+        velocity h set {' '.join(f"{1600.0 * v:.6f}" for v in u)}
+        timestep 0.00005
+        fix 1 all nve
+        run 20
+    """)
+    assert proc.returncode != 0, proc.stdout[-2000:]
+    assert proc.stdout.count("8 bond(s) among 9 atoms in the reference structure") == 1 + new_pair_style
+    m = re.search(r"ERROR: .*step (\d+): the bond between atoms 3 \(O\) and 4 \(H\) changed from (\S+) A", proc.stdout)
+    assert m, proc.stdout[-2000:]
+    assert (int(m.group(1)), m.group(2)) == ((7, "1.121") if new_pair_style else (5, "0.971"))
+
+
 @pytest.mark.parametrize("halo", ["yes", "no"])
 def test_bond_partner_beyond_the_ghost_shell(model64, tmp_path, halo):
     """An O-H pair split across 2 ranks, the H flown far beyond the O owner's ghost shell
