@@ -167,7 +167,9 @@ void PairEMPP::map_types_to_elements(char **symbols)
    kMassTolerance) and not the named element's is an error: the elements follow
    the types in the wrong order, a silent wrong result otherwise. A mass that is no
    element's (an isotope such as D = 2.014 for H, or a typo) gets a warning.
-   `check_masses no` accepts both (an isotope that weighs like another element).
+   `check_masses no` accepts both: masses changed on purpose (an isotope that weighs
+   like another element; hydrogen mass repartitioning, which makes an O bonded to one H
+   weigh 13.98, like N).
 ------------------------------------------------------------------------- */
 
 void PairEMPP::check_type_masses()
@@ -190,7 +192,8 @@ void PairEMPP::check_type_masses()
       error->all(FLERR,
                  "pair_coeff: atom type {} is {} by pair_coeff, but its mass {:g} is that of {} ({:g}), not of "
                  "{} ({:g}): the element names do not follow the atom types (the masses say:{}); "
-                 "'pair_style empp check_masses no' accepts it (an isotope that weighs like another element)",
+                 "'pair_style empp check_masses no' accepts masses changed on purpose (an isotope that "
+                 "weighs like another element, hydrogen mass repartitioning)",
                  t, z_to_symbol(named), m, z_to_symbol(z), kStandardMasses[z], z_to_symbol(named),
                  kStandardMasses[named], suggested);
     if (comm->me == 0 && mass_warned[t] != m)
