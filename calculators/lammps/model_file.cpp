@@ -244,9 +244,8 @@ ModelFile inspect_model_file(const std::string &path)
       file.format = ModelFormat::AOTInductor;
     if (reader->hasRecord("extra/metadata.json"))
       file.metadata_json = read_record(*reader, "extra/metadata.json", kMaxMetadataBytes, path);
-    if (file.format == ModelFormat::TorchScript) scan_code(*reader, names, path);
     file.checksum = recorded_checksum(file.metadata_json, path);
-    if (!file.checksum.empty()) {
+    if (!file.checksum.empty()) {    // first: a corrupted file is named as such
       std::string actual = digest_records(*reader, names);
       if (actual != file.checksum)
         throw ModelFileError("model file '" + path +
@@ -254,6 +253,7 @@ ModelFile inspect_model_file(const std::string &path)
                              "recorded at export (recorded " + file.checksum + ", found " + actual +
                              "); the file is corrupted or was modified after export: copy or export it again");
     }
+    if (file.format == ModelFormat::TorchScript) scan_code(*reader, names, path);
   } catch (const ModelFileError &) {
     throw;
   } catch (const std::exception &e) {

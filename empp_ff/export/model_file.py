@@ -165,9 +165,9 @@ def _read_metadata(source, path: Path) -> Dict[str, Any]:
                 raise ModelFileError(f"{path} is not an empp-ff model file: {_not_a_model_hint(names)}")
             metadata = _parse_metadata(read_record(zf, meta_name, MAX_METADATA_BYTES, str(path)), path)
             metadata["format"] = _archive_format(zf, names)
+            _verify_checksum(zf, metadata, path)  # first: a corrupted file is named as such
             if metadata["format"] == "torchscript":
                 scan_torchscript(zf, names, archive_root(names), str(path))
-            _verify_checksum(zf, metadata, path)
     except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError) as exc:
         if isinstance(exc, ModelFileError):
             raise
