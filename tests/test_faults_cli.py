@@ -269,3 +269,24 @@ def test_lammps_md_takes_a_model_path_with_spaces_and_never_replaces_a_users_in_
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
         assert "for 2 steps with 9 atoms" in (tmp_path / "w" / "log.lammps").read_text()
     assert f'"{spaced}"' in (tmp_path / "w" / "in.md").read_text()
+
+
+@pytest.mark.parametrize("case", ["structure-is-the-data-file", "dump-is-the-model"])
+def test_lammps_md_never_writes_over_its_inputs(tmp_path, case):
+    import ase.io
+
+    from conftest import ethanol
+
+    work = tmp_path / "w"
+    work.mkdir()
+    model = tmp_path / "m.pt"
+    model.write_bytes(b"a model file")
+    structure = work / "structure.data" if case == "structure-is-the-data-file" else tmp_path / "e.xyz"
+    ase.io.write(structure, ethanol(), format="xyz")  # what is in it does not matter: refused before reading
+    extra, message = {
+        "structure-is-the-data-file": ([], "the output structure.data"),
+        "dump-is-the-model": (["--dump", "../m.pt"], "the output --dump"),
+    }[case]
+    before = _digests(tmp_path)
+    _one_line_error(_cli(["lammps", "md", model, structure, "--workdir", work, *extra]), message)
+    assert _digests(tmp_path) == before

@@ -104,10 +104,10 @@ def md_cmd(model, structure, steps, dt_fs, temperature, ensemble, tdamp, thermo,
     from empp_ff.inference.lammps.paths import plugin_path
     from empp_ff.inference.lammps.runner import run_input
 
-    if plugin_path() is None:
-        raise click.ClickException("pair_style empp is not built: run `empp-ff lammps build`")
     work = Path(workdir)
     _refuse_foreign_files(work, model, structure, dump)
+    if plugin_path() is None:
+        raise click.ClickException("pair_style empp is not built: run `empp-ff lammps build`")
     try:
         for path in (os.path.abspath(model), dump or "dump"):
             quoted(path)
