@@ -108,3 +108,17 @@ def test_pair_style_trusted_list(plugin, model64, tmp_path, monkeypatch):
     other = rewrite_model_file(model64, tmp_path / "other.pt", edit_metadata=lambda m: m.update(note="x"))
     error = _error(other, tmp_path)
     assert "is not in the trusted-model list" in error and "other.pt" in error, error
+
+
+def test_pair_style_package_folder_removed(plugin, compiled_model64, tmp_path, monkeypatch):
+    """A .pt2 is extracted into a private folder under TMPDIR: gone after a run, and after a
+    package whose library cannot be loaded (it used to leave /tmp/aotinductor_*)."""
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    assert torch.isfinite(torch.tensor(_run(compiled_model64["pt2"], tmp_path)["energy"]))
+    assert list(scratch.iterdir()) == []
+    broken = rewrite_model_file(compiled_model64["pt2"], tmp_path / "broken.pt2",
+                                edit_record=lambda name, data: b"not a library" if name.endswith(".so") else data)
+    assert "cannot load the compiled model package" in _error(broken, tmp_path)
+    assert list(scratch.iterdir()) == []

@@ -49,6 +49,7 @@ def test_wheel_ships_pair_style_sources_and_entry_point(tmp_path):
     # the demo data and the bundled EMPP-pre-trained weights (empp.pretrained)
     assert "empp_ff/data/demo/aspirin_demo.npz" in names
     assert "empp_ff/empp/pretrained/geom_drugs_demo.pt" in names
+    assert "empp_ff/export/model_code_rules.txt" in names  # the code-scan rule of model files
     assert "empp_ff/empp/pretrained/geom_drugs_demo_torchmd_et.pt" in names
     assert not [n for n in names if n.endswith(".so")]
 
