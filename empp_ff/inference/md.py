@@ -159,7 +159,12 @@ def _attach_observers(dyn, atoms: Atoms, result: MDResult, writer: Optional[Traj
         from ase.md import MDLogger
 
         logger = MDLogger(dyn, atoms, str(logfile), header=True, stress=False, peratom=True, mode="w")
-        dyn.attach(logger, interval=max(1, log_interval))
+
+        def log_line():
+            with deferred():  # a SIGTERM waits until the line is whole
+                logger()
+
+        dyn.attach(log_line, interval=max(1, log_interval))
         closers.append(logger.close)
     if progress_steps is not None:
         from tqdm.auto import tqdm
