@@ -290,3 +290,17 @@ def test_lammps_md_never_writes_over_its_inputs(tmp_path, case):
     before = _digests(tmp_path)
     _one_line_error(_cli(["lammps", "md", model, structure, "--workdir", work, *extra]), message)
     assert _digests(tmp_path) == before
+
+
+def test_sigterm_early_in_export_leaves_the_earlier_file(run_with_checkpoints, tmp_path):
+    """SIGTERM as soon as export handles it (then it imports torch and reads the checkpoint, seconds
+    before it writes): one line, 143, the earlier model file byte for byte, no temporary."""
+    from empp_ff.testing.processes import catches, cli_process, stop_when, temporaries
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "m.pt").write_bytes(b"an earlier model file")
+    proc = cli_process(["export", run_with_checkpoints, "-o", out / "m.pt"], tmp_path)
+    status, _, stderr = stop_when(proc, lambda: catches(proc))
+    assert status == 143 and stderr.strip().splitlines() == ["Error: stopped by SIGTERM"], stderr[-3000:]
+    assert (out / "m.pt").read_bytes() == b"an earlier model file" and not temporaries(out)

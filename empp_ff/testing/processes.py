@@ -43,3 +43,13 @@ def stop_when(proc: subprocess.Popen, ready: Callable[[], bool], signum: int = s
             proc.kill()
             proc.wait()
     return proc.returncode, out, err
+
+
+def catches(proc: subprocess.Popen, signum: int = signal.SIGTERM) -> bool:
+    """Whether ``proc`` has installed a handler for ``signum`` (Linux: SigCgt in /proc/PID/status)."""
+    try:
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+    except OSError:
+        return False
+    caught = next((line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:")), "0")
+    return bool(int(caught, 16) >> (signum - 1) & 1)
