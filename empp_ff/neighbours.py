@@ -27,7 +27,8 @@ Before any periodic list is built, :func:`check_cell` refuses a cell that would 
 huge (a hostile or broken input must not exhaust memory): one whose lattice planes are
 so close that an atom has more than :data:`MAX_CELL_IMAGES` periodic images within the
 cutoff (a vanishing lattice vector), or so dense that an atom would have more than
-:data:`MAX_NEIGHBOURS_PER_ATOM` neighbours on average.
+:data:`MAX_NEIGHBOURS_PER_ATOM` neighbours on average; and :func:`check_crowding` refuses
+atoms piled up in a few places (which a cell's average density does not show).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-__all__ = ["neighbour_graph", "all_pairs_edges", "VerletList", "check_cell"]
+__all__ = ["neighbour_graph", "all_pairs_edges", "VerletList", "check_cell", "check_crowding"]
 
 _DENSE_MAX_ATOMS = 3000  # above this, all-pairs O(n^2) memory is wasteful -> vesin cell list
 #: Periodic images of the cell within the cutoff of one atom, at most (a cell 0.5 Å thick
@@ -82,6 +83,26 @@ def check_cell(cell, pbc, r_max: float, n_atoms: int) -> None:
                 f"the structure is too dense for a neighbour list: {n_atoms} atoms in {volume:.3g} Å^3 give "
                 f"~{neighbours:.3g} neighbours per atom within r_max = {r_max} Å (at most "
                 f"{MAX_NEIGHBOURS_PER_ATOM}); check the cell and the units of the positions")
+
+
+def check_crowding(positions: np.ndarray, r_max: float) -> None:
+    """Refuse (ValueError, one line) atoms piled up so that the list would be huge.
+
+    Atoms in one cube of a grid of side r_max/sqrt(3) are all within r_max of each other,
+    so the pairs inside the cubes are a lower bound of the list's length (periodic images
+    only add to it); it costs one sort of the atoms."""
+    n = len(positions)
+    if n < 2:
+        return
+    side = r_max / np.sqrt(3.0) * (1.0 - 1e-9)
+    with np.errstate(invalid="ignore", over="ignore"):
+        keys = np.floor(np.asarray(positions, dtype=np.float64) / side).astype(np.int64)
+    counts = np.unique(keys, axis=0, return_counts=True)[1].astype(np.float64)
+    pairs = float((counts * (counts - 1.0)).sum())
+    if pairs > n * MAX_NEIGHBOURS_PER_ATOM:
+        raise ValueError(
+            f"the atoms are piled up: at least {pairs:.3g} pairs lie within r_max = {r_max} Å ({pairs / n:.3g} "
+            f"per atom, at most {MAX_NEIGHBOURS_PER_ATOM}); check the positions and their units")
 
 
 def _vesin_list(cutoff: float):
@@ -145,6 +166,7 @@ def neighbour_graph(
 
     box = np.zeros((3, 3)) if cell is None else np.asarray(cell, dtype=np.float64)
     check_cell(box, periodic, r_max, n)
+    check_crowding(pos, r_max)
     i, j, S = _vesin_pairs(_vesin_list(r_max), pos, box, periodic.tolist() if periodic.any() else False)
     keep = ~((i == j) & ~S.any(axis=1))  # drop a zero-shift self pair if a backend ever emits one
     i, j, S = i[keep], j[keep], S[keep]
@@ -203,6 +225,7 @@ class VerletList:
             self._vesin = _vesin_list(self.r_max + self.skin)
         cell, pbc, positions = cell.copy(), pbc.copy(), positions.copy()
         check_cell(cell, pbc, self.r_max + self.skin, len(positions))
+        check_crowding(positions, self.r_max + self.skin)
         i, j, S = _vesin_pairs(self._vesin, positions, cell, pbc.tolist())
         self._cache = {
             "positions": positions,

@@ -287,6 +287,25 @@ def test_vanishing_or_dense_cells_refused(genuine, cell, pbc, expected):
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize("pbc", [False, True])
+def test_piled_up_atoms_refused(genuine, pbc):
+    """20000 atoms within 1e-3 Å in a roomy box (average density fine): 4e8 pairs, refused
+    from a grid count before vesin would build them (16 GB)."""
+    from ase import Atoms
+
+    from empp_ff.neighbours import neighbour_graph
+
+    rng = np.random.default_rng(0)
+    atoms = Atoms(numbers=np.full(20000, 6), positions=5.0 + 1e-3 * rng.random((20000, 3)), cell=[100.0] * 3,
+                  pbc=pbc)
+    with pytest.raises(ValueError, match=r"the atoms are piled up: at least 4e\+08 pairs"):
+        neighbour_graph(atoms.positions, 5.0, atoms.cell.array, atoms.pbc)
+    atoms.calc = EMPPCalculator(genuine, device="cpu", min_distance=None)
+    with pytest.raises(ValueError, match="the atoms are piled up") as info:
+        atoms.get_potential_energy()
+    assert "\n" not in str(info.value)
+
+
 def test_small_sane_cells_still_work(genuine):
     from ase.build import bulk
 
