@@ -291,7 +291,7 @@ def main(argv=None) -> None:
     run.add_argument("--results", default=str(HERE / "results" / "converged"))
     run.add_argument("--source", type=Path, default=None)
     run.add_argument("--stability-runs", type=int, default=5)
-    run.add_argument("--stability-ps", type=float, default=20.0)
+    run.add_argument("--stability-ps", type=float, default=10.0)
     run.add_argument("--commit", action="store_true")
     report = sub.add_parser("report")
     report.add_argument("--set", choices=("design", "report"), default="design")
