@@ -69,7 +69,7 @@ SETS = [f"{k}={v}" for k, v in {
     "data.n_train": 12, "data.n_val": 4, "data.n_test": 4, "train.max_epochs": EPOCHS, "train.batch_size": 4,
     "train.progress": False, "train.tensorboard": False, "train.threads": 1, "train.lr": 0.01,
     # a decaying LR makes the last epoch the best here, so that its best.pt write is exercised
-    "train.min_lr_ratio": 0.01,
+    "train.scheduler": "cosine", "train.min_lr_ratio": 0.01,
     "model.dtype": "float64", "empp.enabled": False, **{f"model.{k}": v for k, v in TINY_MODEL.items()},
 }.items()]
 
@@ -88,8 +88,9 @@ def _windows(log):
 
 def _assert_same_result(got, want):
     """The same report to the last digit: a resumed run rounds as the uninterrupted one
-    (empp_ff/train/replay.py)."""
-    assert got == want
+    (empp_ff/train/replay.py). Only the wall time it records may differ."""
+    assert {k: v for k, v in got.items() if k != "wall_time_s"} == {k: v for k, v in want.items()
+                                                                      if k != "wall_time_s"}
 
 
 @pytest.fixture(scope="module")

@@ -164,89 +164,107 @@ class StabilityTrace:
     r_edges: np.ndarray
 
 
+class LangevinReplicas:
+    """BAOAB Langevin dynamics of R copies of one molecule (ASE units: Å, eV, amu), each
+    copy with its own noise stream; ``step(idx)`` advances the copies ``idx``."""
+
+    def __init__(self, forces_of: ReplicaForces, numbers: np.ndarray, x: np.ndarray, settings: StabilitySettings):
+        from ase import units
+        from ase.data import atomic_masses
+
+        s = settings
+        self.forces_of, self.n_atoms = forces_of, len(numbers)
+        self.rng = [np.random.default_rng([s.seed, k]) for k in range(len(x))]
+        self.masses = atomic_masses[numbers][None, :, None]
+        self.kT, self.kB = units.kB * s.temperature, units.kB
+        self.dt = s.dt_fs * units.fs
+        self.c1 = math.exp(-s.friction / units.fs * self.dt)
+        self.c2 = math.sqrt(1.0 - self.c1 * self.c1)
+        self.x = x.copy()
+        v = np.stack([g.standard_normal(x.shape[1:]) for g in self.rng]) * np.sqrt(self.kT / self.masses)
+        self.v = v - (v * self.masses).sum(axis=1, keepdims=True) / self.masses.sum()  # no centre-of-mass drift
+        self.f = forces_of(self.x)
+
+    def step(self, idx: np.ndarray) -> np.ndarray:
+        """One step of the copies ``idx``; returns those whose forces are no longer finite."""
+        m, dt = self.masses, self.dt
+        noise = np.stack([self.rng[k].standard_normal(self.x.shape[1:]) for k in idx])
+        v = self.v[idx] + 0.5 * dt * self.f[idx] / m
+        x = self.x[idx] + 0.5 * dt * v
+        v = self.c1 * v + self.c2 * np.sqrt(self.kT / m) * noise
+        x = x + 0.5 * dt * v
+        f = self.forces_of(x) if np.isfinite(x).all() else np.full_like(x, np.nan)
+        self.x[idx], self.v[idx], self.f[idx] = x, v + 0.5 * dt * f / m, f
+        return idx[~np.isfinite(f).all(axis=(1, 2))]
+
+    def temperature(self, idx: np.ndarray) -> float:
+        kinetic = 0.5 * (self.masses * self.v[idx] ** 2).sum(axis=(1, 2))
+        return float((2 * kinetic / (3 * self.n_atoms * self.kB)).mean())
+
+
 def run_stability(model, metadata: Dict[str, Any], numbers: np.ndarray, frames: np.ndarray,
                   settings: StabilitySettings, device: torch.device,
                   progress: Optional[Callable[[int], None]] = None) -> Tuple[Dict[str, Any], StabilityTrace]:
     """Run the ``settings.runs`` NVT runs; returns (the report, the trace for the plot)."""
-    from ase import units
-    from ase.data import atomic_masses
-
     settings.validate()
     s, R = settings, settings.runs
     pairs, mean_lengths = reference_bonds(numbers, frames)
-    forces_of = ReplicaForces(model, metadata, numbers, R, device)
     starts = np.linspace(0, len(frames) - 1, R).round().astype(int)
-    rng = [np.random.default_rng([s.seed, k]) for k in range(R)]
-    masses = atomic_masses[numbers][None, :, None]
-    kT = units.kB * s.temperature
-    dt, gamma = s.dt_fs * units.fs, s.friction / units.fs
-    c1 = math.exp(-gamma * dt)
-    c2 = math.sqrt(1.0 - c1 * c1)
-    x = frames[starts].copy()
-    v = np.stack([g.standard_normal(x.shape[1:]) for g in rng]) * np.sqrt(kT / masses)
-    v -= (v * masses).sum(axis=1, keepdims=True) / masses.sum()  # no centre-of-mass drift
+    md = LangevinReplicas(ReplicaForces(model, metadata, numbers, R, device), numbers, frames[starts], s)
     active = np.ones(R, dtype=bool)
     stable_ps = np.full(R, float(s.time_ps))
     counts = np.zeros((R, s.bins))
-    reference = distance_counts(frames, s.bins, s.r_range)
     check_times, deviations, temperatures = [], [[] for _ in range(R)], []
 
     def collapse(k: int, step: int) -> None:
         active[k] = False
         stable_ps[k] = step * s.dt_fs / 1000.0
 
-    f = forces_of(x)
     wall = time.perf_counter()
     for step in range(1, s.steps + 1):
         idx = np.flatnonzero(active)
         if len(idx) == 0:
             break
-        noise = np.stack([rng[k].standard_normal(x.shape[1:]) for k in idx])
-        vi = v[idx] + 0.5 * dt * f[idx] / masses
-        xi = x[idx] + 0.5 * dt * vi
-        vi = c1 * vi + c2 * np.sqrt(kT / masses) * noise
-        xi = xi + 0.5 * dt * vi
-        fi = forces_of(xi) if np.isfinite(xi).all() else np.full_like(xi, np.nan)
-        vi = vi + 0.5 * dt * fi / masses
-        x[idx], v[idx], f[idx] = xi, vi, fi
-        for k in idx[~np.isfinite(fi).all(axis=(1, 2))]:
+        for k in md.step(idx):
             collapse(k, step)
         if step % s.check_every == 0 or step == s.steps:
             check_times.append(step * s.dt_fs / 1000.0)
             for k in range(R):
                 dev = math.nan
                 if active[k]:
-                    lengths = np.linalg.norm(x[k, pairs[:, 0]] - x[k, pairs[:, 1]], axis=-1)
+                    lengths = np.linalg.norm(md.x[k, pairs[:, 0]] - md.x[k, pairs[:, 1]], axis=-1)
                     dev = float(np.abs(lengths - mean_lengths).max())
                     if dev > s.max_bond_deviation:
                         collapse(k, step)
                     else:  # the stable part: this frame counts for h(r)
-                        counts[k] += distance_counts(x[k][None], s.bins, s.r_range)
+                        counts[k] += distance_counts(md.x[k][None], s.bins, s.r_range)
                 deviations[k].append(dev)
-            live = np.flatnonzero(active)
-            if len(live):
-                kinetic = 0.5 * (masses * v[live] ** 2).sum(axis=(1, 2))
-                temperatures.append(float((2 * kinetic / (3 * len(numbers) * units.kB)).mean()))
+            if active.any():
+                temperatures.append(md.temperature(np.flatnonzero(active)))
         if progress is not None:
             progress(step)
-    wall = time.perf_counter() - wall
+    reference = distance_counts(frames, s.bins, s.r_range)
+    report = _report(s, stable_ps, active, counts, reference, temperatures, time.perf_counter() - wall)
+    report.update(start_frames=[int(i) for i in starts], n_atoms=int(len(numbers)), n_bonds=int(len(pairs)),
+                  n_reference_frames=int(len(frames)))
+    trace = StabilityTrace(check_times, deviations, density(reference, s.r_range),
+                           density(counts.sum(axis=0), s.r_range), np.linspace(0.0, s.r_range, s.bins + 1))
+    return report, trace
+
+
+def _report(s: StabilitySettings, stable_ps: np.ndarray, active: np.ndarray, counts: np.ndarray,
+            reference: np.ndarray, temperatures: List[float], wall: float) -> Dict[str, Any]:
     collapsed = [bool(not a) for a in active]
-    hr_per_run = [hr_error(counts[k], reference, s.r_range) for k in range(R)]
-    report = {
+    return {
         "stable_ps": [float(t) for t in stable_ps],
         "stable_ps_median": float(np.median(stable_ps)),
         "collapsed": collapsed,
         "n_collapsed": int(sum(collapsed)),
         "hr_mae": hr_error(counts.sum(axis=0), reference, s.r_range),
-        "hr_mae_per_run": hr_per_run,
-        "runs": R, "time_ps": s.time_ps, "dt_fs": s.dt_fs, "temperature_K": s.temperature,
+        "hr_mae_per_run": [hr_error(c, reference, s.r_range) for c in counts],
+        "runs": s.runs, "time_ps": s.time_ps, "dt_fs": s.dt_fs, "temperature_K": s.temperature,
         "friction_per_fs": s.friction, "seed": s.seed, "max_bond_deviation_A": s.max_bond_deviation,
-        "check_every_steps": s.check_every, "start_frames": [int(i) for i in starts],
-        "n_atoms": int(len(numbers)), "n_bonds": int(len(pairs)), "n_reference_frames": int(len(frames)),
-        "hr_bins": s.bins, "hr_range_A": s.r_range,
+        "check_every_steps": s.check_every, "hr_bins": s.bins, "hr_range_A": s.r_range,
         "mean_temperature_K": float(np.mean(temperatures)) if temperatures else math.nan,
         "wall_s": round(wall, 3),
     }
-    trace = StabilityTrace(check_times, deviations, density(reference, s.r_range),
-                           density(counts.sum(axis=0), s.r_range), np.linspace(0.0, s.r_range, s.bins + 1))
-    return report, trace
