@@ -29,7 +29,6 @@ def train_cmd(config, overrides, dry_run):
         cfg = load_config(config, list(overrides))
     except ConfigError as exc:
         _fail(exc)
-    _check_seeds(cfg)
     if dry_run:
         import yaml
 
@@ -44,13 +43,6 @@ def train_cmd(config, overrides, dry_run):
         _fail(exc)
     except ValueError as exc:  # data problems found while reading
         _fail(exc)
-
-
-def _check_seeds(cfg) -> None:
-    """numpy's generators (data splits, masks) take no negative seed: say so for the key the user set."""
-    for key, value in (("seed", cfg.seed), ("data.split_seed", cfg.data.split_seed)):
-        if value is not None and not (isinstance(value, int) and value >= 0):
-            raise click.ClickException(f"{key} must be a non-negative integer, got {value!r}")
 
 
 @click.command("eval")

@@ -138,6 +138,8 @@ def _check_values(cfg: Config) -> None:
             raise ConfigError(msg)
 
     need(cfg.task in ("supervised", "pretrain"), f"task must be 'supervised' or 'pretrain', got {cfg.task!r}")
+    for key, seed in (("seed", cfg.seed), ("data.split_seed", cfg.data.split_seed)):  # numpy takes none < 0
+        need(seed is None or seed >= 0, f"{key} must be a non-negative integer, got {seed!r}")
     try:
         cfg.model.validate()
     except ValueError as exc:
