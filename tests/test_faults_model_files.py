@@ -340,3 +340,17 @@ def test_trusted_list_admits_listed_files_only(genuine, tmp_path, monkeypatch):
     monkeypatch.setenv("EMPP_FF_TRUSTED_MODELS", str(listing))
     with pytest.raises(ModelFileError, match="trusted.sha256:1: not a `sha256sum` line"):
         read_metadata(genuine)
+
+
+def test_export_under_a_trusted_list_notes_the_new_file(tmp_path, monkeypatch):
+    """`empp-ff export` writes its file and says it is not on the list yet (readers refuse it)."""
+    checkpoint = make_model(tmp_path / "ckpt.pt", checkpoint=True)
+    listing = tmp_path / "trusted.sha256"
+    listing.write_text("")
+    monkeypatch.setenv("EMPP_FF_TRUSTED_MODELS", str(listing))
+    proc = _cli("export", checkpoint, "-o", tmp_path / "new.pt")
+    assert proc.returncode == 0, proc.stderr
+    assert "note: " in proc.stderr and "new.pt is not in the trusted-model list" in proc.stderr
+    assert "not in the trusted-model list" in _refusal(_cli("info", tmp_path / "new.pt"))
+    listing.write_text(_sha256sum(tmp_path / "new.pt"))
+    assert _cli("info", tmp_path / "new.pt").returncode == 0

@@ -52,7 +52,10 @@ def export_cmd(source, output, fmt, dtype, ema, device, cpu_target):
                             cpu_target=cpu_target, log=lambda s: click.echo(s, err=True))
     except (FileNotFoundError, ValueError, CompileError) as exc:
         raise click.ClickException(str(exc)) from exc
-    meta = read_metadata(path)
+    from empp_ff.export.trust import own_output
+
+    with own_output(path) as note:
+        meta = read_metadata(path)
     compiled = meta.get("compiled")
     target = f", compiled for {compiled['device']} ({compiled['cpu_target'] or 'gpu'})" if compiled else ""
     click.echo(
@@ -60,6 +63,8 @@ def export_cmd(source, output, fmt, dtype, ema, device, cpu_target):
         f"elements {' '.join(meta['elements'])}, r_max {meta['r_max']} Å, "
         f"{'EMA' if meta['used_ema'] else 'raw'} weights"
     )
+    if note:
+        click.echo(f"note: {note}", err=True)
 
 
 def _format_metadata(meta: dict) -> str:

@@ -15,10 +15,11 @@ can judge.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
-from typing import BinaryIO, Set
+from typing import BinaryIO, Iterator, Set
 
 from empp_ff.export.errors import ModelFileError
 
@@ -69,3 +70,26 @@ def check_trusted(fh: BinaryIO, where: str) -> None:
     if digest not in trusted_digests(listing):
         raise ModelFileError(f"{where} is not in the trusted-model list {TRUSTED_MODELS_ENV}={listing} (its "
                              f"sha256 is {digest}); if you trust it, add the line `sha256sum` prints for it")
+
+
+@contextlib.contextmanager
+def own_output(path) -> Iterator[str]:
+    """For a model file this process has just written (``empp-ff export``): reads inside the
+    block skip the list; yields a note for the user ("" when the list is unset or has it)."""
+    listing = os.environ.pop(TRUSTED_MODELS_ENV, None)
+    try:
+        note = ""
+        if listing:
+            with open(path, "rb") as fh:
+                digest = file_sha256(fh)
+            try:
+                listed = digest in trusted_digests(listing)
+            except ModelFileError as exc:
+                listed, note = False, str(exc)
+            if not listed and not note:
+                note = (f"{path} is not in the trusted-model list {TRUSTED_MODELS_ENV}={listing}: readers will "
+                        f"refuse it until its `sha256sum` line ({digest}) is added")
+        yield note
+    finally:
+        if listing is not None:
+            os.environ[TRUSTED_MODELS_ENV] = listing
