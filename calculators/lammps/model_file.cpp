@@ -75,7 +75,7 @@ std::unique_ptr<caffe2::serialize::PyTorchStreamReader> open_archive(const std::
 std::string unsafe_name_problem(const std::string &name)
 {
   if (!name.empty() && name[0] == '/') return "an absolute path";
-  if (name.size() > 1 && name[1] == ':') return "an absolute path";
+  if (name.size() > 1 && std::isalpha((unsigned char) name[0]) && name[1] == ':') return "an absolute path";
   if (name.find('\\') != std::string::npos || name.find('\0') != std::string::npos)
     return "a backslash or NUL character";
   std::stringstream parts(name);

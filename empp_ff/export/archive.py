@@ -47,7 +47,7 @@ def archive_root(names) -> str:
 
 def unsafe_name_problem(name: str) -> str:
     """Why a record name could write outside an extraction folder ("" if it cannot)."""
-    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+    if name.startswith("/") or (len(name) > 1 and name[0].isascii() and name[0].isalpha() and name[1] == ":"):
         return "an absolute path"
     if "\\" in name or "\0" in name:
         return "a backslash or NUL character"
