@@ -19,6 +19,17 @@ LAMMPS_TEST_MARKS = [
     pytest.mark.timeout(600),
 ]
 
+# The slow tier (DEVELOPERS.md): tests that need the LAMMPS plugin built or an AOTInductor
+# package compiled (minutes each, once per session), besides those marked one by one.
+SLOW_FIXTURES = {"plugin", "compiled_model64"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 # Keep the suite light on the 2-core CI machine.
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 

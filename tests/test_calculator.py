@@ -38,6 +38,7 @@ def fresh(model, **kw):
     return EMPPCalculator(model, device="cpu", **kw)
 
 
+@pytest.mark.slow
 def test_properties_and_shapes(calc):
     atoms = ethanol()
     atoms.calc = calc

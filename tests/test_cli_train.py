@@ -33,6 +33,7 @@ def test_config_file_with_unknown_key(tmp_path):
     assert result.exit_code != 0 and "unknown config key 'data.pth'" in result.output
 
 
+@pytest.mark.slow
 def test_train_then_eval_json(tmp_path, tiny_train_overrides):
     run_dir = tmp_path / "run"
     result = _invoke(["train"] + _sets(tiny_train_overrides(run_dir, epochs=1)))
@@ -69,6 +70,7 @@ def test_train_then_eval_json(tmp_path, tiny_train_overrides):
     assert json.loads(result.output)["checkpoint"] == str(last)
 
 
+@pytest.mark.slow
 def test_empp_training_logs_loss_parts_and_pretrain_finetune(tmp_path, tiny_train_overrides):
     empp = {"empp.enabled": True, "empp.num_masks": 2, "empp.weight": 1.0}
     sup = tmp_path / "sup"

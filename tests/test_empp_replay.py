@@ -40,6 +40,7 @@ def _sets(tiny_train_overrides, run, replay, epochs=2, **extra):
                                                        "empp.replay_batch_size": 3, **extra})
 
 
+@pytest.mark.slow
 def test_replay_is_logged_and_leaves_out_foreign_elements(tmp_path, tiny_train_overrides):
     replay = _replay_file(tmp_path / "replay.xyz")
     lines = []
@@ -50,6 +51,7 @@ def test_replay_is_logged_and_leaves_out_foreign_elements(tmp_path, tiny_train_o
     assert all(r["empp_loss"] for r in rows)  # weight 1: the run's own EMPP loss too
 
 
+@pytest.mark.slow
 def test_replay_alone_trains_the_empp_head(tmp_path, tiny_train_overrides):
     """empp.weight 0 with replay: the start's head is trained by the replay loss only."""
     replay = _replay_file(tmp_path / "replay.xyz")
@@ -62,6 +64,7 @@ def test_replay_alone_trains_the_empp_head(tmp_path, tiny_train_overrides):
     assert state["empp_state"] is not None
 
 
+@pytest.mark.slow
 def test_replay_resumes_exactly(tmp_path, tiny_train_overrides):
     replay = _replay_file(tmp_path / "replay.xyz")
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"

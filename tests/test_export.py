@@ -114,6 +114,7 @@ def _inputs(dtype, periodic=False):
 
 @pytest.mark.parametrize("periodic", [False, True])
 @pytest.mark.parametrize("which,dtype,rtol", [("f64", torch.float64, 1e-10), ("f32", torch.float32, 1e-5)])
+@pytest.mark.slow
 def test_forward_matches_training_potential(files, which, dtype, rtol, periodic):
     state = load_checkpoint(files["ckpt"])
     potential = build_potential(state, use_ema=True, dtype=str(dtype).split(".")[-1])
@@ -277,6 +278,7 @@ def test_export_errors_and_atomic_write(files, tmp_path):
     assert not [p for p in files["root"].iterdir() if p.suffix == ".tmp"]
 
 
+@pytest.mark.slow
 def test_inference_path_imports_no_training_stack(files):
     """Loading a model file and running EMPPCalculator needs torch + ase only."""
     script = textwrap.dedent(

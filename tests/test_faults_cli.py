@@ -100,6 +100,7 @@ def test_read_only_run_dir_is_a_clear_error(tmp_path, monkeypatch, tiny_train_ov
     assert "Traceback" not in result.output
 
 
+@pytest.mark.slow
 def test_disk_full_names_the_file_and_leaves_no_temporary(tmp_path, monkeypatch, tiny_train_overrides):
     real_fsync = os.fsync
 
@@ -143,6 +144,7 @@ def trained(tmp_path_factory):
     return work, {"train": train, "export": export, "md": md}
 
 
+@pytest.mark.slow
 def test_json_output_is_exactly_one_document(trained):
     work, _ = trained
     for args in (["eval", work / "run", "--json"], ["info", work / "m.pt", "--json"],
@@ -208,6 +210,7 @@ def test_export_over_a_checkpoint_of_its_run_is_refused(run_with_checkpoints, tm
 
 
 @pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+@pytest.mark.slow
 def test_a_signal_while_export_writes_ends_cleanly(run_with_checkpoints, tmp_path, signame):
     """The signal arrives when the model file is complete under its temporary name and not yet moved
     (EMPP_FF_SIGNAL_AT at the first write window): the move is not interrupted, the command ends with
@@ -240,6 +243,7 @@ def test_negative_seed_names_the_key(key):
     assert "data split" not in result.output  # was: "data split: expected non-negative integer"
 
 
+@pytest.mark.slow
 def test_lammps_md_takes_a_model_path_with_spaces_and_never_replaces_a_users_in_md(model64, tmp_path):
     """A model path with a space reached pair_coeff as two words ("got 5 element(s)"); `./in.md`
     was overwritten without a word. Now the path is quoted, and md replaces only its own in.md."""

@@ -19,6 +19,8 @@ import pytest
 
 from conftest import TINY_MODEL
 
+pytestmark = pytest.mark.slow  # subprocess trainings: the slow tier (DEVELOPERS.md)
+
 # Forks one child per job, two at a time: {"dir", "kill_at", "log", "copy_from", "out"} (all but
 # "dir" optional): copy "copy_from" to "dir", train there (stdout to "out"), kill at window "kill_at".
 _FORK_SERVER = textwrap.dedent("""

@@ -130,6 +130,7 @@ def _files(directory):
     return {p.name: p.read_bytes() for p in directory.iterdir()}
 
 
+@pytest.mark.slow
 def test_refused_md_and_opt_leave_existing_outputs_byte_identical(model, tmp_path):
     """Issue 19: an unknown element, overlapping atoms or a bad option is refused before any output file
     is opened; the trajectory and log of an earlier run stay byte for byte, and no temporary is left."""
@@ -267,6 +268,7 @@ def _frames_written(folder, name, minimum=3):
 
 @pytest.mark.parametrize("signum,fmt", [(signal.SIGTERM, "traj"), (signal.SIGTERM, "xyz"), (signal.SIGINT, "traj")],
                          ids=["sigterm-traj", "sigterm-xyz", "sigint-traj"])
+@pytest.mark.slow
 def test_a_signalled_md_keeps_its_frames_under_the_target_name(model, tmp_path, signum, fmt):
     from empp_ff.testing.processes import cli_process, stop_when, temporaries
 
@@ -285,6 +287,7 @@ def test_a_signalled_md_keeps_its_frames_under_the_target_name(model, tmp_path, 
     assert not temporaries(tmp_path)  # no hidden file left
 
 
+@pytest.mark.slow
 def test_a_signalled_opt_keeps_its_path_under_the_target_name(model, tmp_path):
     from empp_ff.testing.processes import cli_process, stop_when, temporaries
 
@@ -301,6 +304,7 @@ def test_a_signalled_opt_keeps_its_path_under_the_target_name(model, tmp_path):
     assert not temporaries(tmp_path)
 
 
+@pytest.mark.slow
 def test_the_next_run_removes_what_a_kill_9_left_and_nothing_else(model, tmp_path):
     from empp_ff.testing.processes import cli_process, stop_when, temporaries
 

@@ -86,6 +86,7 @@ class MapsAFile(SaveInForward):
 
 @pytest.mark.parametrize("backbone", sorted(BACKBONES))
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.slow
 def test_genuine_exports_pass_the_code_scan(backbone, dtype, tmp_path):
     if backbone == "torchmd_et":
         pytest.importorskip("torchmdnet")
@@ -106,6 +107,7 @@ def test_forward_torch_save_refused_by_calculator(genuine, tmp_path):
     assert not target.exists()
 
 
+@pytest.mark.slow
 def test_setstate_torch_save_refused_by_info_and_md(genuine, tmp_path):
     target = tmp_path / "written_by_setstate"
     path = hostile_torchscript(SaveInSetstate(str(target)), tmp_path / "hostile.pt", like=genuine)
@@ -234,6 +236,7 @@ def _bomb(path, size: int):
     return path
 
 
+@pytest.mark.slow
 def test_deflate_bomb_refused_unread(tmp_path):
     path = _bomb(tmp_path / "bomb.pt", 512 << 20)
     assert path.stat().st_size < 2 << 20
@@ -321,6 +324,7 @@ def _sha256sum(path) -> str:
     return f"{hashlib.sha256(open(path, 'rb').read()).hexdigest()}  {os.path.basename(path)}\n"
 
 
+@pytest.mark.slow
 def test_trusted_list_admits_listed_files_only(genuine, tmp_path, monkeypatch):
     other = make_model(tmp_path / "other.pt", seed=1)
     listing = tmp_path / "trusted.sha256"
@@ -342,6 +346,7 @@ def test_trusted_list_admits_listed_files_only(genuine, tmp_path, monkeypatch):
         read_metadata(genuine)
 
 
+@pytest.mark.slow
 def test_export_under_a_trusted_list_notes_the_new_file(tmp_path, monkeypatch):
     """`empp-ff export` writes its file and says it is not on the list yet (readers refuse it)."""
     checkpoint = make_model(tmp_path / "ckpt.pt", checkpoint=True)

@@ -64,6 +64,7 @@ _HOLD = "import sys, time; from empp_ff.train.rundir import RunLock; RunLock(sys
         "print('locked', flush=True); time.sleep(600)"
 
 
+@pytest.mark.slow
 def test_second_training_on_a_busy_run_dir_is_refused_and_a_dead_lock_is_taken_over(tmp_path, tiny_train_overrides):
     run_dir = tmp_path / "run"
     holder = subprocess.Popen([sys.executable, "-c", _HOLD, str(run_dir)], stdout=subprocess.PIPE, text=True)
@@ -81,6 +82,7 @@ def test_second_training_on_a_busy_run_dir_is_refused_and_a_dead_lock_is_taken_o
     assert not (run_dir / ".lock").exists()  # released at the end
 
 
+@pytest.mark.slow
 def test_lock_is_released_on_an_error(tmp_path, tiny_train_overrides):
     run_dir = tmp_path / "run"
     _failed(_train(tiny_train_overrides(run_dir, **{"data.n_train": 5000})), "split sizes exceed")
@@ -100,6 +102,7 @@ def _md17(path, n, shift=0.0):
     return path
 
 
+@pytest.mark.slow
 def test_splits_follow_the_config_after_a_run_killed_before_its_first_checkpoint(tmp_path, tiny_train_overrides):
     run_dir = tmp_path / "run"
     _ok(_train(tiny_train_overrides(run_dir, epochs=1)))
@@ -112,6 +115,7 @@ def test_splits_follow_the_config_after_a_run_killed_before_its_first_checkpoint
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["data"]["n_train"] == 12
 
 
+@pytest.mark.slow
 def test_a_data_file_fixed_in_place_is_converted_again(tmp_path, tiny_train_overrides):
     data, run_dir = _md17(tmp_path / "mol.npz", 40), tmp_path / "run"
     overrides = tiny_train_overrides(run_dir, epochs=1, **{"data.path": data})
@@ -125,6 +129,7 @@ def test_a_data_file_fixed_in_place_is_converted_again(tmp_path, tiny_train_over
     assert "splits.json is stale" in output
 
 
+@pytest.mark.slow
 def test_changed_data_under_a_checkpoint_is_refused(tmp_path, tiny_train_overrides):
     data, run_dir = _md17(tmp_path / "mol.npz", 40), tmp_path / "run"
     _ok(_train(tiny_train_overrides(run_dir, epochs=1, **{"data.path": data})))
@@ -135,12 +140,14 @@ def test_changed_data_under_a_checkpoint_is_refused(tmp_path, tiny_train_overrid
 
 # --- case 10 ----------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_no_test_split_is_reported_as_such(tmp_path, tiny_train_overrides):
     output = _ok(_train(tiny_train_overrides(tmp_path / "run", epochs=1, **{"data.n_test": 0})))
     assert "no test split (data.n_test = 0), nothing to evaluate" in output
     assert "self-supervised" not in output
 
 
+@pytest.mark.slow
 def test_run_dir_relative_absolute_or_moved_is_the_same_run(tmp_path, monkeypatch, finished):
     run_dir, overrides = finished
     moved = tmp_path / "moved"
@@ -219,6 +226,7 @@ def test_config_yaml_records_the_demo_data_path(finished):
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["data"]["path"] == str(demo_data_path())
 
 
+@pytest.mark.slow
 def test_info_lists_validation_and_training_metrics_apart(tmp_path, finished):
     run_dir, _ = finished
     _ok(CliRunner().invoke(main, ["export", str(run_dir), "-o", str(tmp_path / "m.pt")]))
@@ -262,6 +270,7 @@ def test_damaged_last_pt_is_a_clear_error(tmp_path, finished, damage):
 
 # --- issue 28, point 4: training removes only the temporaries it can prove are its own ----------
 
+@pytest.mark.slow
 def test_training_start_keeps_other_programs_temporaries_and_a_running_md(tmp_path, tiny_train_overrides):
     """A user's `.thesis.backup1.tmp` in a sub-folder, a file of the old temporary pattern and the
     in-progress trajectory of an `empp-ff md --out RUN_DIR/md.traj` survive a training start; a

@@ -25,6 +25,7 @@ def test_index_map_keeps_target_order():
 
 
 @pytest.mark.parametrize("correlation", [2, 3])
+@pytest.mark.slow
 def test_carried_weights_reproduce_the_source_model_on_shared_elements(correlation):
     drug_like = (1, 6, 7, 8, 9, 16, 17)
     source = demo_potential(demo_spec(drug_like, correlation=correlation), seed=1, perturb=0.2)
@@ -46,6 +47,7 @@ def test_carried_weights_reproduce_the_source_model_on_shared_elements(correlati
     assert report.new_elements == []
 
 
+@pytest.mark.slow
 def test_elements_the_source_never_saw_are_reported_and_keep_their_values():
     source = demo_potential(demo_spec((1, 6)), seed=1)
     target = demo_potential(demo_spec((1, 6, 8)), seed=2)
@@ -56,6 +58,7 @@ def test_elements_the_source_never_saw_are_reported_and_keep_their_values():
     assert torch.equal(after[2], emb[2]) and not torch.equal(after[0], emb[0])
 
 
+@pytest.mark.slow
 def test_different_architecture_is_an_error_naming_the_tensor():
     source = demo_potential(demo_spec((1, 6, 8), num_channels=8), seed=1)
     target = demo_potential(demo_spec((1, 6, 8), num_channels=16), seed=1)
@@ -63,6 +66,7 @@ def test_different_architecture_is_an_error_naming_the_tensor():
         transfer_weights(source, target, (1, 6, 8), (1, 6, 8))
 
 
+@pytest.mark.slow
 def test_cli_finetune_refuses_a_different_architecture_naming_fields(tmp_path, tiny_train_overrides):
     from click.testing import CliRunner
 
@@ -122,6 +126,7 @@ def test_bundled_empp_weights_are_each_backbones_demo_architecture():
         load_config(None, ["empp.enabled=true", "empp.pretrained=geom-drugs-dem"])
 
 
+@pytest.mark.slow
 def test_empp_pretrained_starts_the_run_and_names_itself_in_errors(tmp_path, tiny_train_overrides):
     pre = tmp_path / "pre"
     result = _train(tiny_train_overrides, pre, task="pretrain", **{"empp.enabled": True})
@@ -150,6 +155,7 @@ def test_empp_pretrained_starts_the_run_and_names_itself_in_errors(tmp_path, tin
     assert not missing.exists()
 
 
+@pytest.mark.slow
 def test_the_demo_trains_from_the_bundled_weights_with_fresh_element_parts(tmp_path):
     """The demo config's EMPP part (README): the start from the bundled EMPP-pre-trained
     weights with the element-dependent parts re-initialised, no auxiliary loss."""
@@ -198,6 +204,7 @@ def test_pretraining_needs_an_empp_weight():
         load_config(None, ["task=pretrain", "empp.weight=0", "data.path=unlabelled.h5"])
 
 
+@pytest.mark.slow
 def test_pretrained_reinit_keeps_the_fresh_values_of_the_named_parts():
     from empp_ff.empp.config import EMPPConfig
 

@@ -76,6 +76,7 @@ def _assert_equal(res, ref, tol=1e-10):
 
 @pytest.mark.parametrize("layers, structure", [(2, "molecules"), (2, "box 11 A"), (2, "box 15 A"), (3, "box 11 A")])
 @pytest.mark.parametrize("grid", [(1, 1, 1), (2, 1, 1), (2, 2, 1)])
+@pytest.mark.slow
 def test_halo_protocol_equals_forward(loaded, layers, structure, grid):
     model = loaded[layers]
     atoms = STRUCTURES[structure]()
@@ -96,6 +97,7 @@ def test_too_small_ghost_shell_is_wrong(loaded):
     assert np.abs(res["forces"] - ref["forces"]).max() > 1e-3 * np.abs(ref["forces"]).max()
 
 
+@pytest.mark.slow
 def test_float32_file(tmp_path):
     from empp_ff.testing.models import make_model
 

@@ -46,6 +46,7 @@ def test_optimisation_converges(workdir):
     assert np.sqrt((atoms.get_forces() ** 2).sum(axis=1)).max() < 0.01
 
 
+@pytest.mark.slow
 def test_nve_energy_conservation(workdir):
     """2000 velocity-Verlet steps of 0.5 fs (1 ps) at 300 K, float64 model.
 

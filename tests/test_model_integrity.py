@@ -121,6 +121,7 @@ def test_pair_style_refuses_damaged_file(plugin, damaged, case, tmp_path):
     assert "failed its integrity check" in error and damaged[case].name in error, error
 
 
+@pytest.mark.slow
 def test_files_without_checksum_still_load(intact, tmp_path):
     """Files exported before checksums were recorded load as before; info says so."""
     old = rewrite_model_file(intact["pt"], tmp_path / "old.pt",

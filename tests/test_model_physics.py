@@ -52,6 +52,7 @@ def _random_rotation(seed):
     return q if np.linalg.det(q) > 0 else -q
 
 
+@pytest.mark.slow
 def test_energy_invariant_forces_equivariant_under_rotation_and_inversion():
     pot = _potential()
     pos, z = _molecule()

@@ -34,6 +34,7 @@ def test_offset_fit_is_the_least_squares_optimum():
     assert float(single[0] @ delta) == pytest.approx(0.5)
 
 
+@pytest.mark.slow
 def test_refit_removes_a_constant_energy_offset_and_keeps_forces():
     from empp_ff.testing.batches import collate, molecule_graph, random_molecule
     from empp_ff.testing.models import demo_potential
@@ -112,6 +113,7 @@ def _grads(objective, model, batch):
     return _flat(shared), norms, terms
 
 
+@pytest.mark.slow
 def test_grad_balance_scales_the_empp_gradient_to_a_fraction_of_the_supervised_one():
     objective, model, batch = _objective(grad_balance=0.3)
     total, norms, _ = _grads(objective, model, batch)
@@ -129,6 +131,7 @@ def test_grad_balance_scales_the_empp_gradient_to_a_fraction_of_the_supervised_o
     assert norms["grad_norm_forces"] + norms["grad_norm_energy"] > 0
 
 
+@pytest.mark.slow
 def test_without_balance_the_backward_is_the_weighted_sum():
     objective, model, batch = _objective(grad_balance="null", weight=2.0)
     _, norms, _ = _grads(objective, model, batch)

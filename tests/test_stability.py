@@ -70,6 +70,7 @@ def _settings(**kw):
     return StabilitySettings(**{"temperature": 500.0, "dt_fs": 0.5, "time_ps": 0.5, "runs": 3, "seed": 1, **kw})
 
 
+@pytest.mark.slow
 def test_stable_molecule_stays_intact_and_is_held_at_temperature():
     frames = _reference()
     model = Springs()
@@ -142,6 +143,7 @@ def _write_reference(path, frames, numbers=NUMBERS):
     return path
 
 
+@pytest.mark.slow
 def test_command_prints_one_json_document_and_writes_the_plot(tiny_model, tmp_path):
     ref = _write_reference(tmp_path / "ref.xyz", _reference(8))
     plot = tmp_path / "stability.png"

@@ -21,7 +21,7 @@ from empp_ff.testing.models import make_model  # noqa: E402
 
 from conftest import LAMMPS_TEST_MARKS, ethanol  # noqa: E402
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]  # MD, LAMMPS, CLI runs of the ET
 
 ET = {"backbone": "torchmd_et", "num_heads": 2, "num_rbf": 8}
 

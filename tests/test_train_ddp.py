@@ -12,6 +12,8 @@ from empp_ff.train.checkpoint import load_checkpoint
 from empp_ff.train.config import load_config
 from empp_ff.train.trainer import run_training
 
+pytestmark = pytest.mark.slow  # subprocess trainings: the slow tier (DEVELOPERS.md)
+
 
 def _free_port() -> int:
     with socket.socket() as s:

@@ -28,6 +28,7 @@ def _assert_same_weights(a, b):
         assert torch.equal(a[k], b[k]), f"weights differ at {k}"
 
 
+@pytest.mark.slow
 def test_resume_ends_where_uninterrupted_run_ends(tmp_path, tiny_train_overrides):
     quiet = lambda msg: None  # noqa: E731
     straight = tmp_path / "straight"
@@ -68,6 +69,7 @@ def _csv_without_wall_time(path):
     return [{k: v for k, v in row.items() if k != "wall_time_s"} for row in csv.DictReader(path.open())]
 
 
+@pytest.mark.slow
 def test_kill_inside_an_epoch_resumes_to_the_uninterrupted_result_exactly(tmp_path, tiny_train_overrides):
     """Issue 19: kill -9 at a random batch inside an epoch of a 3-epoch run with EMPP and the per-epoch
     E0 refit, then the same command: test_metrics.json equal to the uninterrupted run's to the last digit."""
@@ -105,6 +107,7 @@ def test_kill_inside_an_epoch_resumes_to_the_uninterrupted_result_exactly(tmp_pa
     assert _csv_without_wall_time(run_dir / "metrics.csv") == _csv_without_wall_time(straight / "metrics.csv")
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_different_config(tmp_path, tiny_train_overrides):
     from empp_ff.train.config import ConfigError
 
@@ -115,6 +118,7 @@ def test_resume_refuses_a_different_config(tmp_path, tiny_train_overrides):
                      log=lambda m: None)
 
 
+@pytest.mark.slow
 def test_kill_minus_9_then_same_command_resumes_and_completes(tmp_path, tiny_train_overrides):
     run_dir = tmp_path / "killed"
     args = tiny_train_overrides(run_dir, epochs=8)

@@ -112,6 +112,7 @@ def _scripted_validation(monkeypatch, values):
     return calls
 
 
+@pytest.mark.slow
 def test_early_stopping_ends_the_run_and_records_how(monkeypatch, tmp_path, tiny_train_overrides):
     run = tmp_path / "run"
     values = [5.0, 4.0, 4.5, 4.2, 4.1, 1.0, 0.5]
@@ -137,6 +138,7 @@ def test_early_stopping_ends_the_run_and_records_how(monkeypatch, tmp_path, tiny
     assert more["still_improving"]
 
 
+@pytest.mark.slow
 def test_a_run_that_hits_the_cap_while_improving_says_so(tmp_path, tiny_train_overrides):
     lines = []
     result = run_training(load_config(None, tiny_train_overrides(tmp_path / "run", epochs=2)), log=lines.append)
@@ -148,6 +150,7 @@ def test_a_run_that_hits_the_cap_while_improving_says_so(tmp_path, tiny_train_ov
         assert not result["still_improving"]
 
 
+@pytest.mark.slow
 def test_plateau_run_resumes_exactly(tmp_path, tiny_train_overrides):
     """A plateau-scheduled run interrupted after epoch 2 ends with the same learning rates and
     weights as the uninterrupted run (the schedule's state is in the checkpoint)."""
