@@ -186,3 +186,14 @@ def test_reference_reader_rejects_periodic_frames(tmp_path):
     write(str(path), Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.74]], cell=[5, 5, 5], pbc=True), format="extxyz")
     with pytest.raises(ValueError, match="periodic"):
         reference_frames(path)
+
+
+def test_plot_is_written_atomically_as_png(tmp_path):
+    from empp_ff.inference.stability_plot import stability_plot
+
+    frames = _reference()
+    report, trace = run_stability(Explosion(), METADATA, NUMBERS, frames, _settings(time_ps=0.2, runs=2), CPU)
+    path = tmp_path / "s.png"
+    stability_plot(trace, report, path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["s.png"]  # no temporary left
