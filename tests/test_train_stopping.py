@@ -163,3 +163,24 @@ def test_plateau_run_resumes_exactly(tmp_path, tiny_train_overrides):
     rows = [list(csv.DictReader((d / "metrics.csv").open())) for d in (straight, resumed)]
     assert [r["lr"] for r in rows[0]] == [r["lr"] for r in rows[1]]
     assert [r["val_weighted_mae"] for r in rows[0]] == [r["val_weighted_mae"] for r in rows[1]]
+
+
+@pytest.mark.slow
+def test_min_improvement_ignores_crawling_gains_for_patience_but_not_for_best_pt(monkeypatch, tmp_path,
+                                                                                tiny_train_overrides):
+    rule = StopRule(max_epochs=10, patience=2, min_improvement=0.01)
+    assert rule.improves(0.98, 1.0) and not rule.improves(0.995, 1.0) and rule.improves(5.0, math.inf)
+    # epochs 2-4 each better than the last by 0.5 %: best.pt follows them, patience does not
+    values = [1.0, 0.995, 0.990, 0.985, 0.984, 0.983]
+    calls = _scripted_validation(monkeypatch, values)
+    sets = tiny_train_overrides(tmp_path / "run", epochs=6, **{"train.patience": 2, "train.min_improvement": 0.01})
+    result = run_training(load_config(None, sets), log=QUIET)
+    assert len(calls) == 3 and result["stopped_by"] == "patience"
+    assert (result["best_epoch"], result["last_improvement_epoch"], result["epochs_run"]) == (3, 1, 3)
+
+
+def test_plateau_threshold_counts_small_gains_as_none():
+    opt = _optimizer(1.0)
+    schedule = LearningRateSchedule(opt, "plateau", plateau_patience=2, plateau_threshold=0.01)
+    assert [schedule.epoch_end(m) for m in (1.0, 0.995, 0.992)] == [False, False, True]
+    assert opt.param_groups[0]["lr"] == 0.5

@@ -72,6 +72,11 @@ class TrainConfig:
     # Early stopping: end after this many epochs without a better validation metric (the
     # one that selects best.pt); null: train to max_epochs.
     patience: Optional[int] = None
+    # What counts as an improvement for patience and the plateau schedule: a validation
+    # metric lower than the best by more than this fraction (0: any; best.pt is always the
+    # lowest). Without it, the ever smaller gains after each rate reduction keep a small-data
+    # run going for thousands of epochs.
+    min_improvement: float = 0.0
     # "cosine": warm-up, then a cosine from lr to lr * min_lr_ratio over max_epochs (1.0:
     # constant). "plateau": warm-up, then lr * plateau_factor after plateau_patience epochs
     # without improvement (as mace_run_train's and nequip-train's ReduceLROnPlateau), never
@@ -149,6 +154,7 @@ def _check_values(cfg: Config) -> None:
     need(cfg.loss.energy_weight >= 0 and cfg.loss.forces_weight >= 0, "loss weights must be >= 0")
     need(cfg.train.max_epochs >= 1, "train.max_epochs must be >= 1")
     need(cfg.train.patience is None or cfg.train.patience >= 1, "train.patience must be >= 1 or null")
+    need(0 <= cfg.train.min_improvement < 1, "train.min_improvement must lie in [0, 1)")
     need(cfg.train.scheduler in SCHEDULERS,
          f"train.scheduler must be one of {', '.join(SCHEDULERS)}, got {cfg.train.scheduler!r}")
     need(0 < cfg.train.plateau_factor < 1, "train.plateau_factor must lie in (0, 1)")

@@ -20,7 +20,7 @@ SCHEDULERS = ("cosine", "plateau")
 class LearningRateSchedule:
     def __init__(self, optimizer: torch.optim.Optimizer, kind: str = "cosine", *, warmup_steps: int = 0,
                  total_steps: int = 1, min_ratio: float = 1.0, plateau_factor: float = 0.5,
-                 plateau_patience: int = 10, plateau_min_ratio: float = 1e-3):
+                 plateau_patience: int = 10, plateau_min_ratio: float = 1e-3, plateau_threshold: float = 0.0):
         if kind not in SCHEDULERS:
             raise ValueError(f"unknown learning-rate schedule {kind!r} (valid: {', '.join(SCHEDULERS)})")
         self.optimizer, self.kind = optimizer, kind
@@ -29,6 +29,7 @@ class LearningRateSchedule:
         self.min_ratio = min_ratio
         self.plateau_factor, self.plateau_patience, self.plateau_min_ratio = (
             plateau_factor, plateau_patience, plateau_min_ratio)
+        self.plateau_threshold = plateau_threshold  # relative: a gain below it is no improvement
         self.base_lrs = [group["lr"] for group in optimizer.param_groups]
         self.steps = 0
         self.scale = 1.0  # the plateau's reductions so far
@@ -61,7 +62,7 @@ class LearningRateSchedule:
         plateau schedule has just lowered the learning rate."""
         if self.kind != "plateau":
             return False
-        if math.isfinite(metric) and metric < self.best:
+        if math.isfinite(metric) and metric < self.best * (1.0 - self.plateau_threshold):
             self.best, self.bad_epochs = metric, 0
             return False
         self.bad_epochs += 1

@@ -12,8 +12,18 @@ from typing import Any, Dict, List, Optional
 
 
 class StopRule:
-    def __init__(self, max_epochs: int, patience: Optional[int]):
-        self.max_epochs, self.patience = int(max_epochs), patience
+    """``patience`` counts epochs since the last improvement by more than the relative
+    ``min_improvement`` (0: any improvement), as ReduceLROnPlateau's relative threshold:
+    the crawl of ever smaller gains after each rate reduction does not keep a run going."""
+
+    def __init__(self, max_epochs: int, patience: Optional[int], min_improvement: float = 0.0):
+        self.max_epochs, self.patience, self.min_improvement = int(max_epochs), patience, float(min_improvement)
+
+    def improves(self, metric: float, best: float) -> bool:
+        """Whether ``metric`` betters ``best`` by more than ``min_improvement`` (relative)."""
+        if not math.isfinite(metric):
+            return False
+        return not math.isfinite(best) or metric < best * (1.0 - self.min_improvement)
 
     def stopped_early(self, epoch: int, best_epoch: int) -> bool:
         return self.patience is not None and epoch > 0 and epoch - best_epoch >= self.patience
@@ -26,13 +36,17 @@ class StopRule:
         last epoch, without patience): the validation error had not stopped falling."""
         return not self.stopped_early(epoch, best_epoch) and epoch - best_epoch < (self.patience or 1)
 
-    def record(self, epoch: int, best_epoch: int, wall_time_s: float) -> Dict[str, Any]:
-        """What ``test_metrics.json`` says of how the run ended."""
-        early = self.stopped_early(epoch, best_epoch)
+    def record(self, epoch: int, best_epoch: int, wall_time_s: float,
+               improved_epoch: Optional[int] = None) -> Dict[str, Any]:
+        """What ``test_metrics.json`` says of how the run ended (``best_epoch``: best.pt's;
+        ``improved_epoch``: the last improvement by ``min_improvement``, which patience counts from)."""
+        improved_epoch = best_epoch if improved_epoch is None else improved_epoch
+        early = self.stopped_early(epoch, improved_epoch)
         return {"best_epoch": int(best_epoch), "epochs_run": int(epoch), "wall_time_s": round(float(wall_time_s), 3),
-                "max_epochs": self.max_epochs, "patience": self.patience,
+                "max_epochs": self.max_epochs, "patience": self.patience, "min_improvement": self.min_improvement,
+                "last_improvement_epoch": int(improved_epoch),
                 "stopped_by": "patience" if early else "max_epochs", "converged": early,
-                "still_improving": self.still_improving(epoch, best_epoch)}
+                "still_improving": self.still_improving(epoch, improved_epoch)}
 
     def summary(self, epoch: int, best_epoch: int) -> str:
         if self.stopped_early(epoch, best_epoch):

@@ -32,11 +32,11 @@ from empp_ff.empp.pretrained import initial_weights
 from empp_ff.model.spec import BackboneSpec
 from empp_ff.train.config import Config, ConfigError, dump_config
 from empp_ff.train.data_setup import PreparedData, finite, prepare_data, with_recorded_data_path
-from empp_ff.train.distributed import init_distributed, reduce_mean_dict
+from empp_ff.train.distributed import init_distributed
 from empp_ff.train.ema import EMA
 from empp_ff.train.energy_offset import refit_reference_energies
 from empp_ff.train.epoch_stats import EpochStats, logged_keys
-from empp_ff.train.evaluate import evaluate
+from empp_ff.train.evaluate import empp_validation, evaluate
 from empp_ff.train.finetune import load_pretrained
 from empp_ff.train.io import write_json
 from empp_ff.train.loaders import Loaders
@@ -70,8 +70,9 @@ class Trainer:
         self.step = 0
         self.best_val = math.inf
         self.best_epoch = 0
+        self.stop_best = (math.inf, 0)  # (metric, epoch) of the last improvement by train.min_improvement
         self.wall_offset = 0.0
-        self.stop_rule = StopRule(cfg.train.max_epochs, cfg.train.patience)
+        self.stop_rule = StopRule(cfg.train.max_epochs, cfg.train.patience, cfg.train.min_improvement)
 
     # ------------------------------------------------------------------ set-up
     def setup(self) -> None:
@@ -144,6 +145,7 @@ class Trainer:
             self.optimizer, t.scheduler, warmup_steps=round(t.warmup_epochs * steps_per_epoch),
             total_steps=t.max_epochs * steps_per_epoch, min_ratio=t.min_lr_ratio, plateau_factor=t.plateau_factor,
             plateau_patience=t.plateau_patience, plateau_min_ratio=t.plateau_min_lr_ratio,
+            plateau_threshold=t.min_improvement,
         )
         self.ema = EMA(self.model, cfg.train.ema_decay) if cfg.train.ema else None
         self.objective = Objective(self.model, self.step_model, cfg, self.scale, cfg.train.max_epochs * steps_per_epoch,
@@ -207,6 +209,7 @@ class Trainer:
             "step": self.step,
             "best_val": self.best_val,
             "best_epoch": self.best_epoch,
+            "stop_best": list(self.stop_best),
             "val_metrics": self.history[-1] if self.history else {},
             "history": self.history,
             "wall_time_s": self.wall_offset,
@@ -230,6 +233,7 @@ class Trainer:
         self.best_val = float(state["best_val"])
         self.history = list(state.get("history", []))
         self.best_epoch = int(state.get("best_epoch", self.stop_rule.best_epoch_of(self.history, self.supervised)))
+        self.stop_best = tuple(state.get("stop_best", (self.best_val, self.best_epoch)))
         self.wall_offset = float(state.get("wall_time_s", 0.0))
 
     # ------------------------------------------------------------------ epochs
@@ -288,22 +292,6 @@ class Trainer:
             result["train_forces_mae_mev_per_a"] = summary["forces_mae_mev_per_a"]
         return result
 
-    def _val_empp(self) -> Dict[str, float]:
-        from empp_ff.data.dataset import epoch_generator
-
-        generator = epoch_generator(self.cfg.seed + 104729, 0)  # same masks every epoch
-        sums, count = {}, 0
-        self.model.eval()
-        loader = self.loaders.loader(self.val_set, train=False)
-        with torch.no_grad():
-            for batch in loader:
-                batch = batch.to(self.device)
-                out = self.model.empp(self.model.potential.backbone, batch, generator, use_labels=self.supervised)
-                for k in ("loss", "radius_kl", "direction_kl"):
-                    sums[k] = sums.get(k, 0.0) + float(out[k])
-                count += 1
-        return {f"val_empp_{k}": v for k, v in reduce_mean_dict(self.dist, sums, count, self.device).items()}
-
     def validate(self) -> Dict[str, float]:
         result: Dict[str, float] = {}
         context = self.ema.applied() if self.ema is not None else contextlib.nullcontext()
@@ -318,7 +306,8 @@ class Trainer:
                                                                                   self.scale)["loss"])
                 result.update({f"val_{k}": v for k, v in metrics.items() if k != "n_structures"})
             if self.model.empp is not None:
-                result.update(self._val_empp())
+                result.update(empp_validation(self.model, self.loaders.loader(self.val_set, train=False),
+                                              self.cfg.seed, self.supervised, self.device, self.dist))
         if "val_empp_loss" in result:  # with EMPP's weight as scheduled at this step
             factor = self.cfg.empp.factor(self.step / self.objective.total_steps)
             result["val_loss"] = result.get("val_loss", 0.0) + self.cfg.empp.weight * factor * result["val_empp_loss"]
@@ -349,18 +338,20 @@ class Trainer:
                 improved = selection < self.best_val or not math.isfinite(self.best_val)
                 if improved:
                     self.best_val, self.best_epoch = selection, self.epoch
+                if self.stop_rule.improves(selection, self.stop_best[0]):
+                    self.stop_best = (selection, self.epoch)
                 if self.scheduler.epoch_end(selection):
                     self.log(f"validation plateau: learning rate lowered to {self.optimizer.param_groups[0]['lr']:.2e}")
                 self._save(improved)
                 tensorboard.write(row, self.epoch)
                 self.log(epoch_line(row, improved, cfg.train.max_epochs, self.supervised))
-            self.log(self.stop_rule.summary(self.epoch, self.best_epoch))
+            self.log(self.stop_rule.summary(self.epoch, self.stop_best[1]))
         finally:
             tensorboard.close()
         return self.finish()
 
     def _stopped(self) -> bool:
-        return self.stop_rule.stopped(self.epoch, self.best_epoch)
+        return self.stop_rule.stopped(self.epoch, self.stop_best[1])
 
     def _save(self, improved: bool) -> None:
         """Rank 0 writes best.pt (when ``improved``), metrics.csv, then last.pt (train/rundir/protocol.py)."""
@@ -375,7 +366,8 @@ class Trainer:
         has_test = len(self.data.splits["test"]) > 0
         test_set = self.loaders.dataset("test") if self.supervised and has_test else None
         return final_report(self.rundir, self.history, test_set, trained_epochs=self.epoch,
-                            stopping=self.stop_rule.record(self.epoch, self.best_epoch, self.wall_offset),
+                            stopping=self.stop_rule.record(self.epoch, self.best_epoch, self.wall_offset,
+                                                           self.stop_best[1]),
                             supervised=self.supervised, potential=self.model.potential,
                             batch_size=self.cfg.train.eval_batch_size, device=self.device,
                             progress=self.cfg.train.progress, log=self.log)
