@@ -47,7 +47,8 @@ SET_KEYS = {"design": "design", "report": "converged_report"}  # the molecules o
 COMMON = {
     "train.batch_size": 5, "train.lr": 0.01, "train.warmup_epochs": 1.0, "train.threads": 1,
     "train.scheduler": "plateau", "train.plateau_patience": 10, "train.plateau_factor": 0.5,
-    "train.patience": 40, "train.max_epochs": 1000, "train.min_improvement": 0.005,  # amendment 1 "train.progress": False, "train.tensorboard": False,
+    "train.patience": 40, "train.max_epochs": 1000, "train.min_improvement": 0.005,  # amendment 1
+    "train.progress": False, "train.tensorboard": False,
     "data.n_val": 50, "data.n_test": 500,
 }
 _NO_START = {"empp.pretrained": "null", "empp.pretrained_reinit": "[]"}
