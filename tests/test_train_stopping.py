@@ -124,7 +124,8 @@ def test_early_stopping_ends_the_run_and_records_how(monkeypatch, tmp_path, tiny
     assert (result["best_epoch"], result["epochs_run"], result["epoch"]) == (2, 5, 2)
     assert result["stopped_by"] == "patience" and result["converged"] and not result["still_improving"]
     assert result["wall_time_s"] > 0
-    assert any(line.startswith("early stopping: no better validation metric in 3 epochs") for line in lines)
+    assert any(line.startswith("early stopping: no better validation metric by more than 0.50% in 3 epochs "
+                               "(last at epoch 2); best.pt from epoch 2 of 5") for line in lines), lines
     stored = json.loads((run / "test_metrics.json").read_text())
     assert stored["best_epoch"] == 2 and stored["epochs_run"] == 5
     assert len(list(csv.DictReader((run / "metrics.csv").open()))) == 5

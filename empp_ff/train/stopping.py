@@ -48,11 +48,15 @@ class StopRule:
                 "stopped_by": "patience" if early else "max_epochs", "converged": early,
                 "still_improving": self.still_improving(epoch, improved_epoch)}
 
-    def summary(self, epoch: int, best_epoch: int) -> str:
-        if self.stopped_early(epoch, best_epoch):
-            return (f"early stopping: no better validation metric in {self.patience} epochs; "
-                    f"best epoch {best_epoch} of {epoch}")
-        if self.still_improving(epoch, best_epoch):
+    def summary(self, epoch: int, best_epoch: int, improved_epoch: Optional[int] = None) -> str:
+        """The run's last line on how it ended (``best_epoch``: best.pt's; ``improved_epoch``:
+        the last improvement by ``min_improvement``, which patience counts from)."""
+        improved_epoch = best_epoch if improved_epoch is None else improved_epoch
+        if self.stopped_early(epoch, improved_epoch):
+            by = f" by more than {self.min_improvement:.2%}" if self.min_improvement else ""
+            return (f"early stopping: no better validation metric{by} in {self.patience} epochs "
+                    f"(last at epoch {improved_epoch}); best.pt from epoch {best_epoch} of {epoch}")
+        if self.still_improving(epoch, improved_epoch):
             return (f"warning: train.max_epochs={self.max_epochs} reached while the validation metric was still "
                     f"improving (best epoch {best_epoch}): not converged; run the same command with a larger "
                     "--set train.max_epochs=... to continue")

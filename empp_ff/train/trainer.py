@@ -345,7 +345,7 @@ class Trainer:
                 self._save(improved)
                 tensorboard.write(row, self.epoch)
                 self.log(epoch_line(row, improved, cfg.train.max_epochs, self.supervised))
-            self.log(self.stop_rule.summary(self.epoch, self.stop_best[1]))
+            self.log(self.stop_rule.summary(self.epoch, self.best_epoch, self.stop_best[1]))
         finally:
             tensorboard.close()
         return self.finish()
