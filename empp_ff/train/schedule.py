@@ -14,6 +14,8 @@ from typing import Any, Dict
 
 import torch
 
+from empp_ff.train.stopping import improves
+
 SCHEDULERS = ("cosine", "plateau")
 
 
@@ -62,7 +64,7 @@ class LearningRateSchedule:
         plateau schedule has just lowered the learning rate."""
         if self.kind != "plateau":
             return False
-        if math.isfinite(metric) and metric < self.best * (1.0 - self.plateau_threshold):
+        if improves(metric, self.best, self.plateau_threshold):
             self.best, self.bad_epochs = metric, 0
             return False
         self.bad_epochs += 1

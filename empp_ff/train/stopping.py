@@ -11,6 +11,14 @@ import math
 from typing import Any, Dict, List, Optional
 
 
+def improves(metric: float, best: float, min_improvement: float = 0.0) -> bool:
+    """Whether ``metric`` betters ``best`` by more than the fraction ``min_improvement`` (a
+    non-finite metric never does; anything finite betters an infinite best)."""
+    if not math.isfinite(metric):
+        return False
+    return not math.isfinite(best) or metric < best * (1.0 - min_improvement)
+
+
 class StopRule:
     """``patience`` counts epochs since the last improvement by more than the relative
     ``min_improvement`` (0: any improvement), as ReduceLROnPlateau's relative threshold:
@@ -21,9 +29,7 @@ class StopRule:
 
     def improves(self, metric: float, best: float) -> bool:
         """Whether ``metric`` betters ``best`` by more than ``min_improvement`` (relative)."""
-        if not math.isfinite(metric):
-            return False
-        return not math.isfinite(best) or metric < best * (1.0 - self.min_improvement)
+        return improves(metric, best, self.min_improvement)
 
     def stopped_early(self, epoch: int, best_epoch: int) -> bool:
         return self.patience is not None and epoch > 0 and epoch - best_epoch >= self.patience
