@@ -174,15 +174,21 @@ def neighbour_graph(
 
 
 def all_pairs_edges(pos, r_max: float):
-    """(edge_index [2, E], zero shifts [E, 3], lengths [E]) of a molecule, on ``pos``'s device."""
+    """(edge_index [2, E], zero shifts [E, 3], lengths [E]) of a molecule ``pos`` [N, 3], on its
+    device; or of R copies of one molecule ``pos`` [R, N, 3] as one graph of R * N atoms (atom
+    k of copy r is r * N + k) in which no edge joins two copies."""
     import torch
 
     with torch.no_grad():
         dist = torch.cdist(pos, pos, compute_mode="donot_use_mm_for_euclid_dist")
         mask = dist < r_max
-        mask.fill_diagonal_(False)
-        edge_index = mask.nonzero().t()
-        lengths = dist[edge_index[0], edge_index[1]]
+        mask.diagonal(dim1=-2, dim2=-1).fill_(False)
+        index = mask.nonzero(as_tuple=True)
+        lengths = dist[index]
+        if pos.dim() == 3:  # (copy, i, j) -> atoms of the flattened graph
+            n = pos.shape[1]
+            index = (index[0] * n + index[1], index[0] * n + index[2])
+        edge_index = torch.stack(index)
     shifts = torch.zeros((edge_index.shape[1], 3), dtype=pos.dtype, device=pos.device)
     return edge_index, shifts, lengths
 

@@ -165,7 +165,7 @@ def test_command_refuses_bad_input_in_one_line(tiny_model, tmp_path):
         f.write("2\n\nH 0 0 0\nH 0 0 0.74\n")
     model_bytes = tiny_model.read_bytes()
     cases = [
-        (["--plot", str(tiny_model)], "is the MODEL file"),
+        (["--plot", str(tiny_model)], "is the input MODEL"),
         (["--temperature", "-300"], "--temperature must be > 0"),
         (["--runs", "0"], "--runs must be >= 1"),
     ]

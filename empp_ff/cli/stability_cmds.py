@@ -8,14 +8,8 @@ from pathlib import Path
 
 import click
 
+from empp_ff.cli._outputs import refuse_clashes
 from empp_ff.cli._support import check_device, stdout_for_json
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
-    except OSError:
-        return False
 
 
 @click.command("stability")
@@ -55,9 +49,7 @@ def stability_cmd(model, reference, temperature, dt_fs, time_ps, runs, friction,
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     plot_path = Path(plot) if plot else None
-    for role, path in (("MODEL", model), ("REFERENCE", reference)):
-        if plot_path is not None and _same_file(plot_path, Path(path)):
-            raise click.ClickException(f"--plot {plot} is the {role} file; choose another name for the figure")
+    refuse_clashes({"--plot": plot_path}, {"MODEL": model, "REFERENCE": reference})
     with stdout_for_json(as_json):
         report = _run(model, reference, fmt, settings, device, progress=not no_progress)
         trace = report.pop("_trace")

@@ -139,15 +139,11 @@ class ReplicaForces:
 
     def __call__(self, positions: np.ndarray) -> np.ndarray:
         """Forces [R, N, 3] (eV/Å) at ``positions`` [R, N, 3] (Å)."""
+        from empp_ff.neighbours import all_pairs_edges
+
         replicas = positions.shape[0]
         pos = torch.as_tensor(positions, dtype=self.dtype, device=self.device)
-        with torch.no_grad():
-            d = torch.cdist(pos, pos, compute_mode="donot_use_mm_for_euclid_dist")
-            mask = d < self.r_max
-            mask &= ~torch.eye(self.n, dtype=torch.bool, device=self.device)
-            r, i, j = mask.nonzero(as_tuple=True)
-        edge_index = torch.stack([r * self.n + i, r * self.n + j])
-        shifts = torch.zeros((edge_index.shape[1], 3), dtype=self.dtype, device=self.device)
+        edge_index, shifts, _ = all_pairs_edges(pos, self.r_max)  # no edge joins two copies
         flat = pos.reshape(-1, 3)
         out = self.model(flat, self.numbers.repeat(replicas), edge_index, shifts, flat.shape[0], False)
         return out["forces"].detach().to(torch.float64).cpu().numpy().reshape(replicas, self.n, 3)
