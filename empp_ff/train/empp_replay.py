@@ -37,9 +37,7 @@ def open_replay_store(cfg: Config, run_dir: Path, species: Sequence[int], log: C
     from empp_ff.data.readers import detect_format
     from empp_ff.data.store import StructureStore
 
-    source = Path(cfg.empp.replay_data).expanduser()
-    if not source.exists():
-        raise ConfigError(f"empp.replay_data: file not found: {source}")
+    source = Path(cfg.empp.replay_data).expanduser()  # its existence is a config check
     fmt = detect_format(source)
     target = source if fmt == "store" else run_dir / "data" / f"replay_{source.stem}.h5"
     if write and fmt != "store" and not target.exists():
@@ -75,7 +73,7 @@ class ReplayStream:
         n = len(self.dataset)
         while True:
             order = torch.randperm(n, generator=generator).tolist()
-            for start in range(0, n - self.batch_size + 1 if n >= self.batch_size else 1, self.batch_size):
+            for start in range(0, max(n - self.batch_size, 0) + 1, self.batch_size):  # full batches
                 items = order[start:start + self.batch_size]
                 yield Batch.from_data_list([self.dataset[i] for i in items])
 
