@@ -185,3 +185,23 @@ def test_plateau_threshold_counts_small_gains_as_none():
     schedule = LearningRateSchedule(opt, "plateau", plateau_patience=2, plateau_threshold=0.01)
     assert [schedule.epoch_end(m) for m in (1.0, 0.995, 0.992)] == [False, False, True]
     assert opt.param_groups[0]["lr"] == 0.5
+
+
+@pytest.mark.slow
+def test_plateau_min_improvement_sets_the_schedules_threshold_apart_from_patience(monkeypatch, tmp_path,
+                                                                                  tiny_train_overrides):
+    """Gains of 0.5 % an epoch: under train.min_improvement 0.01 alone they are no improvement
+    for the schedule either (the rate halves); with plateau_min_improvement 0 they keep it."""
+    calls = _scripted_validation(monkeypatch, [1.0, 0.995, 0.990, 0.985] * 2)  # one crawl for each run
+    base = {"train.scheduler": "plateau", "train.plateau_patience": 1, "train.plateau_factor": 0.5,
+            "train.warmup_epochs": 0, "train.min_improvement": 0.01, "train.patience": 10}
+    rates = {}
+    for name, extra in (("shared", {}), ("apart", {"train.plateau_min_improvement": 0.0})):
+        before = len(calls)
+        run_training(load_config(None, tiny_train_overrides(tmp_path / name, epochs=4, **base, **extra)), log=QUIET)
+        assert len(calls) - before == 4
+        rates[name] = [float(r["lr"]) for r in csv.DictReader((tmp_path / name / "metrics.csv").open())]
+    assert rates["apart"][1:] == [rates["apart"][0]] * 3
+    assert rates["shared"][-1] < rates["shared"][0]
+    with pytest.raises(ConfigError, match="train.plateau_min_improvement must lie in"):
+        load_config(None, ["train.plateau_min_improvement=1.5"])

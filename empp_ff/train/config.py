@@ -77,6 +77,10 @@ class TrainConfig:
     # lowest). Without it, the ever smaller gains after each rate reduction keep a small-data
     # run going for thousands of epochs.
     min_improvement: float = 0.0
+    # The same threshold for the plateau schedule alone (null: min_improvement). 0 halves the
+    # rate only after plateau_patience epochs with no better metric at all, which keeps the
+    # rate up while small gains still come, and stop later on a coarser min_improvement.
+    plateau_min_improvement: Optional[float] = None
     # "cosine": warm-up, then a cosine from lr to lr * min_lr_ratio over max_epochs (1.0:
     # constant). "plateau": warm-up, then lr * plateau_factor after plateau_patience epochs
     # without improvement (as mace_run_train's and nequip-train's ReduceLROnPlateau), never
@@ -155,6 +159,8 @@ def _check_values(cfg: Config) -> None:
     need(cfg.train.max_epochs >= 1, "train.max_epochs must be >= 1")
     need(cfg.train.patience is None or cfg.train.patience >= 1, "train.patience must be >= 1 or null")
     need(0 <= cfg.train.min_improvement < 1, "train.min_improvement must lie in [0, 1)")
+    need(cfg.train.plateau_min_improvement is None or 0 <= cfg.train.plateau_min_improvement < 1,
+         "train.plateau_min_improvement must lie in [0, 1) or be null")
     need(cfg.train.scheduler in SCHEDULERS,
          f"train.scheduler must be one of {', '.join(SCHEDULERS)}, got {cfg.train.scheduler!r}")
     need(0 < cfg.train.plateau_factor < 1, "train.plateau_factor must lie in (0, 1)")

@@ -145,7 +145,7 @@ class Trainer:
             self.optimizer, t.scheduler, warmup_steps=round(t.warmup_epochs * steps_per_epoch),
             total_steps=t.max_epochs * steps_per_epoch, min_ratio=t.min_lr_ratio, plateau_factor=t.plateau_factor,
             plateau_patience=t.plateau_patience, plateau_min_ratio=t.plateau_min_lr_ratio,
-            plateau_threshold=t.min_improvement,
+            plateau_threshold=t.min_improvement if t.plateau_min_improvement is None else t.plateau_min_improvement,
         )
         self.ema = EMA(self.model, cfg.train.ema_decay) if cfg.train.ema else None
         self.objective = Objective(self.model, self.step_model, cfg, self.scale, cfg.train.max_epochs * steps_per_epoch,
