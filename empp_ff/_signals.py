@@ -57,12 +57,39 @@ class _State:
 
 
 def _handler(signum, frame) -> None:
-    if _State.pending is not None:
-        return  # already stopping
+    if _State.raised or (_State.pending is not None and _State.held):
+        return  # already stopping, or held until the deferred section ends
     _State.pending = signum
     if _State.held == 0:
+        if _in_finaliser(frame):
+            # Raised in a __del__ or a weakref finaliser (the garbage collector runs them at any
+            # line), it would be printed as "Exception ignored" and lost, and the command would
+            # finish as if never signalled: deliver the signal again once the finaliser is done.
+            _deliver_again(signum)
+            return
         _State.raised = True
         raise Stopped(signum)
+
+
+def _in_finaliser(frame) -> bool:
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name == "__del__" or (code.co_name == "__call__" and code.co_filename.endswith("weakref.py")):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _deliver_again(signum: int) -> None:
+    main = threading.main_thread().ident
+
+    def again() -> None:
+        if _State.installed and _State.pending == signum and not _State.raised:
+            signal.pthread_kill(main, signum)
+
+    timer = threading.Timer(0.01, again)
+    timer.daemon = True
+    timer.start()
 
 
 def _raise_pending() -> None:
@@ -81,6 +108,7 @@ def stop_on_signals() -> Iterator[None]:
     _State.installed, _State.held, _State.pending, _State.raised = 1, 0, None, False
     try:
         yield
+        _raise_pending()  # a signal not yet raised (held, or caught in a finaliser) still stops the command
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
