@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 import numpy as np
 import pytest
@@ -156,6 +157,22 @@ def test_command_prints_one_json_document_and_writes_the_plot(tiny_model, tmp_pa
     assert len(doc["stable_ps"]) == 2 and len(doc["collapsed"]) == 2
     assert all(0 < t <= 0.05 for t in doc["stable_ps"]) and doc["start_frames"] == [0, 7]
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_a_signalled_stability_run_ends_in_one_line_and_writes_nothing(tiny_model, tmp_path):
+    import signal
+
+    from empp_ff.testing.processes import catches, cli_process, stop_when, temporaries
+
+    ref = _write_reference(tmp_path / "ref.xyz", _reference(8))
+    before = sorted(p.name for p in tmp_path.iterdir())
+    proc = cli_process(["stability", tiny_model, ref, "--time", "500", "--runs", "2", "--no-progress", "--json",
+                        "--plot", "stability.png"], tmp_path)
+    status, stdout, stderr = stop_when(proc, lambda: catches(proc) and time.sleep(2) is None, signal.SIGTERM)
+    assert status == 143 and stdout == "", stderr[-2000:]
+    assert "Traceback" not in stderr and stderr.strip().splitlines()[-1] == "Error: stopped by SIGTERM", stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == before and not temporaries(tmp_path)
 
 
 def test_command_refuses_bad_input_in_one_line(tiny_model, tmp_path):

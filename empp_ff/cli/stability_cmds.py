@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from empp_ff.cli._outputs import refuse_clashes
-from empp_ff.cli._support import check_device, stdout_for_json
+from empp_ff.cli._support import check_device, stdout_for_json, stops_cleanly
 
 
 @click.command("stability")
@@ -33,6 +33,7 @@ from empp_ff.cli._support import check_device, stdout_for_json
 @click.option("--device", default=None, callback=check_device, help="cpu, cuda, cuda:1 ... (default: the model's).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON document.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@stops_cleanly
 def stability_cmd(model, reference, temperature, dt_fs, time_ps, runs, friction, seed, max_bond_deviation,
                   check_every, fmt, plot, device, as_json, no_progress):
     """MD stability of MODEL on the molecule of REFERENCE (any supported data file of it):
