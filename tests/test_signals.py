@@ -20,7 +20,7 @@ class _SignalsInFinaliser:
 
 def _busy(iterations: int) -> int:
     total = 0
-    for i in range(iterations):
+    for _ in range(iterations):
         total += sum(range(10))
     return total
 
