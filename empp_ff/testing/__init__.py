@@ -5,7 +5,8 @@ test structures and LAMMPS reference runs. The library itself never imports them
   (one factory, one table of reference energies);
 * ``batches``: random molecules and their graphs/batches (graphs from
   :mod:`empp_ff.neighbours`, as in training);
-* ``structures``: periodic boxes of small molecules;
+* ``structures``: aspirin, periodic boxes of small molecules (random placements, the
+  water/methanol lattice of ``md_examples/lammps``, water at a density), clusters;
 * ``lammps``: the ASE-calculator reference and ``lmp`` single points for the
   pair style.
 
