@@ -24,10 +24,9 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from _machine import cpu_model  # noqa: E402
+from empp_ff.testing.benchmarking import cpu_model
 
+HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 COLUMNS = ("grad_norm_energy", "grad_norm_forces", "grad_norm_empp", "grad_cos_forces_empp",
            "val_forces_mae_mev_per_a", "val_energy_mae_mev")

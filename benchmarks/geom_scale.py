@@ -36,7 +36,7 @@ import sys
 import tempfile
 import time
 
-from _machine import cpu_model  # benchmarks/_machine.py (scripts run from this folder's path)
+from empp_ff.testing.benchmarking import cpu_model
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MILESTONES = (1_000, 10_000, 100_000, 250_000, 500_000, 750_000, 1_000_000, 2_000_000, 5_000_000)
