@@ -26,7 +26,6 @@ Writes benchmarks/results/ase_md_speed_cpu.json and .md (or ``--out``).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -36,7 +35,15 @@ from pathlib import Path
 
 import numpy as np
 
-from empp_ff.testing.benchmarking import MDRunner, cost_calculator, cpu_model, interleaved, load_average, step_rates
+from empp_ff.testing.benchmarking import (
+    MDRunner,
+    cost_calculator,
+    cpu_model,
+    interleaved,
+    load_average,
+    step_rates,
+    write_results,
+)
 from empp_ff.testing.structures import aspirin, water_box
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -221,11 +228,8 @@ def main(argv=None) -> int:
         "same_model_check": checks,
         "results": results,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2))
     text = _markdown(report, args)
-    out.with_suffix(".md").write_text(text)
+    write_results(args.out, report, text)
     print(text)
     return 0
 

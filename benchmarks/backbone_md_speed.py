@@ -17,14 +17,21 @@ Writes benchmarks/results/backbone_md_speed_cpu.json and .md (or ``--out``).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
 import tempfile
 from pathlib import Path
 
-from empp_ff.testing.benchmarking import MDRunner, cost_calculator, cpu_model, interleaved, load_average, step_rates
+from empp_ff.testing.benchmarking import (
+    MDRunner,
+    cost_calculator,
+    cpu_model,
+    interleaved,
+    load_average,
+    step_rates,
+    write_results,
+)
 from empp_ff.testing.structures import aspirin, water_box
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -84,9 +91,6 @@ def main(argv=None) -> int:
         "file_bytes": sizes,
         "results": results,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     lines = ["# ASE MD speed of the two backbones (CPU)", "",
              f"EMPPCalculator on a `.pt` file of each backbone's demo architecture (32 channels, 2 layers, "
              f"r_max 5 Å, float32); VelocityVerlet steps interleaved; {args.threads} torch thread(s); "
@@ -99,8 +103,8 @@ def main(argv=None) -> int:
                      f"{r['et_speed_vs_mace']:.2f}x |")
     lines += ["", f"Model file sizes: MACE {sizes['mace'] / 1e6:.2f} MB, torchmd_et {sizes['torchmd_et'] / 1e6:.2f} MB.",
               ""]
-    out.with_suffix(".md").write_text("\n".join(lines))
-    print(out.with_suffix(".md").read_text())
+    write_results(args.out, report, "\n".join(lines))
+    print("\n".join(lines))
     return 0
 
 

@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from empp_ff.testing.benchmarking import cpu_model
+from empp_ff.testing.benchmarking import cpu_model, write_results
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -111,10 +110,7 @@ def main() -> None:
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         runs = list(pool.map(lambda v: train(v[0], v[1], args), variants))
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps({"machine": cpu_model(), "args": vars(args), "runs": runs},
-                                                   indent=1) + "\n")
-    out.with_suffix(".md").write_text(markdown(runs, args))
+    write_results(out, {"machine": cpu_model(), "args": vars(args), "runs": runs}, markdown(runs, args), indent=1)
     plot(runs, out)
     print(out.with_suffix(".md").read_text())
 

@@ -46,7 +46,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -54,7 +53,7 @@ import time
 from pathlib import Path
 from typing import Dict, List
 
-from empp_ff.testing.benchmarking import interleaved, load_average, machine_info
+from empp_ff.testing.benchmarking import interleaved, load_average, machine_info, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -248,11 +247,8 @@ def main(argv=None):
         }
         for run in runs.values():
             run.trainer.rundir.close()
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     text = markdown(report, args)
-    out.with_suffix(".md").write_text(text)
+    write_results(args.out, report, text)
     print(text)
 
 

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from empp_ff.testing.benchmarking import cpu_model, load_average
+from empp_ff.testing.benchmarking import cpu_model, load_average, write_results
 from empp_ff.testing.lammps_timing import (
     SCALING_MODES,
     lammps_ms,
@@ -223,11 +223,8 @@ def main():
         print(name, json.dumps(results["systems"][name], indent=1), flush=True)
     results["loadavg_end"] = load_average()
 
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
     text = _markdown(results, args)
-    out.with_suffix(".md").write_text(text)
+    write_results(args.out, results, text)
     print(text)
 
 
@@ -262,9 +259,6 @@ def scaling(args, work: Path, results: dict) -> None:
         results["boxes"][str(len(atoms))] = box
         print(json.dumps(box["summary"], indent=1), flush=True)
     results["loadavg_end"] = load_average()
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
     lines = [
         "# pair_style empp MPI scaling (CPU)",
         "",
@@ -278,7 +272,7 @@ def scaling(args, work: Path, results: dict) -> None:
         "(.pt); 1 torch thread per process; profiling executor off.",
         "",
     ] + scaling_markdown(results) + [""]
-    out.with_suffix(".md").write_text("\n".join(lines))
+    write_results(args.out, results, "\n".join(lines))
     print("\n".join(lines))
 
 

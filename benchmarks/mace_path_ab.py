@@ -49,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
-from empp_ff.testing.benchmarking import cpu_model, load_average
+from empp_ff.testing.benchmarking import cpu_model, load_average, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -410,11 +410,8 @@ def main(argv=None) -> int:
         build_plugin()
     report["lammps"] = lammps_rounds(files, systems, work, args) if "lammps" in parts else {}
     report["loadavg_end"] = load_average()
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     text = markdown(report)
-    out.with_suffix(".md").write_text(text)
+    write_results(args.out, report, text)
     print(text)
     return 0
 

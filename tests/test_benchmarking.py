@@ -19,6 +19,7 @@ from empp_ff.testing.benchmarking import (
     step_rates,
     t95,
     verdict,
+    write_results,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,6 +67,12 @@ def test_interleaved_rotates_the_order_and_drops_the_warm_up():
     rates = step_rates([0.1, 0.3, 0.2])
     assert rates == pytest.approx({"steps": 3, "median_ms_per_step": 200.0, "mean_ms_per_step": 200.0,
                                    "steps_per_s": 5.0})
+
+
+def test_results_are_written_as_json_and_markdown(tmp_path):
+    write_results(tmp_path / "deep" / "bench_cpu", {"a": 1, "path": tmp_path}, "# table\n", indent=1)
+    assert json.loads((tmp_path / "deep" / "bench_cpu.json").read_text()) == {"a": 1, "path": str(tmp_path)}
+    assert (tmp_path / "deep" / "bench_cpu.md").read_text() == "# table\n"
 
 
 def test_md_runner_steps_a_copy():

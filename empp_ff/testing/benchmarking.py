@@ -5,11 +5,13 @@ accuracy claim uses (geometric mean of variant/baseline test-MAE ratios with a t
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import platform
 import statistics
 import time
+from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 
@@ -31,6 +33,15 @@ def machine_info() -> Dict[str, Any]:
 
     return {"cpu": cpu_model(), "cores": os.cpu_count(), "load_1min": round(os.getloadavg()[0], 2),
             "torch": torch.__version__, "python": platform.python_version()}
+
+
+def write_results(out, doc: Dict[str, Any], markdown: str, indent: int = 2) -> None:
+    """``OUT.json`` (``doc``) and ``OUT.md`` (``markdown``): the pair of files every benchmark
+    writes (``out`` without suffix; its folder is made)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(doc, indent=indent, default=str) + "\n")
+    out.with_suffix(".md").write_text(markdown)
 
 
 def load_average() -> List[float]:
