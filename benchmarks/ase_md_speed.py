@@ -13,8 +13,11 @@ VelocityVerlet steps/s (after warm-up) with
 * ``floor`` / ``floor_pt2``: each file's model call (forward + forces) alone, on
   precomputed edges (no neighbour list, no ASE) — the cost no calculator can beat.
 
-All five are stepped interleaved. The package's compile time and the file sizes
-are recorded. Weights are random (untrained): speed does not depend on training.
+All five are stepped interleaved (``empp_ff.testing.benchmarking.interleaved``). The
+package's compile time and the file sizes are recorded. Weights are random (untrained):
+speed does not depend on training. The structures are ``empp_ff.testing.structures``'
+(``aspirin()``: rMD17 configuration 0 to the bit; before the move to the package,
+md_examples/aspirin.xyz's 16-digit text of it, 5e-16 Å apart).
 Writes benchmarks/results/ase_md_speed_cpu.json and .md (or ``--out``).
 
     python benchmarks/ase_md_speed.py [--threads 1] [--channels 32] [--formats pt,pt2]
@@ -23,10 +26,8 @@ Writes benchmarks/results/ase_md_speed_cpu.json and .md (or ``--out``).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -34,70 +35,19 @@ from pathlib import Path
 
 import numpy as np
 
-from _machine import cpu_model  # benchmarks/_machine.py (scripts run from this folder's path)
+from empp_ff.testing.benchmarking import (
+    MDRunner,
+    cost_calculator,
+    cpu_model,
+    interleaved,
+    load_average,
+    step_rates,
+    write_results,
+)
+from empp_ff.testing.structures import aspirin, water_box
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-
-
-def loadavg():
-    try:
-        return [float(x) for x in open("/proc/loadavg").read().split()[:3]]
-    except OSError:
-        return None
-
-
-def water_box(n_molecules: int = 350, density: float = 1.0, seed: int = 0):
-    from ase import Atoms
-    from scipy.spatial.transform import Rotation
-
-    mass = 18.015 * 1.66054e-24  # g
-    volume = n_molecules * mass / density * 1e24  # Å^3
-    length = volume ** (1 / 3)
-    grid = int(np.ceil(n_molecules ** (1 / 3)))
-    rng = np.random.default_rng(seed)
-    sites = np.array(list(np.ndindex(grid, grid, grid)), dtype=float)
-    sites = sites[rng.choice(len(sites), n_molecules, replace=False)]
-    sites = (sites + 0.5) * (length / grid)
-    water = np.array([[0.0, 0.0, 0.0], [0.9572, 0.0, 0.0], [-0.2400, 0.9266, 0.0]])
-    rotations = Rotation.random(n_molecules, random_state=seed).as_matrix()
-    positions = np.concatenate([site + water @ rot.T for site, rot in zip(sites, rotations)])
-    return Atoms("OH2" * n_molecules, positions=positions, cell=np.eye(3) * length, pbc=True)
-
-
-def aspirin():
-    from ase.io import read
-
-    return read(ROOT / "md_examples" / "aspirin.xyz")
-
-
-def cost_calculator(model_path):
-    """EMPPCalculator for timing MD on random weights. Those pull aspirin's atoms together
-    within ~100 steps, where the instability guard would stop the run: a min_distance of
-    1e-6 Å keeps the guard's per-step cost (the closest-pair check) but not the stop
-    (MACECalculator has no guard)."""
-    from empp_ff.inference.calculator import EMPPCalculator
-
-    return EMPPCalculator(str(model_path), device="cpu", min_distance=1e-6)
-
-
-class MDRunner:
-    """One VelocityVerlet trajectory; ``step()`` advances one step and returns seconds."""
-
-    def __init__(self, atoms, calc):
-        from ase import units
-        from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
-        from ase.md.verlet import VelocityVerlet
-
-        self.atoms = atoms.copy()
-        self.atoms.calc = calc
-        MaxwellBoltzmannDistribution(self.atoms, temperature_K=300, rng=np.random.default_rng(0))
-        self.dyn = VelocityVerlet(self.atoms, timestep=0.5 * units.fs)
-
-    def step(self) -> float:
-        t = time.perf_counter()
-        self.dyn.run(1)
-        return time.perf_counter() - t
 
 
 class FloorRunner:
@@ -121,28 +71,6 @@ class FloorRunner:
             out = self.model(self.pos, self.z, self.edge_index, self.shifts, self.n, self.compute_virial)
             out["forces"].sum().item()
         return time.perf_counter() - t
-
-
-def interleaved(runners: dict, steps: int, warmup: int) -> dict:
-    """Step all runners in rotating order, so load changes on the shared CPU hit
-    all of them alike; median seconds per step after warm-up."""
-    names = list(runners)
-    times = {name: [] for name in names}
-    for i in range(warmup + steps):
-        order = names[i % len(names):] + names[: i % len(names)]
-        for name in order:
-            dt = runners[name].step()
-            if i >= warmup:
-                times[name].append(dt)
-    return {
-        name: {
-            "steps": steps,
-            "median_ms_per_step": 1e3 * statistics.median(ts),
-            "mean_ms_per_step": 1e3 * statistics.fmean(ts),
-            "steps_per_s": 1.0 / statistics.median(ts),
-        }
-        for name, ts in times.items()
-    }
 
 
 def _model_files(args, tmp: Path) -> dict:
@@ -267,7 +195,7 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)  # entry point: set explicitly, never in the library
-    load_start = loadavg()
+    load_start = load_average()
     files, file_info = _model_files(args, Path(tempfile.mkdtemp(prefix="ase_md_speed_")))
     systems = {"aspirin_21": (aspirin(), args.aspirin_steps, 5),
                f"water_{3 * args.water_molecules}_pbc": (water_box(args.water_molecules), args.water_steps, 2)}
@@ -275,7 +203,8 @@ def main(argv=None) -> int:
     for name, (atoms, steps, warmup) in systems.items():
         print(f"== {name}: {len(atoms)} atoms", flush=True)
         runners = _runners(atoms, files, args)
-        results[name] = interleaved(runners, steps, warmup)
+        times = interleaved({key: runner.step for key, runner in runners.items()}, steps, warmup)
+        results[name] = {key: step_rates(seconds) for key, seconds in times.items()}
         for key, value in results[name].items():
             print(f"  {key:9s} {value}", flush=True)
         checks[name] = _same_model_check(atoms, files, runners)
@@ -285,7 +214,7 @@ def main(argv=None) -> int:
 
     report = {
         "machine": {"cpu": cpu_model(), "logical_cpus": os.cpu_count(), "torch_threads": args.threads,
-                    "loadavg_start": load_start, "loadavg_end": loadavg()},
+                    "loadavg_start": load_start, "loadavg_end": load_average()},
         "model": {"weights": "random (untrained); speed does not depend on training",
                   "architecture": f"MACE {args.channels}x0e+{args.channels}x1o (max_L {args.max_L}), "
                                   f"2 interactions, correlation 3, max_ell 3, r_max {args.r_max} Å",
@@ -299,11 +228,8 @@ def main(argv=None) -> int:
         "same_model_check": checks,
         "results": results,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2))
     text = _markdown(report, args)
-    out.with_suffix(".md").write_text(text)
+    write_results(args.out, report, text)
     print(text)
     return 0
 

@@ -5,7 +5,7 @@ the demo architecture (``empp-ff train`` without a config: 32 channels, 2 messag
 layers, r_max 5 Å, float32; MACE L = 1, correlation 2; ET 8 heads, 32 RBF).
 
 Systems: aspirin (21 atoms, no pbc) and a periodic box of water (1050 atoms by default).
-VelocityVerlet steps are interleaved across the backbones (``ase_md_speed.interleaved``),
+VelocityVerlet steps are interleaved across the backbones (``empp_ff.testing.benchmarking``),
 so load changes on a shared CPU hit both alike; the ratio is the figure to read. Weights
 are random (speed does not depend on training). Needs the ``et`` extra.
 
@@ -17,16 +17,22 @@ Writes benchmarks/results/backbone_md_speed_cpu.json and .md (or ``--out``).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
 import tempfile
 from pathlib import Path
 
-from ase_md_speed import MDRunner, aspirin, cost_calculator, interleaved, loadavg, water_box
-
-from _machine import cpu_model
+from empp_ff.testing.benchmarking import (
+    MDRunner,
+    cost_calculator,
+    cpu_model,
+    interleaved,
+    load_average,
+    step_rates,
+    write_results,
+)
+from empp_ff.testing.structures import aspirin, water_box
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BACKBONES = ("mace", "torchmd_et")
@@ -34,15 +40,12 @@ BACKBONES = ("mace", "torchmd_et")
 
 def _model_file(backbone: str, atomic_numbers, directory: Path) -> Path:
     """A demo-architecture model file of ``backbone`` with seeded random weights."""
-    from dataclasses import fields
-
     from empp_ff.export import export_potential
-    from empp_ff.model.spec import Architecture, BackboneSpec
+    from empp_ff.model.spec import BackboneSpec
     from empp_ff.testing.models import demo_potential
     from empp_ff.train.config import load_config
 
-    model = load_config(None, [f"model.backbone={backbone}"]).model
-    architecture = {f.name: getattr(model, f.name) for f in fields(Architecture)}
+    architecture = load_config(None, [f"model.backbone={backbone}"]).model.architecture()
     spec = BackboneSpec(**architecture, atomic_numbers=sorted(atomic_numbers),
                         atomic_energies=[-10.0] * len(atomic_numbers), avg_num_neighbors=12.0, scale=1.0)
     return export_potential(demo_potential(spec, seed=0, perturb=0.02), directory / f"{backbone}.pt")
@@ -62,14 +65,15 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     systems = {"aspirin": (aspirin(), args.aspirin_steps, 5),
                f"water_{3 * args.water_molecules}": (water_box(args.water_molecules), args.water_steps, 2)}
-    load_start = loadavg()
+    load_start = load_average()
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         files = {b: _model_file(b, (1, 6, 8), Path(tmp)) for b in BACKBONES}
         sizes = {b: files[b].stat().st_size for b in BACKBONES}
         for name, (atoms, steps, warmup) in systems.items():
             runners = {b: MDRunner(atoms, cost_calculator(files[b])) for b in BACKBONES}
-            r = interleaved(runners, steps, warmup)
+            times = interleaved({b: runner.step for b, runner in runners.items()}, steps, warmup)
+            r = {b: step_rates(seconds) for b, seconds in times.items()}
             r["et_speed_vs_mace"] = r["torchmd_et"]["steps_per_s"] / r["mace"]["steps_per_s"]
             results[name] = r
             print(name, {b: round(r[b]["steps_per_s"], 2) for b in BACKBONES}, flush=True)
@@ -77,18 +81,16 @@ def main(argv=None) -> int:
 
     report = {
         "benchmark": "backbone_md_speed",
-        "models": "demo architecture of each backbone (load_config(None, ['model.backbone=...']).model), float32",
+        "models": "demo architecture of each backbone (load_config(None, ['model.backbone=...']).model.architecture()), "
+                  "float32",
         "threads": args.threads,
         "cpu": cpu_model(), "machine": platform.machine(), "python": sys.version.split()[0],
         "versions": {"torch": torch.__version__, "mace-torch": md.version("mace-torch"),
                      "torchmd-net": md.version("torchmd-net")},
-        "load_average_at_start": load_start, "load_average_at_end": loadavg(),
+        "load_average_at_start": load_start, "load_average_at_end": load_average(),
         "file_bytes": sizes,
         "results": results,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     lines = ["# ASE MD speed of the two backbones (CPU)", "",
              f"EMPPCalculator on a `.pt` file of each backbone's demo architecture (32 channels, 2 layers, "
              f"r_max 5 Å, float32); VelocityVerlet steps interleaved; {args.threads} torch thread(s); "
@@ -101,8 +103,8 @@ def main(argv=None) -> int:
                      f"{r['et_speed_vs_mace']:.2f}x |")
     lines += ["", f"Model file sizes: MACE {sizes['mace'] / 1e6:.2f} MB, torchmd_et {sizes['torchmd_et'] / 1e6:.2f} MB.",
               ""]
-    out.with_suffix(".md").write_text("\n".join(lines))
-    print(out.with_suffix(".md").read_text())
+    write_results(args.out, report, "\n".join(lines))
+    print("\n".join(lines))
     return 0
 
 

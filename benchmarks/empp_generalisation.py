@@ -5,7 +5,7 @@ are chosen on the *design* set (``../shared/data``), the *report* set
 (``benchmarks/data``, generated here) is run once with the chosen recipe. Cells are those
 of ``empp_accuracy.py`` (same variants, same one-thread ``empp-ff train`` runs, resumable);
 this script picks the molecules and data of a set, and reports paired ratios with 95 %
-intervals (``_paired_stats.py``).
+intervals (``empp_ff.testing.accuracy.generalisation``).
 
     python benchmarks/empp_generalisation.py run --set design --regimes 50x3 \\
         --variants no_empp empp_pretrained --work runs/gen_design
@@ -28,16 +28,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Dict, List
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from _accuracy_cells import Cell, all_results  # noqa: E402
-from _generalisation_report import plot_long, write_report  # noqa: E402
-from empp_accuracy import known_variants, parse_extra_variant, run_cells  # noqa: E402
+from empp_ff.testing.accuracy.cells import Cell, all_results
+from empp_ff.testing.accuracy.generalisation import plot_long, write_report
+from empp_ff.testing.accuracy.runner import known_variants, parse_extra_variant, run_cells
 
+HERE = Path(__file__).resolve().parent
 SPLIT = json.loads((HERE / "empp_split.json").read_text())
 DATA_DIRS = {"design": HERE.parent.parent / "shared" / "data", "report": HERE / "data"}
 GPU_PRESET = {"epochs": 1000, "seeds": 3, "common": ["model.num_channels=64", "train.device=cuda"]}

@@ -17,17 +17,15 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from _machine import cpu_model  # noqa: E402
+from empp_ff.testing.benchmarking import cpu_model, write_results
 
+HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 COLUMNS = ("grad_norm_energy", "grad_norm_forces", "grad_norm_empp", "grad_cos_forces_empp",
            "val_forces_mae_mev_per_a", "val_energy_mae_mev")
@@ -112,10 +110,7 @@ def main() -> None:
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         runs = list(pool.map(lambda v: train(v[0], v[1], args), variants))
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps({"machine": cpu_model(), "args": vars(args), "runs": runs},
-                                                   indent=1) + "\n")
-    out.with_suffix(".md").write_text(markdown(runs, args))
+    write_results(out, {"machine": cpu_model(), "args": vars(args), "runs": runs}, markdown(runs, args), indent=1)
     plot(runs, out)
     print(out.with_suffix(".md").read_text())
 

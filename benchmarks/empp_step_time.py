@@ -1,20 +1,40 @@
-"""Training-step time with and without EMPP (CPU).
+"""Training-step time with and without EMPP (CPU), of the package's own training step.
 
-MACE 64 channels, max_L = 1, 2 interactions, float32, batch of 8 aspirin frames
-(MD17, kcal/mol → eV). One step = clean pass (energy + forces with
-create_graph) → loss = MSE(E) + 80·MSE(F) [+ weight·EMPP loss] → backward →
-Adam step. Median over the timed steps after warm-up, for: no EMPP, n = 1, n = 3.
+Each variant is a ``Trainer`` set up as ``empp-ff train`` sets it up (config, data store,
+splits, statistics, model, AdamW, schedule, EMA, ``Objective``), and a step is
+``Trainer.train_epoch`` over an epoch of one batch: the loop ``empp-ff train`` runs (the
+batch's collation and neighbour lists, ``Objective.losses``, ``Objective.backward``, gradient
+clipping, the AdamW step, the schedule, EMA and the step statistics) plus that epoch's own
+set-up and summary (loader, generators; a few ms). The training split is one batch of
+``--batch-size`` frames, the same for every variant (same seed); EMPP as the auxiliary
+loss at weight 1 from random weights, ``num_masks`` = n. Median over the timed steps
+after warm-up, for no EMPP, n = 1 and n = 3; the variants' steps interleave, the order
+rotating each round, so load changes on a shared machine hit all of them alike. Wall and
+process CPU time are recorded, and the EMPP module's forward (the masked pass) on its own.
+
+Default model: MACE 64 channels, max_L = 1, 2 interactions, correlation 3, max_ell 3, r_max
+5 Å, float32 (the other fields at ``Architecture``'s defaults), batch of 8 aspirin frames
+(MD17), learning rate 1e-4:
 
     python benchmarks/empp_step_time.py [path/to/md17_aspirin.npz] [--steps 10] [--warmup 3] [--threads 2]
 
 ``--backbones mace torchmd_et`` times every backbone's variants in the same interleaved
-loop (the ET: torchmd-net's Equivariant Transformer, 8 heads, 32 RBF, at the same width and
-number of message-passing layers), e.g. the demo width:
+loop (the ET: torchmd-net's Equivariant Transformer at the same width and number of
+message-passing layers); ``--demo-architecture`` takes each backbone's demo architecture
+(``empp-ff train`` without a config), e.g.:
 
-    python benchmarks/empp_step_time.py --backbones mace torchmd_et --channels 32 --batch-size 5 \
+    python benchmarks/empp_step_time.py --backbones mace torchmd_et --demo-architecture --batch-size 5 \\
         --masks 0 1 --threads 1 --out benchmarks/results/backbone_step_time_cpu
 
-Writes benchmarks/results/empp_step_time_cpu.json and .md.
+Writes benchmarks/results/empp_step_time_cpu.json and .md (or ``--out``).
+
+Since issue 27 the script times the package's step. The committed results
+(``empp_step_time_cpu``, ``backbone_step_time_cpu``, ``mace_path_ab*``) were taken with
+its earlier form, which timed a step of its own: the clean pass with forces, MSE(E) +
+80 MSE(F) [+ EMPP], backward and a plain Adam step (no clipping, EMA or schedule), on
+batches drawn from the whole data file, built before the loop (no collation or
+neighbour lists in the time), the variants stepped in a fixed order. Their command lines
+run unchanged (``--device`` and ``--work`` are new).
 """
 
 from __future__ import annotations
@@ -26,44 +46,149 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
-import json
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Dict, List
 
-import numpy as np
-import torch
+from empp_ff.testing.benchmarking import interleaved, load_average, machine_info, write_results
 
-from _machine import cpu_model  # benchmarks/_machine.py (scripts run from this folder's path)
-
-KCAL_TO_EV = 0.0433641
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def load_aspirin(path: str):
-    d = np.load(path)
-    z = torch.as_tensor(d["z"], dtype=torch.long)
-    R = torch.as_tensor(d["R"], dtype=torch.float32)
-    E = torch.as_tensor(d["E"][:, 0] * KCAL_TO_EV, dtype=torch.float64)
-    F = torch.as_tensor(d["F"] * KCAL_TO_EV, dtype=torch.float32)
-    return z, R, E, F
+class StepRunner:
+    """One variant's ``Trainer``; a call runs one training step (an epoch of one batch) and
+    returns its wall seconds, keeping its CPU seconds and the EMPP forward's wall seconds."""
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+        self.epoch = 0
+        self.cpu: List[float] = []
+        self.empp_forward: List[float] = []
+        self._forward = self._started = 0.0
+        if trainer.model.empp is not None:
+            trainer.model.empp.register_forward_pre_hook(self._forward_starts)
+            trainer.model.empp.register_forward_hook(self._forward_ends)
+
+    def _forward_starts(self, *_) -> None:
+        self._started = time.perf_counter()
+
+    def _forward_ends(self, *_) -> None:
+        self._forward += time.perf_counter() - self._started
+
+    def __call__(self) -> float:
+        self._forward = 0.0
+        wall, cpu = time.perf_counter(), time.process_time()
+        self.trainer.train_epoch(self.epoch)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        self.epoch += 1
+        self.cpu.append(cpu)
+        self.empp_forward.append(self._forward)
+        return wall
 
 
-def demo_architecture(backbone: str) -> dict:
-    """The architecture fields of the demo config (``empp-ff train`` without a config) on ``backbone``."""
-    from dataclasses import fields
-
+def variant_settings(args, backbone: str, masks: int, store: Path, run_dir: Path) -> List[str]:
+    """The ``--set`` overrides of one variant's run, on top of the demo config."""
     from empp_ff.model.spec import Architecture
-    from empp_ff.train.config import load_config
 
-    model = load_config(None, [f"model.backbone={backbone}"]).model
-    return {f.name: getattr(model, f.name) for f in fields(Architecture)}
+    sets = {"run_dir": run_dir, "data.path": store, "data.n_train": args.batch_size, "data.n_val": args.batch_size,
+            "data.n_test": 0, "train.batch_size": args.batch_size, "train.max_epochs": args.warmup + args.steps,
+            "train.lr": 1e-4, "train.threads": args.threads, "train.device": args.device, "train.progress": "false",
+            "train.tensorboard": "false", "model.backbone": backbone, "empp.pretrained": "null",
+            "empp.pretrained_reinit": "[]", "empp.enabled": "true" if masks else "false"}
+    if masks:
+        sets.update({"empp.num_masks": masks, "empp.weight": 1.0})
+    if not args.demo_architecture:
+        fields = Architecture(backbone=backbone, num_channels=args.channels, r_max=5.0, dtype="float32").architecture()
+        sets.update({f"model.{key}": value for key, value in fields.items()})
+    return [f"{key}={value}" for key, value in sets.items()]
+
+
+def build_runs(args, work: Path) -> Dict[str, StepRunner]:
+    """{variant: StepRunner}, every Trainer set up on one store of the data file."""
+    from empp_ff.data.conversion import convert
+    from empp_ff.train.config import load_config
+    from empp_ff.train.trainer import Trainer
+
+    store = work / "data.h5"
+    convert(args.data, store, progress=False)
+    runs = {}
+    for backbone in args.backbones:
+        for masks in args.masks:
+            variant = "no_empp" if masks == 0 else f"empp_n{masks}"
+            key = variant if backbone == "mace" else f"{backbone}/{variant}"
+            cfg = load_config(None, variant_settings(args, backbone, masks, store, work / key.replace("/", "_")))
+            trainer = Trainer(cfg, log=lambda msg: None)
+            trainer.setup()
+            runs[key] = StepRunner(trainer)
+    return runs
+
+
+def summarise(runs: Dict[str, StepRunner], wall: Dict[str, List[float]], warmup: int) -> Dict[str, dict]:
+    results = {}
+    for key, run in runs.items():
+        cpu, forward = run.cpu[warmup:], run.empp_forward[warmup:]
+        results[key] = {
+            "median_step_s": statistics.median(wall[key]),
+            "min_step_s": min(wall[key]),
+            "median_step_cpu_s": statistics.median(cpu),
+            "steps_s": wall[key],
+            "steps_cpu_s": cpu,
+            "median_empp_forward_s": statistics.median(forward) if run.trainer.model.empp is not None else None,
+        }
+    for key, r in results.items():  # relative to the no-EMPP run of the same backbone
+        prefix = key.rpartition("/")[0]
+        own = results.get(f"{prefix}/no_empp" if prefix else "no_empp", {})
+        base, base_cpu, base_min = own.get("median_step_s"), own.get("median_step_cpu_s"), own.get("min_step_s")
+        r["ratio_vs_no_empp"] = r["median_step_s"] / base if base else None
+        r["cpu_ratio_vs_no_empp"] = r["median_step_cpu_s"] / base_cpu if base_cpu else None
+        r["min_ratio_vs_no_empp"] = r["min_step_s"] / base_min if base_min else None
+    mace_base = results.get("no_empp", {}).get("median_step_cpu_s")
+    for r in results.values():
+        r["cpu_ratio_vs_mace_no_empp"] = r["median_step_cpu_s"] / mace_base if mace_base else None
+    return results
+
+
+def markdown(report: dict, args) -> str:
+    m = report["machine"]
+    lines = [
+        f"# EMPP training-step time ({args.device})",
+        "",
+        f"`{report['command']}`",
+        "",
+        f"{report['model']}; batch {args.batch_size} × {report['data']} ({report['atoms_per_structure']} atoms); "
+        f"{report['step']}",
+        f"torch {m['torch']}, {m['cpu']}, {report['threads']} threads; load average (1/5/15 min) at start "
+        f"{', '.join(f'{x:.2f}' for x in report['load_average_at_start'])}, at end "
+        f"{', '.join(f'{x:.2f}' for x in report['load_average_at_end'])} (shared machine).",
+        f"Median of {args.steps} steps after {args.warmup} warm-up steps; variants interleaved step by step.",
+        "Wall time is inflated by other processes; process CPU time (all threads) is the steadier figure.",
+        "",
+        "Ratios are to the no-EMPP run of the same backbone; the last column to MACE without EMPP.",
+        "",
+        "| run | median step wall (s) | × no EMPP (wall) | min step wall (s) | × no EMPP (min) | median step CPU (s) "
+        "| × no EMPP (CPU) | EMPP forward wall (s) | CPU × MACE no EMPP |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def fmt(value, digits):
+        return f"{value:.{digits}f}" if value else "—"
+
+    for key, r in report["results"].items():
+        lines.append(f"| {key} | {r['median_step_s']:.3f} | {fmt(r['ratio_vs_no_empp'], 2)} | {r['min_step_s']:.3f} | "
+                     f"{fmt(r['min_ratio_vs_no_empp'], 2)} | {r['median_step_cpu_s']:.3f} | "
+                     f"{fmt(r['cpu_ratio_vs_no_empp'], 2)} | {fmt(r['median_empp_forward_s'], 3)} | "
+                     f"{fmt(r['cpu_ratio_vs_mace_no_empp'], 2)} |")
+    lines += ["", f"Target: {report['target']}.", ""]
+    return "\n".join(lines)
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("data", nargs="?", default="/work/shared/data/md17_aspirin.npz")
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("data", nargs="?", default="/work/shared/data/md17_aspirin.npz",
+                    help="any data file empp-ff trains on (converted once to a store)")
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
@@ -73,178 +198,58 @@ def main(argv=None):
     ap.add_argument("--channels", type=int, default=64)
     ap.add_argument("--demo-architecture", action="store_true",
                     help="each backbone's demo architecture (empp-ff train without a config) instead of the "
-                         "benchmark's MACE (correlation 3, max_ell 3) at --channels")
+                         "benchmark's (Architecture's defaults at --channels)")
+    ap.add_argument("--device", default="cpu", help="train.device of every run")
+    ap.add_argument("--work", default=None, help="run directories (default: a temporary directory, removed)")
     ap.add_argument("--out", default=str(RESULTS / "empp_step_time_cpu"))
     args = ap.parse_args(argv)
 
-    torch.set_num_threads(args.threads)
-    load_start = list(os.getloadavg())
-    from empp_ff.empp.config import EMPPConfig
-    from empp_ff.empp.module import EMPPModule
-    from empp_ff.model.backbone import build_backbone
-    from empp_ff.model.potential import Potential
-    from empp_ff.model.spec import BackboneSpec
-    from empp_ff.testing.batches import collate, molecule_graph
+    import torch
 
-    z, R, E, F = load_aspirin(args.data)
-    species = sorted(set(z.tolist()))
-    n_atoms = z.shape[0]
-    e0 = float(E.mean()) / n_atoms  # one reference energy per atom (single composition)
-    e_atom = (E - e0 * n_atoms) / n_atoms
-    stats = dict(
-        energy_per_atom_mean=float(e_atom.mean()),
-        energy_per_atom_std=float(e_atom.std()),
-        force_scale=float(F.pow(2).mean().sqrt()),
-    )
-    # The cutoff comes first: the neighbour count the backbones normalise by is taken at it.
-    architectures = {name: demo_architecture(name) for name in args.backbones} if args.demo_architecture else {}
-    cutoffs = {arch["r_max"] for arch in architectures.values()} or {5.0}
-    if len(cutoffs) != 1:
-        raise SystemExit(f"the demo architectures of {args.backbones} differ in r_max ({sorted(cutoffs)}); "
-                         "time them in separate runs")
-    r_max = cutoffs.pop()
-    g0 = molecule_graph(R[0], z, r_max)
-    chemistry = dict(atomic_numbers=species, atomic_energies=[e0] * len(species),
-                     avg_num_neighbors=g0.edge_index.shape[1] / n_atoms, scale=float(F.pow(2).mean().sqrt()))
-    if args.demo_architecture:
-        specs = {name: BackboneSpec(**arch, **chemistry) for name, arch in architectures.items()}
-    else:
-        specs = {name: BackboneSpec(backbone=name, r_max=r_max, num_channels=args.channels, max_L=1,
-                                    num_interactions=2, dtype="float32", **chemistry) for name in args.backbones}
+    from empp_ff.train.replay import replayable_run
 
-    rng = torch.Generator().manual_seed(0)
-    total = args.warmup + args.steps
-    frames = [torch.randint(R.shape[0], (args.batch_size,), generator=rng) for _ in range(total)]
-    batches = []
-    for idx in frames:
-        graphs = [molecule_graph(R[i], z, r_max, energy=float(E[i]), forces=F[i]) for i in idx.tolist()]
-        batches.append(collate(graphs))
+    torch.set_num_threads(args.threads)  # entry point: set explicitly, never in the library
+    load_start = load_average()
+    with tempfile.TemporaryDirectory(prefix="empp_step_time_") as tmp, replayable_run(torch.device(args.device)):
+        runs = build_runs(args, Path(args.work or tmp))
 
-    # Build every variant first, then interleave their steps (round robin) so that load
-    # changes on a shared machine hit all variants alike. Wall time and process CPU time
-    # (all threads) are both recorded.
-    runs = {}
-    for (name, spec), n in [(item, n) for item in specs.items() for n in args.masks]:
-        torch.manual_seed(0)
-        backbone = build_backbone(spec)
-        potential = Potential(backbone)
-        params = list(backbone.parameters())
-        cfg = EMPPConfig(enabled=n > 0, num_masks=max(n, 1))
-        empp = EMPPModule(cfg, backbone, stats) if n > 0 else None
-        if empp is not None:
-            params += list(empp.parameters())
-        variant = "no_empp" if n == 0 else f"empp_n{n}"
-        runs[variant if name == "mace" else f"{name}/{variant}"] = dict(
-            backbone=backbone, potential=potential, empp=empp, cfg=cfg,
-            opt=torch.optim.Adam(params, lr=1e-4), gen=torch.Generator().manual_seed(1),
-            wall=[], cpu=[], empp_fwd=[],
-        )
+        def progress(i, measured):
+            print(f"step {i + 1}/{args.warmup + args.steps}: "
+                  + ", ".join(f"{k} {v:.2f}s" for k, v in measured.items()), flush=True)
 
-    def step(run, b, timed):
-        t0, c0 = time.perf_counter(), time.process_time()
-        out = run["potential"](b.positions, b.atomic_numbers, b.edge_index, b.shifts, b.batch, b.num_graphs,
-                               compute_forces=True, create_graph=True)
-        loss = torch.mean((out["energy"] - b.energy.float()) ** 2) + 80.0 * torch.mean((out["forces"] - b.forces) ** 2)
-        if run["empp"] is not None:
-            t1 = time.perf_counter()
-            aux = run["empp"](run["backbone"], b, run["gen"])
-            if timed:
-                run["empp_fwd"].append(time.perf_counter() - t1)
-            loss = loss + run["cfg"].weight * aux["loss"]
-        run["opt"].zero_grad(set_to_none=True)
-        loss.backward()
-        run["opt"].step()
-        if timed:
-            run["wall"].append(time.perf_counter() - t0)
-            run["cpu"].append(time.process_time() - c0)
-
-    for s, b in enumerate(batches):
-        for key, run in runs.items():
-            step(run, b, timed=s >= args.warmup)
-        print(f"step {s + 1}/{total}: " + ", ".join(f"{k} {r['wall'][-1]:.2f}s" for k, r in runs.items() if r["wall"]),
-              flush=True)
-
-    results = {}
-    for key, run in runs.items():
-        results[key] = {
-            "median_step_s": statistics.median(run["wall"]),
-            "min_step_s": min(run["wall"]),
-            "median_step_cpu_s": statistics.median(run["cpu"]),
-            "steps_s": run["wall"],
-            "steps_cpu_s": run["cpu"],
-            "median_empp_forward_s": statistics.median(run["empp_fwd"]) if run["empp_fwd"] else None,
+        wall = interleaved(runs, args.steps, args.warmup, progress)
+        first = next(iter(runs.values())).trainer
+        report = {
+            "benchmark": "empp_step_time",
+            "command": "python benchmarks/empp_step_time.py " + " ".join(sys.argv[1:] if argv is None else argv),
+            "model": ("the demo architecture of each backbone" if args.demo_architecture else
+                      f"Architecture's defaults at {args.channels} channels (MACE: max_L 1, 2 interactions, "
+                      "correlation 3, max_ell 3; torchmd_et: 2 attention layers, 8 heads, 32 RBF), r_max 5, float32"),
+            "specs": {key: run.trainer.spec.to_dict() for key, run in runs.items()},
+            "backbones": args.backbones,
+            "data": os.path.basename(args.data),
+            "batch_size": args.batch_size,
+            "atoms_per_structure": int(first.data.store.n_atoms[0]),
+            "step": "the package's step (Trainer.train_epoch over one batch): Objective "
+                    f"({first.cfg.loss.type}, energy × {first.cfg.loss.energy_weight}, forces × "
+                    f"{first.cfg.loss.forces_weight} [+ EMPP × 1]), backward, grad clip "
+                    f"{first.cfg.train.grad_clip}, AdamW, schedule, EMA {first.cfg.train.ema}.",
+            "empp": {k: v for k, v in first.cfg.empp.to_dict().items() if k not in ("enabled", "num_masks")},
+            "warmup_steps": args.warmup,
+            "timed_steps": args.steps,
+            "threads": torch.get_num_threads(),
+            "machine": machine_info(),
+            "load_average_at_start": load_start,
+            "load_average_at_end": load_average(),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+            "results": summarise(runs, wall, args.warmup),
+            "target": "empp_n1 <= 1.5 x no_empp",
         }
-
-    for key, r in results.items():  # relative to the no-EMPP run of the same backbone
-        prefix = key.rpartition("/")[0]
-        own = results.get(f"{prefix}/no_empp" if prefix else "no_empp", {})
-        base, base_cpu, base_min = own.get("median_step_s"), own.get("median_step_cpu_s"), own.get("min_step_s")
-        r["ratio_vs_no_empp"] = r["median_step_s"] / base if base else None
-        r["cpu_ratio_vs_no_empp"] = r["median_step_cpu_s"] / base_cpu if base_cpu else None
-        r["min_ratio_vs_no_empp"] = r["min_step_s"] / base_min if base_min else None
-    mace_base = results.get("no_empp", {}).get("median_step_cpu_s")
-    for key, r in results.items():
-        r["cpu_ratio_vs_mace_no_empp"] = r["median_step_cpu_s"] / mace_base if mace_base else None
-    report = {
-        "benchmark": "empp_step_time",
-        "model": ("the demo architecture of each backbone: MACE 32x0e+32x1o (max_L=1), 2 interactions, "
-                  "correlation 2, r_max 5, float32; torchmd_et 32 channels, 2 attention layers, 8 heads, 32 RBF"
-                  if args.demo_architecture else
-                  f"MACE {args.channels}x0e+{args.channels}x1o (max_L=1), 2 interactions, correlation 3, max_ell 3, "
-                  "r_max 5, float32"
-                  + (f"; torchmd_et: {args.channels} channels, 2 attention layers, 8 heads, 32 RBF, r_max 5, float32"
-                     if "torchmd_et" in args.backbones else "")),
-        "specs": {name: spec.to_dict() for name, spec in specs.items()},
-        "backbones": args.backbones,
-        "data": os.path.basename(args.data),
-        "batch_size": args.batch_size,
-        "atoms_per_molecule": n_atoms,
-        "edges_per_molecule": int(g0.edge_index.shape[1]),
-        "loss": "MSE(E) + 80 MSE(F) [+ 50 EMPP]",
-        "empp": {k: v for k, v in EMPPConfig().to_dict().items() if k not in ("enabled", "num_masks")},
-        "warmup_steps": args.warmup,
-        "timed_steps": args.steps,
-        "torch": torch.__version__,
-        "python": sys.version.split()[0],
-        "cpu": cpu_model(),
-        "threads": torch.get_num_threads(),
-        "load_average_at_start": load_start,
-        "load_average_at_end": list(os.getloadavg()),
-        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-        "shared_machine_note": "CPU shared with other processes (2 cores, load average ~6): wall and CPU "
-        "times are inflated and noisy; the min over steps is the least disturbed figure",
-        "results": results,
-        "target": "empp_n1 <= 1.5 x no_empp",
-    }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    lines = [
-        "# EMPP training-step time (CPU)",
-        "",
-        f"{report['model']}; batch {args.batch_size} × aspirin ({n_atoms} atoms); {report['loss']}; Adam.",
-        f"torch {report['torch']}, {report['cpu']}, {report['threads']} threads; "
-        f"load average (1/5/15 min) at start {', '.join(f'{x:.2f}' for x in load_start)}, "
-        f"at end {', '.join(f'{x:.2f}' for x in report['load_average_at_end'])} (shared machine).",
-        f"Median of {args.steps} steps after {args.warmup} warm-up steps; variants interleaved step by step.",
-        "Wall time is inflated by the other processes; process CPU time (both threads) is the steadier figure.",
-        "",
-        "Ratios are to the no-EMPP run of the same backbone; the last column to MACE without EMPP.",
-        "",
-        "| run | median step wall (s) | × no EMPP (wall) | min step wall (s) | × no EMPP (min) | median step CPU (s) | × no EMPP (CPU) | EMPP forward wall (s) | CPU × MACE no EMPP |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for key, r in results.items():
-        ratio = f"{r['ratio_vs_no_empp']:.2f}" if r["ratio_vs_no_empp"] else "—"
-        cratio = f"{r['cpu_ratio_vs_no_empp']:.2f}" if r["cpu_ratio_vs_no_empp"] else "—"
-        ef = f"{r['median_empp_forward_s']:.3f}" if r["median_empp_forward_s"] else "—"
-        mratio = f"{r['min_ratio_vs_no_empp']:.2f}" if r["min_ratio_vs_no_empp"] else "—"
-        lines.append(f"| {key} | {r['median_step_s']:.3f} | {ratio} | {r['min_step_s']:.3f} | {mratio} | "
-                     f"{r['median_step_cpu_s']:.3f} | {cratio} | {ef} | "
-                     f"{r['cpu_ratio_vs_mace_no_empp'] or float('nan'):.2f} |")
-    lines += ["", f"Target: {report['target']}.", ""]
-    out.with_suffix(".md").write_text("\n".join(lines))
-    print("\n".join(lines))
+        for run in runs.values():
+            run.trainer.rundir.close()
+    text = markdown(report, args)
+    write_results(args.out, report, text)
+    print(text)
 
 
 if __name__ == "__main__":

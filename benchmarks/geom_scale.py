@@ -36,7 +36,7 @@ import sys
 import tempfile
 import time
 
-from _machine import cpu_model  # benchmarks/_machine.py (scripts run from this folder's path)
+from empp_ff.testing.benchmarking import cpu_model, write_results
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MILESTONES = (1_000, 10_000, 100_000, 250_000, 500_000, 750_000, 1_000_000, 2_000_000, 5_000_000)
@@ -377,12 +377,8 @@ def main(argv=None) -> int:
         if not a.keep:
             shutil.rmtree(a.workdir, ignore_errors=True)
     doc["total_seconds"] = round(time.perf_counter() - t_all, 1)
-    jpath = os.path.join(a.out, a.name + ".json")
-    with open(jpath, "w") as fh:
-        json.dump(doc, fh, indent=2)
-    with open(os.path.join(a.out, a.name + ".md"), "w") as fh:
-        fh.write(_markdown(doc))
-    print(f"[geom_scale] wrote {jpath}")
+    write_results(os.path.join(a.out, a.name), doc, _markdown(doc))
+    print(f"[geom_scale] wrote {os.path.join(a.out, a.name + '.json')}")
     return 0 if not any("error" in v for v in doc["phases"].values()) else 1
 
 

@@ -1,6 +1,6 @@
 """Speed of pair_style empp in LAMMPS vs the raw model call (the floor) and the ASE
 calculator, for aspirin (21 atoms) and a periodic box (the 1050-atom water box of
-ase_md_speed.py, or with --n-side a water/methanol box), with 1 and 2 MPI ranks,
+ase_md_speed.py, or with --box liquid a water/methanol box), with 1 and 2 MPI ranks,
 for the TorchScript file (.pt) and the AOTInductor package (.pt2) of the same weights.
 
     python benchmarks/lammps_speed.py [--box water|liquid] [--n-side 9] [--steps 5] [--channels 8]
@@ -9,7 +9,7 @@ for the TorchScript file (.pt) and the AOTInductor package (.pt2) of the same we
 
 Writes benchmarks/results/lammps_speed_cpu.json and .md; with --scaling (MPI
 scaling of the full-shell and halo modes of the .pt file on 2.6k-29k-atom boxes, see
-_lammps_scaling.py) lammps_scaling_cpu.json and .md instead. Every process uses one
+empp_ff.testing.lammps_timing) lammps_scaling_cpu.json and .md instead. Every process uses one
 torch thread (OMP_NUM_THREADS=1, `pair_style empp threads 1`) and the TorchScript
 profiling executor off (the plugin's default, set the same way for the Python
 runs). The LAMMPS runs of the two formats alternate, ``--rounds`` times (medians
@@ -17,7 +17,10 @@ are reported), so load from other jobs hits both alike. The model is a
 random-weight MACE (r_max 5 A, 2 interactions, float64): cost, not chemistry. Its
 forces pull atoms together within tens of steps, so the instability guard is off
 (`min_distance 0`), as it was before the guard existed.
-The first model calls (load, warm-up) are excluded.
+The first model calls (load, warm-up) are excluded. Structures, data files and the
+LAMMPS runs come from the package (empp_ff.testing.structures, empp_ff.inference.lammps.inputs,
+empp_ff.testing.lammps_timing); the data files' title line is empp-ff's since then (LAMMPS
+ignores it).
 """
 
 from __future__ import annotations
@@ -26,7 +29,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import tempfile
@@ -35,14 +37,17 @@ from pathlib import Path
 
 import numpy as np
 
-from _machine import cpu_model  # benchmarks/_machine.py (scripts run from this folder's path)
+from empp_ff.testing.benchmarking import cpu_model, load_average, write_results
+from empp_ff.testing.lammps_timing import (
+    SCALING_MODES,
+    lammps_ms,
+    run_scaling_case,
+    scaling_markdown,
+    summarise_scaling,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "md_examples" / "lammps"))
-
-
-def loadavg():
-    return [round(v, 2) for v in os.getloadavg()]
+ELEMENTS = ["H", "C", "O"]  # the atom types of every data file (the pair_coeff line of the runs)
 
 
 def floor_ms(model_path, atoms, repeats):
@@ -86,46 +91,6 @@ def ase_ms(model_path, atoms, repeats):
     return 1e3 * float(np.median(times))
 
 
-LMP_INPUT = """
-units metal
-atom_style atomic
-boundary p p p
-newton on
-read_data {data}
-pair_style empp threads 1 min_distance 0 {extra}
-pair_coeff * * {model} H C O
-neighbor 1.0 bin
-neigh_modify every 1 delay 0 check yes
-timestep 0.0005
-velocity all create 300 4928 mom yes rot yes dist gaussian
-fix 1 all nve
-thermo 1000
-run {warmup}
-run {steps}
-"""
-
-
-def lammps_ms(model_path, data, np_ranks, steps, warmup=2, extra=""):
-    from empp_ff.inference.lammps.runner import lammps_command, lammps_env
-
-    with tempfile.TemporaryDirectory() as tmp:
-        Path(tmp, "in.bench").write_text(
-            LMP_INPUT.format(data=data, model=model_path, steps=steps, warmup=warmup, extra=extra)
-        )
-        env = lammps_env()
-        env["OMP_NUM_THREADS"] = "1"
-        proc = subprocess.run(
-            lammps_command(np_ranks) + ["-in", "in.bench", "-log", "none", "-nocite"],
-            cwd=tmp, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        )
-    if proc.returncode != 0:
-        raise RuntimeError(proc.stdout[-3000:])
-    loops = re.findall(r"Loop time of (\S+) on (\d+) procs for (\d+) steps", proc.stdout)
-    t, _, n = loops[-1]
-    ghosts = re.findall(r"Nghost:\s+(\S+) ave", proc.stdout)
-    return 1e3 * float(t) / int(n), float(ghosts[-1]) if ghosts else None
-
-
 def _models(args, work: Path) -> tuple:
     from empp_ff.testing.models import make_model
 
@@ -164,7 +129,7 @@ def _system_row(name, atoms, models, data, args) -> dict:
     if "pt2" in models and "pt" in models:
         for npr in (1, 2):
             row[f"speedup_pt2_vs_pt_np{npr}"] = row[f"lammps_pt_np{npr}_ms"] / row[f"lammps_pt2_np{npr}_ms"]
-    row["loadavg_after"] = loadavg()
+    row["loadavg_after"] = load_average()
     return row
 
 
@@ -229,10 +194,10 @@ def main():
                                                                    else "lammps_speed_cpu"))
 
     import torch
-    from ase_md_speed import water_box
-    from make_data import aspirin, liquid_box, write
 
     from empp_ff.inference.lammps.build import build_plugin
+    from empp_ff.inference.lammps.inputs import write_data
+    from empp_ff.testing.structures import aspirin, liquid_box, water_box
 
     torch.set_num_threads(1)
     torch._C._set_graph_executor_optimize(False)  # as the plugin (jit_optimize no)
@@ -244,25 +209,22 @@ def main():
         "torch": torch.__version__,
         "model": {"r_max": 5.0, "num_interactions": 2, "num_channels": args.channels, "dtype": "float64",
                   "weights": "random (cost only)"},
-        "loadavg_start": loadavg(),
+        "loadavg_start": load_average(),
         "uptime_start": uptime(),
         "systems": {},
     }
     if args.scaling:
         return scaling(args, work, results)
     models, results["files"] = _models(args, work)
-    systems = {"aspirin": aspirin(), "box": water_box(350) if args.box == "water" else liquid_box(args.n_side)}
+    systems = {"aspirin": aspirin(box=30.0), "box": water_box(350) if args.box == "water" else liquid_box(args.n_side)}
     for name, atoms in systems.items():
-        write(atoms, work / f"{name}.data")
+        write_data(atoms, work / f"{name}.data", ELEMENTS)
         results["systems"][name] = _system_row(name, atoms, models, work / f"{name}.data", args)
         print(name, json.dumps(results["systems"][name], indent=1), flush=True)
-    results["loadavg_end"] = loadavg()
+    results["loadavg_end"] = load_average()
 
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
     text = _markdown(results, args)
-    out.with_suffix(".md").write_text(text)
+    write_results(args.out, results, text)
     print(text)
 
 
@@ -275,10 +237,9 @@ def uptime() -> str:
 
 def scaling(args, work: Path, results: dict) -> None:
     """Steps/s and parallel efficiency of 1 and 2 ranks, `halo no` vs `halo yes` (.pt file)."""
-    from _lammps_scaling import MODES, markdown, run_case, summarise
-    from make_data import liquid_box, write
-
+    from empp_ff.inference.lammps.inputs import write_data
     from empp_ff.testing.models import make_model
+    from empp_ff.testing.structures import liquid_box
 
     model = make_model(work / "bench.pt", atomic_numbers=(1, 6, 8), dtype="float64",
                        num_channels=args.channels, num_interactions=2, r_max=5.0, perturb=0.0)
@@ -287,20 +248,17 @@ def scaling(args, work: Path, results: dict) -> None:
     for n_side in (int(v) for v in args.sizes.split(",")):
         atoms = liquid_box(n_side)
         data = work / f"box{n_side}.data"
-        write(atoms, data)
-        box = {"atoms": len(atoms), "box_A": float(atoms.cell.lengths()[0]), "loadavg_before": loadavg(), "runs": {}}
-        for mode in MODES:
+        write_data(atoms, data, ELEMENTS)
+        box = {"atoms": len(atoms), "box_A": float(atoms.cell.lengths()[0]), "loadavg_before": load_average(), "runs": {}}
+        for mode in SCALING_MODES:
             for npr in (1, 2):
-                box["runs"][f"{mode} np{npr}"] = run_case(model, data, mode, npr, args.steps, args.warmup)
+                box["runs"][f"{mode} np{npr}"] = run_scaling_case(model, data, mode, npr, args.steps, args.warmup)
                 print(len(atoms), mode, npr, json.dumps(box["runs"][f"{mode} np{npr}"]), flush=True)
-        box["loadavg_after"] = loadavg()
-        box["summary"] = summarise(box["runs"])
+        box["loadavg_after"] = load_average()
+        box["summary"] = summarise_scaling(box["runs"])
         results["boxes"][str(len(atoms))] = box
         print(json.dumps(box["summary"], indent=1), flush=True)
-    results["loadavg_end"] = loadavg()
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
+    results["loadavg_end"] = load_average()
     lines = [
         "# pair_style empp MPI scaling (CPU)",
         "",
@@ -313,8 +271,8 @@ def scaling(args, work: Path, results: dict) -> None:
         f"Model: random-weight MACE, r_max 5 A, 2 interactions, {args.channels} channels, float64, TorchScript "
         "(.pt); 1 torch thread per process; profiling executor off.",
         "",
-    ] + markdown(results) + [""]
-    out.with_suffix(".md").write_text("\n".join(lines))
+    ] + scaling_markdown(results) + [""]
+    write_results(args.out, results, "\n".join(lines))
     print("\n".join(lines))
 
 

@@ -24,6 +24,15 @@ commit), on the same machine at the same time.
    as the auxiliary loss, paired as in 3, one seed per round: epoch time and test metrics.
 
 Writes benchmarks/results/mace_path_ab_cpu.json and .md (or ``--out``).
+
+Part 3 runs this tree's ase_md_speed.py on the reference's package, so the reference must
+have the helpers it imports (``empp_ff.testing.benchmarking``'s ``interleaved``,
+``MDRunner``, ``empp_ff.testing.structures``' ``water_box``: the trees since the
+benchmarks became thin scripts over the package, issue 27). Against an older reference
+(the committed results' edac378 among them) run ``--parts step,train,lammps``, or check
+out the benchmarks of that time. Parts 5 and 6 run each tree's own scripts and commands;
+part 5 compares like with like only where both trees' empp_step_time.py time the same step
+(since issue 27 it times the package's own training step, before it a loss of its own).
 """
 
 from __future__ import annotations
@@ -40,11 +49,10 @@ from pathlib import Path
 
 import numpy as np
 
-from _machine import cpu_model  # benchmarks/_machine.py (scripts run from this folder's path)
+from empp_ff.testing.benchmarking import cpu_model, load_average, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-sys.path.insert(0, str(ROOT / "md_examples" / "lammps"))
 
 # Run by each tree's Python (PYTHONPATH = that tree): the two benchmark models.
 EXPORT_SCRIPT = """
@@ -70,10 +78,6 @@ model: {num_channels: 32, max_L: 1, num_interactions: 2, correlation: 2, radial_
 train: {max_epochs: 12, batch_size: 5, lr: 0.01, warmup_epochs: 1.0, threads: 1}
 empp: {enabled: true, num_masks: 1, weight: 1.0}
 """
-
-
-def loadavg():
-    return [round(v, 2) for v in os.getloadavg()]
 
 
 def git_head(tree: Path) -> str:
@@ -215,14 +219,15 @@ def train_round(trees: dict, cores: dict, work: Path, args, index: int) -> dict:
 
 
 def lammps_rounds(files: dict, systems: dict, work: Path, args) -> dict:
-    from lammps_speed import lammps_ms
-    from make_data import aspirin, write
+    from empp_ff.inference.lammps.inputs import write_data
+    from empp_ff.testing.lammps_timing import lammps_ms
+    from empp_ff.testing.structures import aspirin
 
     times = {}
-    # LAMMPS needs a box: aspirin in make_data's (as lammps_speed.py runs it)
-    for sys_name, atoms in {**systems, "aspirin_21": aspirin()}.items():
+    # LAMMPS needs a box: aspirin in a 30 A one (as lammps_speed.py runs it)
+    for sys_name, atoms in {**systems, "aspirin_21": aspirin(box=30.0)}.items():
         data = work / f"{sys_name}.data"
-        write(atoms, data)
+        write_data(atoms, data, ["H", "C", "O"])
         steps = args.lammps_aspirin_steps if sys_name.startswith("aspirin") else args.lammps_box_steps
         for _ in range(args.rounds):
             for name in ("this", "reference"):  # alternate: load hits both alike
@@ -373,9 +378,9 @@ def main(argv=None) -> int:
         ap.error("the A/B pins the two trees to two different cores; this machine has one")
 
     import torch
-    from ase_md_speed import aspirin, water_box
 
     from empp_ff.inference.lammps.build import build_plugin
+    from empp_ff.testing.structures import aspirin, water_box
 
     torch.set_num_threads(1)
     trees = {"this": ROOT, "reference": args.reference.resolve()}
@@ -385,7 +390,7 @@ def main(argv=None) -> int:
         "machine": {"cpu": cpu_model(), "ncpu": os.cpu_count(), "platform": platform.platform()},
         "torch": torch.__version__,
         "rounds": args.rounds,
-        "loadavg_start": loadavg(),
+        "loadavg_start": load_average(),
     }
     work = Path(tempfile.mkdtemp(prefix="empp_ab_"))
     systems = {"aspirin_21": aspirin(), "water_1050_pbc": water_box(350)}
@@ -404,12 +409,9 @@ def main(argv=None) -> int:
     if "lammps" in parts:
         build_plugin()
     report["lammps"] = lammps_rounds(files, systems, work, args) if "lammps" in parts else {}
-    report["loadavg_end"] = loadavg()
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    report["loadavg_end"] = load_average()
     text = markdown(report)
-    out.with_suffix(".md").write_text(text)
+    write_results(args.out, report, text)
     print(text)
     return 0
 

@@ -25,7 +25,6 @@ Writes OUT.json and OUT.md with the command, machine and load.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -34,7 +33,7 @@ from typing import Dict, List
 
 import torch
 
-from empp_ff.testing.benchmarking import machine_info
+from empp_ff.testing.benchmarking import machine_info, write_results
 from empp_ff.train.config import load_config
 from empp_ff.train.evaluate import predict
 from empp_ff.train.replay import replayable_run
@@ -125,7 +124,6 @@ def write(results: List[dict], out: Path, argv: List[str]) -> None:
     machine = machine_info()
     doc = {"command": "python benchmarks/train_step_profile.py " + " ".join(argv), "machine": machine,
            "results": results}
-    out.with_suffix(".json").write_text(json.dumps(doc, indent=1) + "\n")
     lines = ["# Where a training step's time goes (issue 26)", "", f"`{doc['command']}`", "",
              f"{machine['cpu']}, {machine['cores']} cores, torch {machine['torch']}, load {machine['load_1min']} "
              "at the end. Median seconds per step; the share of the step in brackets.", "",
@@ -133,7 +131,7 @@ def write(results: List[dict], out: Path, argv: List[str]) -> None:
     for r in results:
         cells = [f"{r[p]:.4f} ({100 * r[p] / r['step']:.0f} %)" for p in PHASES]
         lines.append(f"| {r['case']} | {r['step']:.4f} | " + " | ".join(cells) + " |")
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    write_results(out, doc, "\n".join(lines) + "\n", indent=1)
 
 
 def main(argv: List[str]) -> None:

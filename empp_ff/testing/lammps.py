@@ -111,9 +111,11 @@ def assert_matches_reference(res, ref, rtol: float) -> None:
         assert np.abs(res["pressure"] - p_ref).max() <= rtol * np.abs(p_ref).max()
 
 
-def run_lammps_input(workdir, text: str, np_ranks: int = 1, timeout: float = 180):
+def run_lammps_input(workdir, text: str, np_ranks: int = 1, timeout: Optional[float] = 180,
+                     env: Optional[Dict[str, str]] = None):
     """Run the LAMMPS input ``text`` (dedented) in ``workdir``; the finished process
-    (stdout and stderr together in ``.stdout``)."""
+    (stdout and stderr together in ``.stdout``). ``env``: variables set on top of
+    LAMMPS's environment (e.g. ``OMP_NUM_THREADS``); ``timeout=None``: no limit."""
     import subprocess
     import textwrap
 
@@ -122,7 +124,7 @@ def run_lammps_input(workdir, text: str, np_ranks: int = 1, timeout: float = 180
     (Path(workdir) / "in.test").write_text(textwrap.dedent(text))
     return subprocess.run(
         lammps_command(np_ranks) + ["-in", "in.test", "-log", "none", "-nocite"],
-        cwd=workdir, env=lammps_env(), text=True, stdout=subprocess.PIPE,
+        cwd=workdir, env={**lammps_env(), **(env or {})}, text=True, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, timeout=timeout,
     )
 

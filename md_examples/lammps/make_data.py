@@ -10,6 +10,9 @@
   molecules cross the periodic (and, under MPI, the domain) boundaries.
   Default 9^3 = 729 molecules, ~80 % water and ~20 % methanol: 2628 atoms, 30.6 A box.
   Types: 1 = H, 2 = C, 3 = O.
+
+The structures are those of ``empp_ff.testing.structures`` (``aspirin(box=30.0)``,
+``liquid_box(n_side)``), which the LAMMPS benchmarks and tests use too.
 """
 
 from __future__ import annotations
@@ -17,58 +20,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
 from ase import Atoms
-from ase.build import molecule
 from ase.io.lammpsdata import write_lammps_data
+
+from empp_ff.testing.structures import aspirin, liquid_box
 
 HERE = Path(__file__).resolve().parent
 ELEMENTS = ["H", "C", "O"]
-
-# rMD17 aspirin, configuration 0 (Angstrom), nuclear charges 6 6 8 8 6 6 6 6 6 6 6 8 8 1 x 8
-ASPIRIN_Z = [6, 6, 8, 8, 6, 6, 6, 6, 6, 6, 6, 8, 8, 1, 1, 1, 1, 1, 1, 1, 1]
-
-
-def aspirin() -> Atoms:
-    try:  # the shared rMD17 file, when this runs inside the project
-        d = np.load("/work/shared/data/rmd17_aspirin.npz")
-        pos = d["coords"][0]
-    except Exception:
-        pos = np.loadtxt(HERE / "aspirin.xyz", skiprows=2, usecols=(1, 2, 3))
-    atoms = Atoms(numbers=ASPIRIN_Z, positions=pos, cell=[30.0] * 3, pbc=True)
-    atoms.center()
-    return atoms
-
-
-def random_rotation(rng) -> np.ndarray:
-    q = rng.normal(size=4)
-    a, b, c, d = q / np.linalg.norm(q)
-    return np.array(
-        [
-            [a * a + b * b - c * c - d * d, 2 * (b * c - a * d), 2 * (b * d + a * c)],
-            [2 * (b * c + a * d), a * a - b * b + c * c - d * d, 2 * (c * d - a * b)],
-            [2 * (b * d - a * c), 2 * (c * d + a * b), a * a - b * b - c * c + d * d],
-        ]
-    )
-
-
-def liquid_box(n_side: int = 9, spacing: float = 3.4, methanol_fraction: float = 0.2, seed: int = 7) -> Atoms:
-    rng = np.random.default_rng(seed)
-    water, methanol = molecule("H2O"), molecule("CH3OH")
-    numbers, positions = [], []
-    for ix in range(n_side):
-        for iy in range(n_side):
-            for iz in range(n_side):
-                m = methanol if rng.random() < methanol_fraction else water
-                p = m.get_positions() - m.get_center_of_mass()
-                p = p @ random_rotation(rng).T + spacing * (np.array([ix, iy, iz]) + 0.5)
-                p += rng.normal(scale=0.2, size=3)
-                positions.append(p)
-                numbers.extend(m.get_atomic_numbers())
-    box = n_side * spacing
-    atoms = Atoms(numbers=numbers, positions=np.concatenate(positions), cell=[box] * 3, pbc=True)
-    atoms.wrap()
-    return atoms
 
 
 def write(atoms: Atoms, path: Path) -> None:
@@ -86,7 +44,7 @@ def main():
     args = ap.parse_args()
     out = Path(args.outdir)
     out.mkdir(parents=True, exist_ok=True)
-    write(aspirin(), out / "aspirin.data")
+    write(aspirin(box=30.0), out / "aspirin.data")
     write(liquid_box(args.n_side), out / "box.data")
     if args.demo_model:
         from empp_ff.testing.models import make_model

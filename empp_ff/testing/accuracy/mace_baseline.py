@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Dict, List
 
 import numpy as np
+from ase import units
 
-KCAL_PER_MOL_IN_EV = 0.04336410390059322
+KCAL_PER_MOL_IN_EV = units.kcal / units.mol  # 0.04336410390059322, as the MD17 reader's
 
-# The demo architecture (empp_ff.train.config.DEMO_CONFIG) in mace_run_train's flags.
+# The demo architecture (empp_ff.train.demo_config.DEMO_CONFIG) in mace_run_train's flags.
 DEMO_ARCHITECTURE = [
     "--model", "MACE", "--num_channels", "32", "--max_L", "1", "--correlation", "2",
     "--num_interactions", "2", "--radial_MLP", "[32,32]", "--MLP_irreps", "16x0e",
@@ -120,7 +121,7 @@ def _mace_version() -> str:
     return version("mace-torch")
 
 
-if __name__ == "__main__":  # parse a finished log: python _mace_baseline.py mace.log
+if __name__ == "__main__":  # parse a finished log: python -m empp_ff.testing.accuracy.mace_baseline mace.log
     import sys
 
     print(json.dumps(parse_log(Path(sys.argv[1]).read_text()), indent=1))

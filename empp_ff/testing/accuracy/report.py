@@ -9,9 +9,8 @@ from pathlib import Path
 from statistics import mean, stdev
 from typing import Dict, List
 
-from _accuracy_cells import all_results
-
-from _machine import cpu_model
+from empp_ff.testing.accuracy.cells import all_results
+from empp_ff.testing.benchmarking import cpu_model
 
 METRICS = (("test_forces_mae_mev_per_a", "F"), ("test_energy_mae_mev", "E"))
 

@@ -13,9 +13,7 @@ from pathlib import Path
 from statistics import mean, stdev
 from typing import Dict, List
 
-from _paired_stats import ratio_interval, verdict
-
-from _machine import cpu_model
+from empp_ff.testing.benchmarking import cpu_model, ratio_interval, verdict
 
 METRICS = (("test_forces_mae_mev_per_a", "F"), ("test_energy_mae_mev", "E"), ("cpu_time_s", "CPU"))
 
