@@ -20,14 +20,9 @@ HERE = Path(__file__).resolve().parent
 
 def make_demo_model(path: Path) -> None:
     """Write an UNTRAINED model (random weights) so the script can be tried end to end."""
-    import tempfile
+    from empp_ff.testing.models import write_untrained_demo_model
 
-    from empp_ff.export import export_model
-    from empp_ff.testing.models import demo_checkpoint
-
-    with tempfile.TemporaryDirectory() as tmp:
-        ckpt = demo_checkpoint(Path(tmp) / "demo.pt", num_channels=8, r_max=5.0, dtype="float64")
-        export_model(ckpt, path)
+    write_untrained_demo_model(path)
     print(f"wrote an untrained demo model to {path} (random weights: no chemistry!)")
 
 

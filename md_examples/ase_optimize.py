@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
 
 
 def main(argv=None) -> int:
@@ -33,9 +32,10 @@ def main(argv=None) -> int:
 
     model = Path(args.model)
     if args.make_demo:
-        from ase_md_aspirin import make_demo_model
+        from empp_ff.testing.models import write_untrained_demo_model
 
-        make_demo_model(model)
+        write_untrained_demo_model(model)
+        print(f"wrote an untrained demo model to {model} (random weights: no chemistry!)")
     if not model.exists():
         print(f"model file {model} not found: export one with `empp-ff export RUN_DIR -o {model}` "
               "or run with --make-demo for an untrained demo model", file=sys.stderr)

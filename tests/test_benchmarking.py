@@ -110,9 +110,10 @@ def _script_problems(path: Path) -> list:
     return problems
 
 
-def test_benchmark_scripts_import_only_the_package():
-    assert len(SCRIPTS) >= 10
-    problems = {p.name: _script_problems(p) for p in SCRIPTS}
+def test_benchmark_and_example_scripts_import_only_the_package():
+    examples = sorted((ROOT / "md_examples").rglob("*.py"))
+    assert len(SCRIPTS) >= 10 and len(examples) >= 3
+    problems = {str(p.relative_to(ROOT)): _script_problems(p) for p in SCRIPTS + examples}
     assert not {k: v for k, v in problems.items() if v}, problems
 
 

@@ -165,3 +165,16 @@ def make_model(
         return _save_checkpoint(path, spec, {k: v.detach().clone() for k, v in potential.state_dict().items()})
     export_potential(potential, path, layerwise=layerwise)
     return path
+
+
+def write_untrained_demo_model(path: Union[str, Path]) -> Path:
+    """Export an UNTRAINED model (random weights, 8 channels, r_max 5 Å) to ``path``, so that the
+    MD examples can be tried end to end before any training (no chemistry!)."""
+    import tempfile
+
+    from empp_ff.export import export_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint = demo_checkpoint(Path(tmp) / "demo.pt", num_channels=8, r_max=5.0, dtype="float64")
+        export_model(checkpoint, path)
+    return Path(path)
