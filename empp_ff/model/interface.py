@@ -7,7 +7,8 @@ features. Its users, and what each takes from it:
 
 * ``Potential`` (energy, forces, virial; training and model files): ``forward``,
   ``r_max``, ``num_interactions``;
-* the trainer, checkpoints and fine-tuning: ``spec`` / ``spec_dict`` (rebuild from JSON);
+* the trainer, checkpoints and fine-tuning: ``spec`` / ``spec_dict`` (rebuild from JSON),
+  ``element_indexed_parameters`` (weights carried over by atomic number);
 * the per-epoch E0 refit: ``num_elements``, the ``z_to_index`` buffer,
   ``set_reference_energies``;
 * EMPP and the denoising auxiliary: ``feature_irreps`` (the head's input),
@@ -24,7 +25,7 @@ model file; the rest is Python-only (``@torch.jit.unused``).
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -113,6 +114,14 @@ class Backbone(torch.nn.Module):
         """Replace the per-element reference energies (eV, in ``atomic_numbers`` order)
         in the forward's buffer and in ``spec_dict``."""
         raise NotImplementedError
+
+    @torch.jit.unused
+    def element_indexed_parameters(self) -> Dict[str, Any]:
+        """{parameter name (relative to this module): ``empp_ff.model.transfer.ElementLayout``}
+        for every parameter indexed by the species list (``spec.atomic_numbers``), which
+        fine-tuning across element sets maps by atomic number. None by default: a backbone whose
+        weights do not depend on the species list (tables by atomic number) needs nothing."""
+        return {}
 
     @torch.jit.unused
     def conditioning(

@@ -31,7 +31,7 @@ duration of a ``with`` block and restores them afterwards.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -42,6 +42,7 @@ from empp_ff.model._imports import import_e3nn_o3, import_mace_modules, quiet_to
 from empp_ff.model.interface import Backbone, default_dtype
 from empp_ff.model.irreps import irreps_up_to
 from empp_ff.model.spec import BackboneSpec
+from empp_ff.model.transfer import ElementLayout, e3nn_weight_layout, whole_tensor_layout
 
 
 @contextlib.contextmanager
@@ -115,6 +116,27 @@ class MACEBackbone(Backbone):
         with torch.no_grad():
             buffer.copy_(values.to(buffer.dtype))
         self.spec_dict["atomic_energies"] = [float(v) for v in values.reshape(-1)]
+
+    @torch.jit.unused
+    def element_indexed_parameters(self) -> Dict[str, ElementLayout]:
+        """The node embedding (a linear map of the element one-hot), every interaction's
+        ``skip_tp`` (node features ⊗ element one-hot) and the products' symmetric contraction
+        weights ([elements, params, channels])."""
+        one_hot = f"{self.num_elements}x0e"
+        layouts = {}
+        for module_name, module in self.named_modules():
+            for name, tensor in module.named_parameters(recurse=False):
+                full = f"{module_name}.{name}"
+                skip_tp = module_name.endswith(".skip_tp") and str(getattr(module, "irreps_in2", "")) == one_hot
+                if name == "weight" and skip_tp:
+                    layouts[full] = e3nn_weight_layout(module, axis=1)
+                elif (name == "weight" and module_name.endswith("node_embedding.linear")
+                      and str(getattr(module, "irreps_in", "")) == one_hot):
+                    layouts[full] = e3nn_weight_layout(module, axis=0)
+                elif (".symmetric_contractions." in f".{module_name}." and tensor.dim() == 3
+                      and tensor.shape[0] == self.num_elements):
+                    layouts[full] = whole_tensor_layout(tensor, axis=0)
+        return layouts
 
     @torch.jit.unused
     def feature_irreps(self):
