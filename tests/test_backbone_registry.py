@@ -1,8 +1,8 @@
 """The registry of backbones (``empp_ff.model.backbone``), and what adding one takes.
 
-A toy third backbone, defined here and registered by a fixture, trains, exports and
-evaluates through the normal paths (``empp-ff train``, ``export``, ``eval``, ``info``, the
-ASE calculator). Shipping it would be
+A toy third backbone, defined here and registered by a fixture, keeps the backbone contract
+(``tests/backbone_contract.py``) and trains, exports and evaluates through the normal paths
+(``empp-ff train``, ``export``, ``eval``, ``info``, the ASE calculator). Shipping it would be
 this module's ``ToyBackbone``, ``ToyArchitecture`` and ``DESCRIPTION`` in
 ``empp_ff/model/toy.py``, its tests, and its line in the registry::
 
@@ -30,6 +30,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import pytest
 import torch
+from backbone_contract import BackboneContract, contract_spec
 
 from empp_ff._dtypes import torch_dtype
 from empp_ff._elements import z_table
@@ -216,6 +217,13 @@ def toy_registered():
     register(DESCRIPTION)
     yield DESCRIPTION
     unregister(DESCRIPTION.name)
+
+
+class TestToyBackbone(BackboneContract):
+    @pytest.fixture(scope="class")
+    @classmethod
+    def spec(cls, toy_registered):
+        return contract_spec("toy", num_rbf=8)
 
 
 @pytest.mark.slow
