@@ -22,7 +22,8 @@ from empp_ff._dtypes import check_dtype_name
 @dataclass
 class BackboneArchitecture:
     """``r_max`` (Å), ``num_channels`` and ``dtype`` (the precision), which every backbone has.
-    A field that several backbones declare has one default (the config has one key)."""
+    ``num_interactions`` is each backbone's own (MACE's interactions, the ET's attention
+    layers). A field that several backbones declare has one default (the config has one key)."""
 
     r_max: float = 5.0
     num_channels: int = 64

@@ -131,7 +131,7 @@ class Backbone(torch.nn.Module):
     def element_indexed_parameters(self) -> Dict[str, Any]:
         """{parameter name (relative to this module): ``empp_ff.model.transfer.ElementLayout``}
         for every parameter indexed by the species list (``spec.atomic_numbers``), which
-        fine-tuning across element sets maps by atomic number. None by default: a backbone whose
+        fine-tuning across element sets maps by atomic number. Empty by default: a backbone whose
         weights do not depend on the species list (tables by atomic number) needs nothing."""
         return {}
 
