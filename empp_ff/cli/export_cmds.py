@@ -121,13 +121,12 @@ def _format_metadata(meta: dict) -> str:
 
 
 def _architecture(backbone: str, spec: dict) -> str:
-    """One line naming the backbone (files written before the field: MACE) and its size."""
-    if backbone == "mace":
-        return (f"MACE {spec.get('num_channels')}ch L={spec.get('max_L')} "
-                f"correlation {spec.get('correlation')} max_ell {spec.get('max_ell')}")
-    if backbone == "torchmd_et":
-        return (f"torchmd_et (torchmd-net Equivariant Transformer) {spec.get('num_channels')}ch, "
-                f"{spec.get('num_interactions')} attention layers, {spec.get('num_heads')} heads")
+    """One line naming the backbone (files written before the field: MACE) and its size (the
+    backbone's own summary; a backbone this installation does not know: its name and width)."""
+    from empp_ff.model.backbone import backbone_names, description
+
+    if backbone in backbone_names():
+        return description(backbone).describe(spec)
     return f"{backbone} {spec.get('num_channels')}ch"
 
 

@@ -20,7 +20,7 @@ with both off only the element remains (pretraining / energy-only data).
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
 
@@ -28,6 +28,7 @@ from empp_ff._elements import z_table
 from empp_ff.empp.sphere import real_sh
 from empp_ff.model._imports import import_e3nn_o3
 from empp_ff.model.irreps import irreps_up_to
+from empp_ff.model.transfer import ElementLayout, whole_tensor_layout
 
 
 class GaussianCode(torch.nn.Module):
@@ -52,6 +53,11 @@ class LayerConditioning(torch.nn.Module):
         self.energy = torch.nn.Linear(gauss_num, cond_dim) if use_energy else None
         self.out = o3.Linear(o3.Irreps(f"{cond_dim}x0e"), o3.Irreps(message_irreps))
         self.force = o3.Linear(o3.Irreps(force_irreps), o3.Irreps(message_irreps)) if force_irreps else None
+
+    def element_indexed_parameters(self) -> Dict[str, ElementLayout]:
+        """The element code's weight: a linear map of the one-hot over the backbone's species
+        (fine-tuning across element sets carries its columns by atomic number)."""
+        return {"element.weight": whole_tensor_layout(self.element.weight, axis=1)}
 
     def forward(self, onehot, gauss, energy_on, force_sh, force_on) -> torch.Tensor:
         s = self.element(onehot)

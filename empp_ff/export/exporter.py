@@ -33,17 +33,12 @@ from empp_ff.export.model_file import (
 from empp_ff.export.wrappers import ExportedPotential, LayerwiseExportedPotential, halo_comm_dims
 
 
-def _versions(backbone: str = "mace") -> Dict[str, Optional[str]]:
-    versions = {
-        "torch": torch.__version__,
-        "e3nn": package_version("e3nn"),
-        "mace-torch": package_version("mace-torch"),
-        "ase": package_version("ase"),
-        "python": platform.python_version(),
-    }
-    if backbone == "torchmd_et":
-        versions["torchmd-net"] = package_version("torchmd-net")
-    return versions
+def _versions(backbone: str) -> Dict[str, Optional[str]]:
+    """torch, the packages the backbone's networks are built from (its description's), ase, python."""
+    from empp_ff.model.backbone import description
+
+    return {"torch": torch.__version__, **{name: package_version(name) for name in description(backbone).packages},
+            "ase": package_version("ase"), "python": platform.python_version()}
 
 
 def _jsonable(obj: Any) -> Any:

@@ -7,7 +7,8 @@ features. Its users, and what each takes from it:
 
 * ``Potential`` (energy, forces, virial; training and model files): ``forward``,
   ``r_max``, ``num_interactions``;
-* the trainer, checkpoints and fine-tuning: ``spec`` / ``spec_dict`` (rebuild from JSON);
+* the trainer, checkpoints and fine-tuning: ``spec`` / ``spec_dict`` (rebuild from JSON),
+  ``element_indexed_parameters`` (weights carried over by atomic number);
 * the per-epoch E0 refit: ``num_elements``, the ``z_to_index`` buffer,
   ``set_reference_energies``;
 * EMPP and the denoising auxiliary: ``feature_irreps`` (the head's input),
@@ -18,17 +19,18 @@ features. Its users, and what each takes from it:
   traced symbolically).
 
 ``forward``, ``halo_context`` and ``halo_layer`` are compiled by TorchScript in every
-model file; the rest is Python-only (``@torch.jit.unused``).
+model file; the rest is Python-only (``@torch.jit.unused``). What a backbone declares
+about itself besides (its architecture's fields, packages, named parts) is its
+``BackboneDescription`` (``empp_ff.model.description``).
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, List, Optional, Sequence, Tuple
+import dataclasses
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
-
-from empp_ff.model.spec import BackboneSpec
 
 
 @contextlib.contextmanager
@@ -44,20 +46,31 @@ def default_dtype(dtype: torch.dtype) -> Iterator[None]:
 
 
 class Backbone(torch.nn.Module):
-    """Base class of the backbones (``model.backbone``). Subclasses set, in ``__init__``:
-    ``spec_dict`` (``BackboneSpec.to_dict()``), ``r_max`` (Å), ``num_interactions`` (the
-    message-passing steps: the receptive field is ``num_interactions × r_max``, and the
-    model file's attribute of that name is what LAMMPS multiplies by r_max for a full ghost
-    shell), ``num_elements`` and the buffer ``z_to_index`` (atomic number -> species
-    index, −1 where unknown)."""
+    """Base class of the backbones (``model.backbone``), built from a ``BackboneSpec``
+    (``spec``, kept as given). Subclasses set, in ``__init__``: ``r_max`` (Å),
+    ``num_interactions`` (the message-passing steps: the receptive field is
+    ``num_interactions × r_max``, and the model file's attribute of that name is what LAMMPS
+    multiplies by r_max for a full ghost shell), ``num_elements`` and the buffer
+    ``z_to_index`` (atomic number -> species index, −1 where unknown)."""
 
-    # ``spec`` returns a Python dataclass: TorchScript must not try to compile it. (No
-    # class-level annotations of the attributes above: TorchScript would type them.)
-    __jit_unused_properties__ = ["spec"]
+    # ``spec`` is a Python dataclass and ``spec_dict`` its JSON form: TorchScript must not try
+    # to compile them. (No class-level annotations of the attributes above: TorchScript would
+    # type them.)
+    __jit_ignored_attributes__ = ["spec"]
+    __jit_unused_properties__ = ["spec_dict"]
+
+    def __init__(self, spec: Any):
+        super().__init__()
+        self.spec = spec
 
     @property
-    def spec(self) -> BackboneSpec:
-        return BackboneSpec.from_dict(self.spec_dict)
+    def spec_dict(self) -> Dict[str, Any]:
+        """``spec.to_dict()``: what a checkpoint and a model file's metadata record."""
+        return self.spec.to_dict()
+
+    def _record_reference_energies(self, values: torch.Tensor) -> None:
+        """Keep ``spec``'s reference energies equal to the forward's (after ``set_reference_energies``)."""
+        self.spec = dataclasses.replace(self.spec, atomic_energies=[float(v) for v in values.reshape(-1)])
 
     # -- computation (TorchScript) ----------------------------------------------------
     def forward(
@@ -111,8 +124,16 @@ class Backbone(torch.nn.Module):
     @torch.jit.unused
     def set_reference_energies(self, energies) -> None:
         """Replace the per-element reference energies (eV, in ``atomic_numbers`` order)
-        in the forward's buffer and in ``spec_dict``."""
+        in the forward's buffer and in ``spec``."""
         raise NotImplementedError
+
+    @torch.jit.unused
+    def element_indexed_parameters(self) -> Dict[str, Any]:
+        """{parameter name (relative to this module): ``empp_ff.model.transfer.ElementLayout``}
+        for every parameter indexed by the species list (``spec.atomic_numbers``), which
+        fine-tuning across element sets maps by atomic number. Empty by default: a backbone whose
+        weights do not depend on the species list (tables by atomic number) needs nothing."""
+        return {}
 
     @torch.jit.unused
     def conditioning(

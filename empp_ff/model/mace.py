@@ -12,7 +12,8 @@ The backbone is assembled from mace-torch's blocks (a ScaleShiftMACE built with
   Conditioning is a context manager that installs forward pre-hooks and removes
   them on exit, so outside it the computation is exactly mace's.
 
-What every backbone offers is :class:`~empp_ff.model.interface.Backbone`.
+What every backbone offers is :class:`~empp_ff.model.interface.Backbone`; what MACE
+declares about itself (its hyper-parameters, packages and named parts) is ``DESCRIPTION``.
 
 Two pieces of e3nn 0.4.4 run as TorchScript even in eager mode, and TorchScript
 code run under ``make_fx(tracing_mode="symbolic")`` turns every symbolic size
@@ -31,7 +32,8 @@ duration of a ``with`` block and restores them afterwards.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, List, Optional, Sequence, Tuple
+from dataclasses import dataclass, field
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -39,9 +41,40 @@ import torch
 from empp_ff._dtypes import torch_dtype
 from empp_ff._elements import z_table
 from empp_ff.model._imports import import_e3nn_o3, import_mace_modules, quiet_torchscript_build
+from empp_ff.model.architecture import BackboneArchitecture
+from empp_ff.model.description import BackboneDescription
 from empp_ff.model.interface import Backbone, default_dtype
 from empp_ff.model.irreps import irreps_up_to
-from empp_ff.model.spec import BackboneSpec
+from empp_ff.model.transfer import ElementLayout, e3nn_weight_layout, whole_tensor_layout
+
+
+@dataclass
+class MACEArchitecture(BackboneArchitecture):
+    """MACE's hyper-parameters (``model.*``): ``num_interactions`` interactions of hidden
+    irreps ``num_channels x 0e + ... + num_channels x max_L``, each with a symmetric
+    contraction of body order ``correlation``; edge spherical harmonics up to ``max_ell``,
+    ``num_bessel`` radial Bessel functions with a polynomial cutoff envelope of degree
+    ``num_polynomial_cutoff``, the radial MLP's hidden widths ``radial_mlp``, the last
+    readout's hidden irreps ``mlp_irreps``."""
+
+    max_L: int = 1
+    num_interactions: int = 2
+    correlation: int = 3
+    max_ell: int = 3
+    num_bessel: int = 8
+    num_polynomial_cutoff: int = 5
+    radial_mlp: List[int] = field(default_factory=lambda: [64, 64, 64])
+    mlp_irreps: str = "16x0e"
+
+    def checks(self) -> List[Tuple[bool, str]]:
+        return super().checks() + [
+            (self.max_L >= 0, "max_L must be >= 0"),
+            (self.num_interactions >= 1, "num_interactions must be >= 1"),
+            (self.correlation >= 1, "correlation must be >= 1"),
+        ]
+
+    def describe(self) -> str:
+        return f"MACE {self.num_channels}ch L={self.max_L} correlation {self.correlation} max_ell {self.max_ell}"
 
 
 @contextlib.contextmanager
@@ -62,7 +95,7 @@ def traceable_e3nn() -> Iterator[None]:
         sh._spherical_harmonics = previous_fn
 
 
-def _build_mace(spec: BackboneSpec):
+def _build_mace(spec):
     modules = import_mace_modules()
     o3 = import_e3nn_o3()
     hidden = o3.Irreps(irreps_up_to(spec.num_channels, spec.max_L))
@@ -92,9 +125,8 @@ def _build_mace(spec: BackboneSpec):
 class MACEBackbone(Backbone):
     """Per-atom energies and last-layer node features from a MACE network."""
 
-    def __init__(self, spec: BackboneSpec):
-        super().__init__()
-        self.spec_dict = spec.to_dict()  # plain dict: survives scripting as an ignored attr
+    def __init__(self, spec):
+        super().__init__(spec)
         dtype = torch_dtype(spec.dtype)
         with default_dtype(dtype), quiet_torchscript_build():
             self.mace = _build_mace(spec)
@@ -114,7 +146,28 @@ class MACEBackbone(Backbone):
         values = torch.as_tensor(list(energies), dtype=torch.float64).reshape(buffer.shape)
         with torch.no_grad():
             buffer.copy_(values.to(buffer.dtype))
-        self.spec_dict["atomic_energies"] = [float(v) for v in values.reshape(-1)]
+        self._record_reference_energies(values)
+
+    @torch.jit.unused
+    def element_indexed_parameters(self) -> Dict[str, ElementLayout]:
+        """The node embedding (a linear map of the element one-hot), every interaction's
+        ``skip_tp`` (node features ⊗ element one-hot) and the products' symmetric contraction
+        weights ([elements, params, channels])."""
+        one_hot = f"{self.num_elements}x0e"
+        layouts = {}
+        for module_name, module in self.named_modules():
+            for name, tensor in module.named_parameters(recurse=False):
+                full = f"{module_name}.{name}"
+                skip_tp = module_name.endswith(".skip_tp") and str(getattr(module, "irreps_in2", "")) == one_hot
+                if name == "weight" and skip_tp:
+                    layouts[full] = e3nn_weight_layout(module, axis=1)
+                elif (name == "weight" and module_name.endswith("node_embedding.linear")
+                      and str(getattr(module, "irreps_in", "")) == one_hot):
+                    layouts[full] = e3nn_weight_layout(module, axis=0)
+                elif (".symmetric_contractions." in f".{module_name}." and tensor.dim() == 3
+                      and tensor.shape[0] == self.num_elements):
+                    layouts[full] = whole_tensor_layout(tensor, axis=0)
+        return layouts
 
     @torch.jit.unused
     def feature_irreps(self):
@@ -296,3 +349,20 @@ class MACEBackbone(Backbone):
     @classmethod
     def traceable(cls):
         return traceable_e3nn()
+
+
+DESCRIPTION = BackboneDescription(
+    name="mace",
+    architecture=MACEArchitecture,
+    network=MACEBackbone,
+    packages=("e3nn", "mace-torch"),
+    reinit_parts={
+        "embedding": ("node_embedding.",),
+        "skip": (".skip_tp.",),
+        "contractions": (".symmetric_contractions.",),
+        "elements": ("node_embedding.", ".skip_tp.", ".symmetric_contractions."),
+        "products": (".products.",),
+        "readouts": (".readouts.",),
+        "interactions": (".interactions.",),
+    },
+)

@@ -1,9 +1,13 @@
-"""What defines a backbone, as plain JSON-able dataclasses.
+"""What defines a backbone, as plain JSON-able dataclasses: the record the config and files hold.
 
-* :class:`Architecture`: which backbone (``backbone``, one of :data:`BACKBONE_NAMES`)
-  and its hyper-parameters. Defined here once; the
-  training config's ``model:`` section is an ``Architecture`` (plus ``e0s``),
-  and every :class:`BackboneSpec` is one, so the two cannot drift apart.
+* :class:`Architecture`: which backbone (``backbone``, a registered name) and its
+  hyper-parameters. It is the record of every registered backbone's fields (each backbone
+  declares its own in its architecture dataclass, ``empp_ff.model.architecture``), so that the
+  ``model:`` config keys and the spec in checkpoints and model files keep one flat shape
+  whatever the backbone; a backbone uses, validates and compares only its own
+  (:meth:`Architecture.own`). The training config's ``model:`` section is an
+  ``Architecture`` (plus ``e0s``), and every :class:`BackboneSpec` is one, so the two cannot
+  drift apart.
 * :class:`BackboneSpec`: an architecture plus the chemistry and data statistics
   a trained network depends on: everything needed to rebuild it. A checkpoint
   stores ``BackboneSpec.to_dict()`` (a flat dict) next to the state dict, so a
@@ -15,83 +19,70 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from dataclasses import dataclass, field
-from typing import Any, Dict, List
+from dataclasses import dataclass
+from typing import Any, Dict, List, Sequence
 
-from empp_ff._dtypes import check_dtype_name
 from empp_ff._elements import MAX_ATOMIC_NUMBER
-
-# The backbones a spec may name (``empp_ff.model.backbone`` builds each). A spec written
-# before the field existed is a MACE one.
-BACKBONE_NAMES = ("mace", "torchmd_et")
-
-# The architecture fields each backbone uses; the others are ignored by it (and neither
-# validated nor compared when fine-tuning).
-_SHARED_FIELDS = ("backbone", "r_max", "num_channels", "num_interactions", "dtype")
-BACKBONE_FIELDS = {
-    "mace": _SHARED_FIELDS + ("max_L", "correlation", "max_ell", "num_bessel", "num_polynomial_cutoff",
-                              "radial_mlp", "mlp_irreps"),
-    "torchmd_et": _SHARED_FIELDS + ("num_heads", "num_rbf", "distance_influence"),
-}
-
-DISTANCE_INFLUENCE = ("keys", "values", "both", "none")
+from empp_ff.model.architecture import BackboneArchitecture
+from empp_ff.model.backbone import backbone_names, description, descriptions
+from empp_ff.model.description import BackboneDescription
 
 
-@dataclass
-class Architecture:
-    """Backbone and hyper-parameters (the ``model.*`` config keys besides ``e0s``).
+def record_fields(entries: Sequence[BackboneDescription]) -> List[tuple]:
+    """(name, type, field) of the record of ``entries``' architectures: ``backbone`` (the first
+    entry's name by default), then each architecture's fields in its order, a field that several
+    share once (with one default), and ``dtype`` last (the order config files and model files
+    have always had)."""
+    seen: Dict[str, tuple] = {}
+    for entry in entries:
+        types = entry.architecture.field_types()
+        for f in dataclasses.fields(entry.architecture):
+            if f.name not in seen:
+                seen[f.name] = (types[f.name], f)
+            elif _default(seen[f.name][1]) != _default(f):
+                raise ValueError(f"backbone {entry.name}: the default of {f.name} differs from another backbone's")
+    names = [n for n in seen if n != "dtype"] + ["dtype"]
+    fields = [("backbone", str, dataclasses.field(default=entries[0].name))]
+    for name in names:
+        tp, f = seen[name]
+        fields.append((name, tp, dataclasses.field(default=f.default, default_factory=f.default_factory)))
+    return fields
 
-    ``num_interactions``: MACE interactions, or the torchmd_et's attention layers (its
-    neighbour embedding is one more message-passing step). MACE alone: ``max_L`` ..
-    ``mlp_irreps``; torchmd_et alone (torchmd-net's Equivariant Transformer):
-    ``num_heads``, ``num_rbf`` (exp-normal radial functions), ``distance_influence``."""
 
-    backbone: str = "mace"
-    r_max: float = 5.0
-    num_channels: int = 64
-    max_L: int = 1
-    num_interactions: int = 2
-    correlation: int = 3
-    max_ell: int = 3
-    num_bessel: int = 8
-    num_polynomial_cutoff: int = 5
-    radial_mlp: List[int] = field(default_factory=lambda: [64, 64, 64])
-    mlp_irreps: str = "16x0e"
-    num_heads: int = 8
-    num_rbf: int = 32
-    distance_influence: str = "both"
-    dtype: str = "float32"
+def _default(f: dataclasses.Field) -> Any:
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
+class _ArchitectureRecord:
+    """The methods of :class:`Architecture`; its fields come from the registry."""
+
+    def own(self) -> BackboneArchitecture:
+        """This backbone's architecture: the fields it uses, with its checks."""
+        return description(self.backbone).architecture.from_record(self)
 
     def used_fields(self) -> tuple:
-        """The names of the fields this architecture's backbone uses."""
-        return BACKBONE_FIELDS[self.backbone]
+        """The names of the fields this architecture's backbone uses (others are neither
+        validated nor compared when fine-tuning)."""
+        return ("backbone",) + description(self.backbone).architecture.field_names()
 
     def validate(self) -> None:
         """Raise ``ValueError`` whose message starts with the offending field's name."""
-        check_dtype_name(self.dtype)
-        if self.backbone not in BACKBONE_NAMES:
-            raise ValueError(f"backbone must be one of {', '.join(BACKBONE_NAMES)}, got {self.backbone!r}")
-        checks = [
-            (self.r_max > 0, "r_max must be > 0"),
-            (self.num_channels > 0, "num_channels must be > 0"),
-            (self.max_L >= 0, "max_L must be >= 0"),
-            (self.num_interactions >= 1, "num_interactions must be >= 1"),
-            (self.correlation >= 1, "correlation must be >= 1"),
-            (self.num_heads >= 1, "num_heads must be >= 1"),
-            (self.num_rbf >= 1, "num_rbf must be >= 1"),
-            (self.distance_influence in DISTANCE_INFLUENCE,
-             f"distance_influence must be one of {', '.join(DISTANCE_INFLUENCE)}, got {self.distance_influence!r}"),
-            (self.backbone != "torchmd_et" or self.num_channels % max(self.num_heads, 1) == 0,
-             f"num_channels ({self.num_channels}) must be a multiple of num_heads ({self.num_heads}) "
-             "for the torchmd_et backbone"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
+        if self.backbone not in backbone_names():
+            raise ValueError(f"backbone must be one of {', '.join(backbone_names())}, got {self.backbone!r}")
+        self.own().validate()
 
     def architecture(self) -> Dict[str, Any]:
         """The architecture fields alone, as keyword arguments (copies, not shared lists)."""
         return {f.name: copy.deepcopy(getattr(self, f.name)) for f in dataclasses.fields(Architecture)}
+
+
+Architecture = dataclasses.make_dataclass(
+    "Architecture", record_fields(descriptions()), bases=(_ArchitectureRecord,), namespace={
+        "__module__": __name__,
+        "__doc__": "Backbone and hyper-parameters (the ``model.*`` config keys besides ``e0s``): the record "
+                   "of the registered backbones' architecture fields (each backbone's architecture "
+                   "dataclass says what its fields mean).",
+    })
 
 
 @dataclass(kw_only=True)

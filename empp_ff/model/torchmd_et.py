@@ -23,12 +23,15 @@ for mace's blocks. The choice and its measurements: ``docs/backbone_choice.md``.
   EMPP's reference code does on Equiformer.
 * Elements: embedded by atomic number (tables of ``MAX_ATOMIC_NUMBER + 1`` rows), so the
   weights do not depend on the species list and fine-tuning across element sets copies
-  them as they are.
+  them as they are (no ``element_indexed_parameters``).
+
+What the ET declares about itself (hyper-parameters, packages, named parts) is ``DESCRIPTION``.
 """
 
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from typing import Iterator, List, Optional, Sequence, Tuple
 
 import torch
@@ -36,17 +39,48 @@ import torch
 from empp_ff._dtypes import torch_dtype
 from empp_ff._elements import MAX_ATOMIC_NUMBER, z_table
 from empp_ff.model._imports import import_e3nn_o3, import_torchmdnet_et
+from empp_ff.model.architecture import BackboneArchitecture
+from empp_ff.model.description import BackboneDescription
 from empp_ff.model.interface import Backbone
-from empp_ff.model.spec import BackboneSpec
+
+DISTANCE_INFLUENCE = ("keys", "values", "both", "none")
+
+
+@dataclass
+class TorchMDETArchitecture(BackboneArchitecture):
+    """The ET's hyper-parameters (``model.*``): ``num_interactions`` attention layers (the
+    neighbour embedding is one more message-passing step) of ``num_heads`` heads over
+    ``num_channels`` channels, ``num_rbf`` exp-normal radial functions, and where the distance
+    enters the attention (``distance_influence``: torchmd-net's option)."""
+
+    num_interactions: int = 2
+    num_heads: int = 8
+    num_rbf: int = 32
+    distance_influence: str = "both"
+
+    def checks(self) -> List[Tuple[bool, str]]:
+        return super().checks() + [
+            (self.num_interactions >= 1, "num_interactions must be >= 1"),
+            (self.num_heads >= 1, "num_heads must be >= 1"),
+            (self.num_rbf >= 1, "num_rbf must be >= 1"),
+            (self.distance_influence in DISTANCE_INFLUENCE,
+             f"distance_influence must be one of {', '.join(DISTANCE_INFLUENCE)}, got {self.distance_influence!r}"),
+            (self.num_channels % max(self.num_heads, 1) == 0,
+             f"num_channels ({self.num_channels}) must be a multiple of num_heads ({self.num_heads}) "
+             "for the torchmd_et backbone"),
+        ]
+
+    def describe(self) -> str:
+        return (f"torchmd_et (torchmd-net Equivariant Transformer) {self.num_channels}ch, "
+                f"{self.num_interactions} attention layers, {self.num_heads} heads")
 
 
 class TorchMDETBackbone(Backbone):
     """Per-atom energies and (scalar, vector) node features from torchmd-net's ET blocks."""
 
-    def __init__(self, spec: BackboneSpec):
-        super().__init__()
+    def __init__(self, spec):
+        super().__init__(spec)
         attention, smearing, neighbour_embedding, activations = import_torchmdnet_et()
-        self.spec_dict = spec.to_dict()
         dtype = torch_dtype(spec.dtype)
         c = int(spec.num_channels)
         max_z = MAX_ATOMIC_NUMBER + 1
@@ -77,7 +111,7 @@ class TorchMDETBackbone(Backbone):
         values = torch.as_tensor(list(energies), dtype=torch.float64).reshape(self.atomic_energies.shape)
         with torch.no_grad():
             self.atomic_energies.copy_(values.to(self.atomic_energies.dtype))
-        self.spec_dict["atomic_energies"] = [float(v) for v in values]
+        self._record_reference_energies(values)
 
     @torch.jit.unused
     def feature_irreps(self):
@@ -222,3 +256,21 @@ class TorchMDETBackbone(Backbone):
         finally:
             for handle in handles:
                 handle.remove()
+
+
+_ET_EMBEDDINGS = ("backbone.embedding.", "backbone.neighbour_embedding.embedding.")
+
+DESCRIPTION = BackboneDescription(
+    name="torchmd_et",
+    architecture=TorchMDETArchitecture,
+    network=TorchMDETBackbone,
+    packages=("e3nn", "torchmd-net"),
+    # Its only element-indexed parameters are the two embedding tables (the atom's own and
+    # the neighbour embedding's).
+    reinit_parts={
+        "embedding": _ET_EMBEDDINGS,
+        "elements": _ET_EMBEDDINGS,
+        "readouts": ("backbone.readout.", "backbone.out_norm."),
+        "interactions": ("backbone.layers.", "backbone.neighbour_embedding."),
+    },
+)

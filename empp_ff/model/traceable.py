@@ -16,14 +16,14 @@ from typing import Any, Dict
 
 import torch
 
-from empp_ff.model.backbone import backbone_class
+from empp_ff.model.backbone import description
 from empp_ff.model.potential import Potential
 from empp_ff.model.spec import BackboneSpec
 
 
 def tracing(spec: Dict[str, Any]) -> contextlib.AbstractContextManager:
     """The context in which the backbone of ``spec`` (a BackboneSpec dict) is traced."""
-    return backbone_class(BackboneSpec.from_dict(dict(spec)).backbone).traceable()
+    return description(BackboneSpec.from_dict(dict(spec)).backbone).network.traceable()
 
 
 def build_traceable_potential(spec: Dict[str, Any], state_dict: Dict[str, torch.Tensor]):
@@ -31,9 +31,9 @@ def build_traceable_potential(spec: Dict[str, Any], state_dict: Dict[str, torch.
     for tracing; eval mode, parameters frozen. Trace it inside :func:`tracing` as well
     (MACE's spherical harmonics are looked up per call)."""
     backbone_spec = BackboneSpec.from_dict(dict(spec))
-    cls = backbone_class(backbone_spec.backbone)
-    with cls.traceable():
-        potential = Potential(cls(backbone_spec))
+    entry = description(backbone_spec.backbone)
+    with entry.network.traceable():
+        potential = Potential(entry.build(backbone_spec))
     potential.load_state_dict(state_dict)
     for p in potential.parameters():
         p.requires_grad_(False)

@@ -2,16 +2,16 @@
 
 Fine-tuning a pre-trained backbone on data with other elements (GEOM-like drugs,
 H C N O F S Cl, then an MD17 molecule, H C O) must not throw away the
-element-dependent weights: MACE's node embedding, every interaction's
-``skip_tp`` (node features ⊗ element one-hot) and the product blocks' symmetric
-contraction weights are indexed by element, and so is EMPP's element code. Like
-mace-torch's foundation-model fine-tuning, the rows of the elements both models
-know are copied; elements only the target knows keep their fresh values.
+element-dependent weights. Every module whose parameters are indexed by the species list
+says which, and how, with ``element_indexed_parameters()`` (a backbone: see
+``empp_ff.model.interface.Backbone``; an auxiliary module may do the same). Like
+mace-torch's foundation-model fine-tuning, the rows of the elements both models know are
+copied; elements only the target knows keep their fresh values.
 
 e3nn normalises an ``o3.Linear`` or a tensor product by 1/sqrt(fan-in), and the
-element one-hot's fan-in is the number of elements, so copied element slices are
-multiplied by sqrt(n_target / n_source): the copied function is then identical for
-the shared elements (tested against the source model's energies).
+element one-hot's fan-in is the number of elements, so copied element slices of such a
+module (``normalised``) are multiplied by sqrt(n_target / n_source): the copied function is
+then identical for the shared elements (tested against the source model's energies).
 
 Every other tensor must have the same shape in both models; a tensor that does not
 is an architecture mismatch and raises, naming it.
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Sequence, Tuple
 
 import torch
 
@@ -38,43 +38,50 @@ class TransferReport:
                 "new_elements": self.new_elements}
 
 
+class ElementLayout(NamedTuple):
+    """How a parameter is indexed by element: one (flat slice, view shape, element axis) per
+    weight block, and whether its module divides by sqrt(fan-in) (e3nn), so that copied slices
+    need rescaling."""
+
+    blocks: List[Tuple[slice, tuple, int]]
+    normalised: bool = False
+
+
+def whole_tensor_layout(tensor: torch.Tensor, axis: int) -> ElementLayout:
+    """A plain tensor with one row (``axis``) per element, e.g. a ``Linear`` on the one-hot."""
+    return ElementLayout([(slice(0, tensor.numel()), tuple(tensor.shape), axis)])
+
+
+def e3nn_weight_layout(module: torch.nn.Module, axis: int) -> ElementLayout:
+    """The ``weight`` of an e3nn ``o3.Linear`` or tensor product with the element one-hot as
+    input ``axis`` (0: the only input; 1: the second input of a tensor product): one block per
+    weighted path, normalised by e3nn."""
+    blocks, offset = [], 0
+    for ins in module.instructions:
+        if getattr(ins, "has_weight", True):
+            size = math.prod(ins.path_shape)
+            blocks.append((slice(offset, offset + size), tuple(ins.path_shape), axis))
+            offset += size
+    return ElementLayout(blocks, True)
+
+
+def element_layouts(model: torch.nn.Module) -> Dict[str, ElementLayout]:
+    """{full parameter name: layout} over every submodule that declares its element-indexed
+    parameters."""
+    layouts = {}
+    for prefix, module in model.named_modules():
+        declare = getattr(module, "element_indexed_parameters", None)
+        if callable(declare):
+            for name, layout in declare().items():
+                layouts[f"{prefix}.{name}" if prefix else name] = layout
+    return layouts
+
+
 def element_index_map(source_z: Sequence[int], target_z: Sequence[int]) -> Tuple[List[int], List[int]]:
     """(target positions, source positions) of the elements both know, in target order."""
     where = {int(z): i for i, z in enumerate(source_z)}
     pairs = [(t, where[int(z)]) for t, z in enumerate(target_z) if int(z) in where]
     return [p[0] for p in pairs], [p[1] for p in pairs]
-
-
-def _element_axes(module: torch.nn.Module, module_name: str, name: str, n_elements: int):
-    """How parameter ``name`` of ``module`` is indexed by element, if it is.
-
-    Returns (blocks, normalised): one (flat slice, view shape, element axis) per
-    weight block ([] when the parameter does not depend on the element), and
-    whether the module divides by sqrt(fan-in) (e3nn), so copied slices need rescaling.
-    """
-    one_hot = f"{n_elements}x0e"
-    leaf = module_name.rsplit(".", 1)[-1]
-    if name == "weight" and hasattr(module, "instructions") and leaf in ("linear", "skip_tp"):
-        if leaf == "skip_tp" and str(getattr(module, "irreps_in2", "")) == one_hot:
-            axis = 1  # (node features) x (element one-hot) -> features
-        elif module_name.endswith("node_embedding.linear") and str(getattr(module, "irreps_in", "")) == one_hot:
-            axis = 0
-        else:
-            return [], False
-        blocks, offset = [], 0
-        for ins in module.instructions:
-            if getattr(ins, "has_weight", True):
-                size = math.prod(ins.path_shape)
-                blocks.append((slice(offset, offset + size), tuple(ins.path_shape), axis))
-                offset += size
-        return blocks, True
-    tensor = _local_tensor(module, name)
-    if ".symmetric_contractions." in f".{module_name}." and tensor.dim() == 3 and tensor.shape[0] == n_elements:
-        return [(slice(0, tensor.numel()), tuple(tensor.shape), 0)], False  # [elements, params, channels]
-    if (isinstance(module, torch.nn.Linear) and leaf == "element" and name == "weight"
-            and module.in_features == n_elements):
-        return [(slice(0, tensor.numel()), tuple(tensor.shape), 1)], False  # EMPP's element code
-    return [], False
 
 
 def _source_blocks(blocks, n_source: int):
@@ -99,6 +106,7 @@ def transfer_weights(source: torch.nn.Module, target: torch.nn.Module, source_z:
     n_src, n_tgt = len(source_z), len(target_z)
     scale = math.sqrt(n_tgt / n_src)
     src_modules = dict(source.named_modules())
+    layouts = element_layouts(target)
     mismatched = []
     with torch.no_grad():
         for mod_name, module in target.named_modules():
@@ -114,7 +122,7 @@ def transfer_weights(source: torch.nn.Module, target: torch.nn.Module, source_z:
                 if src is None:
                     mismatched.append(f"{full} (absent in the source)")
                     continue
-                blocks, normalised = _element_axes(module, mod_name, name, n_tgt)
+                blocks, normalised = layouts.get(full, ElementLayout([]))
                 if blocks and list(source_z) != list(target_z):
                     _copy_blocks(src, dst, _source_blocks(blocks, n_src), blocks, target_pos, source_pos,
                                  scale if normalised else 1.0)
