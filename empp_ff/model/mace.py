@@ -211,7 +211,10 @@ class MACEBackbone(Backbone):
         """Per-node one-hot species and per-edge spherical harmonics, radial
         features and cutoff values: (node_attrs, edge_attrs, edge_feats, cutoff)."""
         species = self.z_to_index[atomic_numbers]
-        node_attrs = torch.nn.functional.one_hot(species, self.num_elements).to(positions.dtype)
+        # one-hot by comparison: one_hot checks its input's values, which make_fx cannot trace
+        # (the compiled training step); the same 0/1 values
+        element_ids = torch.arange(self.num_elements, device=species.device)
+        node_attrs = (species.unsqueeze(-1) == element_ids).to(positions.dtype)
         # index_select (not fancy indexing): its backward is index_add, which is
         # deterministic on CPU, so resumed runs reproduce uninterrupted ones bit for bit.
         vectors = positions.index_select(0, edge_index[1]) - positions.index_select(0, edge_index[0]) + shifts
