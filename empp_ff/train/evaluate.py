@@ -73,22 +73,3 @@ def format_error_table(metrics: Dict[str, float], per_element: Dict[str, float] 
     lines += [f"{name:<{width}}  {value:>12}  {unit}" for name, value, unit in rows]
     lines.append("-" * (width + 24))
     return "\n".join(lines)
-
-
-def empp_validation(model, loader, seed: int, use_labels: bool, device: torch.device, dist) -> Dict[str, float]:
-    """The EMPP loss (and its parts) of ``model`` (a TrainingModel) on the validation
-    ``loader``, with the same masks every epoch; ``val_empp_*`` keys, reduced over ranks."""
-    from empp_ff.data.dataset import epoch_generator
-    from empp_ff.train.distributed import reduce_mean_dict
-
-    generator = epoch_generator(seed + 104729, 0)
-    sums, count = {}, 0
-    model.eval()
-    with torch.no_grad():
-        for batch in loader:
-            batch = batch.to(device)
-            out = model.empp(model.potential.backbone, batch, generator, use_labels=use_labels)
-            for k in ("loss", "radius_kl", "direction_kl"):
-                sums[k] = sums.get(k, 0.0) + float(out[k])
-            count += 1
-    return {f"val_empp_{k}": v for k, v in reduce_mean_dict(dist, sums, count, device).items()}

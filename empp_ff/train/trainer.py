@@ -30,13 +30,14 @@ from empp_ff._dtypes import torch_dtype
 from empp_ff._faults import step_window
 from empp_ff.empp.pretrained import initial_weights
 from empp_ff.model.spec import BackboneSpec
+from empp_ff.train.auxiliaries import SELF_SUPERVISED, validation_losses
 from empp_ff.train.config import Config, ConfigError, dump_config
 from empp_ff.train.data_setup import PreparedData, finite, prepare_data, with_recorded_data_path
 from empp_ff.train.distributed import init_distributed
 from empp_ff.train.ema import EMA
 from empp_ff.train.energy_offset import refit_reference_energies
 from empp_ff.train.epoch_stats import EpochStats, logged_keys
-from empp_ff.train.evaluate import empp_validation, evaluate
+from empp_ff.train.evaluate import evaluate
 from empp_ff.train.finetune import load_pretrained
 from empp_ff.train.io import write_json
 from empp_ff.train.loaders import Loaders
@@ -305,12 +306,14 @@ class Trainer:
                                       loss_fn=lambda pred, batch: supervised_loss(pred, batch, self.cfg.loss,
                                                                                   self.scale)["loss"])
                 result.update({f"val_{k}": v for k, v in metrics.items() if k != "n_structures"})
-            if self.model.empp is not None:
-                result.update(empp_validation(self.model, self.loaders.loader(self.val_set, train=False),
-                                              self.cfg.seed, self.supervised, self.device, self.dist))
-        if "val_empp_loss" in result:  # with EMPP's weight as scheduled at this step
-            factor = self.cfg.empp.factor(self.step / self.objective.total_steps)
-            result["val_loss"] = result.get("val_loss", 0.0) + self.cfg.empp.weight * factor * result["val_empp_loss"]
+            for aux in self.model.auxiliaries:
+                result.update(validation_losses(self.model, aux, self.loaders.loader(self.val_set, train=False),
+                                                self.cfg.seed, self.supervised, self.device, self.dist))
+        progress = self.step / self.objective.total_steps
+        for aux in self.model.auxiliaries:  # with each weight as scheduled at this step
+            if aux.counts_in_val_loss:
+                loss = result[aux.validation_columns()[0]]
+                result["val_loss"] = result.get("val_loss", 0.0) + aux.weighted(loss, aux.config.factor(progress))
         if self.supervised:
             # Model selection as in Equiformer's MD17 protocol: weighted MAEs.
             e = result["val_energy_per_atom_mae_mev"]
@@ -334,7 +337,7 @@ class Trainer:
                 self.wall_offset = time.perf_counter() - start
                 row.update(step=self.step, lr=self.optimizer.param_groups[0]["lr"], wall_time_s=self.wall_offset)
                 self.history.append(row)
-                selection = row["val_weighted_mae" if self.supervised else "val_empp_loss"]
+                selection = row["val_weighted_mae" if self.supervised else SELF_SUPERVISED.validation_columns()[0]]
                 improved = selection < self.best_val or not math.isfinite(self.best_val)
                 if improved:
                     self.best_val, self.best_epoch = selection, self.epoch
