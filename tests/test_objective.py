@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from empp_ff.empp.weighting import AuxWeighting
+from empp_ff.auxiliary.weighting import AuxWeighting
 from empp_ff.train.energy_offset import fit_offsets, refit_reference_energies
 
 

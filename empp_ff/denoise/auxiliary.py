@@ -1,5 +1,5 @@
 """Coordinate denoising as an auxiliary loss of a training run (the ``aux.denoise:``
-section), through :class:`~empp_ff.empp.auxiliary_loss.AuxiliaryLoss`."""
+section), through :class:`~empp_ff.auxiliary.loss.AuxiliaryLoss`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Dict, Optional
 
 import torch
 
-from empp_ff.empp.auxiliary_loss import AuxiliaryLoss
+from empp_ff.auxiliary.loss import AuxiliaryLoss
 
 
 class DenoiseAuxiliary(AuxiliaryLoss):

@@ -1,5 +1,5 @@
 """EMPP as an auxiliary loss of a training run (the ``empp:`` section): its module,
-its outputs and its weighting, through :class:`~empp_ff.empp.auxiliary_loss.AuxiliaryLoss`.
+its outputs and its weighting, through :class:`~empp_ff.auxiliary.loss.AuxiliaryLoss`.
 
 Pre-training (``task: pretrain``) is this auxiliary alone.
 """
@@ -10,7 +10,7 @@ from typing import Dict, Optional
 
 import torch
 
-from empp_ff.empp.auxiliary_loss import AuxiliaryLoss
+from empp_ff.auxiliary.loss import AuxiliaryLoss
 
 
 class EMPPAuxiliary(AuxiliaryLoss):

@@ -1,4 +1,4 @@
-"""The auxiliary losses training knows (:class:`~empp_ff.empp.auxiliary_loss.AuxiliaryLoss`),
+"""The auxiliary losses training knows (:class:`~empp_ff.auxiliary.loss.AuxiliaryLoss`),
 which of them a config turns on, and the validation loop they share."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ from typing import Dict, List, Tuple, Type
 
 import torch
 
+from empp_ff.auxiliary.loss import AuxiliaryLoss
 from empp_ff.denoise.auxiliary import DenoiseAuxiliary
 from empp_ff.empp.auxiliary import EMPPAuxiliary
-from empp_ff.empp.auxiliary_loss import AuxiliaryLoss
 
 #: Every auxiliary loss, in the order a run registers their modules (state dicts, the optimiser's
 #: parameter order), draws their random numbers in a step, and lists their columns.

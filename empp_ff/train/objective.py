@@ -2,8 +2,8 @@
 
 loss = supervised (energy + forces) + Σ_aux λ_aux · f_aux(progress) · L_aux [+ EMPP replay]
 
-for the auxiliary losses the model carries (:class:`~empp_ff.empp.auxiliary_loss.AuxiliaryLoss`:
-EMPP, coordinate denoising), each with its :class:`~empp_ff.empp.weighting.AuxWeighting`
+for the auxiliary losses the model carries (:class:`~empp_ff.auxiliary.loss.AuxiliaryLoss`:
+EMPP, coordinate denoising), each with its :class:`~empp_ff.auxiliary.weighting.AuxWeighting`
 (weight, schedule, gradient balancing, batch fraction). With ``grad_balance`` α set, the auxiliary's gradient on
 the backbone is rescaled to α · f · ‖supervised gradient‖ (its own head and encoders
 keep λ · f · their gradient), which needs one backward pass per balanced term; the
@@ -52,7 +52,7 @@ class Objective:
 
     @property
     def weighting(self) -> Dict[str, object]:
-        """Each auxiliary term's :class:`~empp_ff.empp.weighting.AuxWeighting`, by name."""
+        """Each auxiliary term's :class:`~empp_ff.auxiliary.weighting.AuxWeighting`, by name."""
         return {name: aux.config for name, aux in self.auxiliaries.items()}
 
     def backbone_parameters(self) -> List[torch.nn.Parameter]:

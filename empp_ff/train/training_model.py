@@ -13,7 +13,7 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 
-from empp_ff.empp.auxiliary_loss import AuxiliaryLoss
+from empp_ff.auxiliary.loss import AuxiliaryLoss
 from empp_ff.model.backbone import build_backbone
 from empp_ff.model.potential import Potential
 from empp_ff.model.spec import BackboneSpec

@@ -5,7 +5,7 @@ Training knows an auxiliary loss only through this interface: its ``name`` (the
 objective's term, the ``TrainingModel`` attribute that holds its module, the
 checkpoint's ``<name>_state``, ``grad_norm_<name>``), the per-step values it
 ``outputs`` (their metrics.csv columns; the first is the loss), its weighting over
-time (its config section, an :class:`~empp_ff.empp.weighting.AuxWeighting`), the
+time (its config section, an :class:`~empp_ff.auxiliary.weighting.AuxWeighting`), the
 module it trains, and its validation step. The objective, the epoch statistics, the
 report and the plots derive their terms and columns from it, so a new auxiliary loss
 is one implementation plus its entry in ``empp_ff.train.auxiliaries``.
@@ -18,7 +18,7 @@ from typing import ClassVar, Dict, Optional, Tuple
 
 import torch
 
-from empp_ff.empp.weighting import AuxWeighting
+from empp_ff.auxiliary.weighting import AuxWeighting
 
 
 class AuxiliaryLoss:
