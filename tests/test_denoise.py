@@ -143,8 +143,8 @@ def test_denoising_is_validated_with_the_same_noise_every_epoch(setup):
     """val_denoise_loss: the mean of the module's loss over the validation batches, drawn from the
     fixed validation stream (seed + validation_seed), so two epochs' values differ only by the weights."""
     from empp_ff.data.dataset import epoch_generator
-    from empp_ff.train.auxiliaries import validation_losses
     from empp_ff.train.distributed import DistContext
+    from empp_ff.train.evaluate import validation_losses
 
     potential, batch = setup
     aux, model = _denoise_model(potential)

@@ -1,11 +1,9 @@
-"""The auxiliary losses training knows (:class:`~empp_ff.auxiliary.loss.AuxiliaryLoss`),
-which of them a config turns on, and the validation loop they share."""
+"""The auxiliary losses training knows (:class:`~empp_ff.auxiliary.loss.AuxiliaryLoss`)
+and which of them a config turns on (their shared validation loop: ``evaluate.py``)."""
 
 from __future__ import annotations
 
-from typing import Dict, List, Tuple, Type
-
-import torch
+from typing import List, Tuple, Type
 
 from empp_ff.auxiliary.loss import AuxiliaryLoss
 from empp_ff.denoise.auxiliary import DenoiseAuxiliary
@@ -28,23 +26,3 @@ def configured(cfg) -> List[AuxiliaryLoss]:
 def run_auxiliaries(cfg) -> List[AuxiliaryLoss]:
     """The auxiliaries whose modules a run with config ``cfg`` builds and trains."""
     return [aux for aux in configured(cfg) if aux.has_module]
-
-
-def validation_losses(model, aux: AuxiliaryLoss, loader, seed: int, use_labels: bool, device: torch.device,
-                      dist) -> Dict[str, float]:
-    """``aux``'s outputs on the validation ``loader`` for ``model`` (a TrainingModel), with the
-    same random draws every epoch; ``val_<output>`` keys, averaged over all ranks' batches."""
-    from empp_ff.data.dataset import epoch_generator
-    from empp_ff.train.distributed import reduce_mean_dict
-
-    generator = epoch_generator(seed + aux.validation_seed, 0)
-    module, backbone = getattr(model, aux.name), model.potential.backbone
-    sums: Dict[str, float] = {}
-    count = 0
-    model.eval()
-    for batch in loader:
-        values = aux.validation_step(module, backbone, batch.to(device), generator, use_labels)
-        for key, value in values.items():
-            sums[key] = sums.get(key, 0.0) + value
-        count += 1
-    return {f"val_{k}": v for k, v in reduce_mean_dict(dist, sums, count, device).items()}

@@ -1,4 +1,5 @@
-"""Evaluate a potential on a data loader: MAE/RMSE of energies and forces."""
+"""Evaluate on a data loader: a potential's MAE/RMSE of energies and forces, and an
+auxiliary loss's validation losses."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import Dict, Tuple
 
 import torch
 
+from empp_ff.auxiliary.loss import AuxiliaryLoss
 from empp_ff.train.metrics import ErrorAccumulator
 
 
@@ -73,3 +75,23 @@ def format_error_table(metrics: Dict[str, float], per_element: Dict[str, float] 
     lines += [f"{name:<{width}}  {value:>12}  {unit}" for name, value, unit in rows]
     lines.append("-" * (width + 24))
     return "\n".join(lines)
+
+
+def validation_losses(model, aux: AuxiliaryLoss, loader, seed: int, use_labels: bool, device: torch.device,
+                      dist) -> Dict[str, float]:
+    """``aux``'s outputs on the validation ``loader`` for ``model`` (a TrainingModel), with the
+    same random draws every epoch; ``val_<output>`` keys, averaged over all ranks' batches."""
+    from empp_ff.data.dataset import epoch_generator
+    from empp_ff.train.distributed import reduce_mean_dict
+
+    generator = epoch_generator(seed + aux.validation_seed, 0)
+    module, backbone = getattr(model, aux.name), model.potential.backbone
+    sums: Dict[str, float] = {}
+    count = 0
+    model.eval()
+    for batch in loader:
+        values = aux.validation_step(module, backbone, batch.to(device), generator, use_labels)
+        for key, value in values.items():
+            sums[key] = sums.get(key, 0.0) + value
+        count += 1
+    return {f"val_{k}": v for k, v in reduce_mean_dict(dist, sums, count, device).items()}

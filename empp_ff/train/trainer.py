@@ -30,14 +30,13 @@ from empp_ff._dtypes import torch_dtype
 from empp_ff._faults import step_window
 from empp_ff.empp.pretrained import initial_weights
 from empp_ff.model.spec import BackboneSpec
-from empp_ff.train.auxiliaries import SELF_SUPERVISED, validation_losses
 from empp_ff.train.config import Config, ConfigError, dump_config
 from empp_ff.train.data_setup import PreparedData, finite, prepare_data, with_recorded_data_path
 from empp_ff.train.distributed import init_distributed
 from empp_ff.train.ema import EMA
 from empp_ff.train.energy_offset import refit_reference_energies
 from empp_ff.train.epoch_stats import EpochStats, logged_keys
-from empp_ff.train.evaluate import evaluate
+from empp_ff.train.evaluate import evaluate, validation_losses
 from empp_ff.train.finetune import load_pretrained
 from empp_ff.train.io import write_json
 from empp_ff.train.loaders import Loaders
@@ -48,7 +47,7 @@ from empp_ff.train.report import METRIC_COLUMNS, epoch_line, final_report
 from empp_ff.train.resume import check_resumable, interrupted_state
 from empp_ff.train.rundir import RunDirectory
 from empp_ff.train.schedule import LearningRateSchedule
-from empp_ff.train.stopping import StopRule
+from empp_ff.train.stopping import StopRule, selection_metric
 from empp_ff.train.tensorboard import TensorBoardLog
 from empp_ff.train.training_model import build_training_model
 
@@ -337,7 +336,7 @@ class Trainer:
                 self.wall_offset = time.perf_counter() - start
                 row.update(step=self.step, lr=self.optimizer.param_groups[0]["lr"], wall_time_s=self.wall_offset)
                 self.history.append(row)
-                selection = row["val_weighted_mae" if self.supervised else SELF_SUPERVISED.validation_columns()[0]]
+                selection = row[selection_metric(self.supervised)]
                 improved = selection < self.best_val or not math.isfinite(self.best_val)
                 if improved:
                     self.best_val, self.best_epoch = selection, self.epoch
