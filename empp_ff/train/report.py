@@ -11,7 +11,7 @@ from typing import Any, Callable, Dict, List
 import torch
 
 from empp_ff.train.auxiliaries import KNOWN, SELF_SUPERVISED
-from empp_ff.train.checkpoint import load_checkpoint
+from empp_ff.train.checkpoint import load_checkpoint, potential_weights
 from empp_ff.train.empp_replay import REPLAY_LOSS
 from empp_ff.train.evaluate import evaluate, format_error_table
 from empp_ff.train.objective import SUPERVISED_PARTS, grad_cos_key, grad_norm_key
@@ -59,7 +59,7 @@ def _test_errors(best: Dict[str, Any], potential, test_set, batch_size: int, dev
     from empp_ff.train.plots import parity_plots
 
     # best.pt's (EMA) weights in the training potential: training is over, and a rebuild costs seconds
-    potential.load_state_dict(best.get("ema_potential_state") or best["potential_state"])
+    potential.load_state_dict(potential_weights(best))
     loader = DataLoader(test_set, batch_size=batch_size, shuffle=False)
     metrics, acc = evaluate(potential, loader, device, keep_predictions=True, progress=progress, desc="test")
     parity_plots(acc.stacked_predictions(), plots)
