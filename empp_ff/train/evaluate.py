@@ -85,12 +85,11 @@ def validation_losses(model, aux: AuxiliaryLoss, loader, seed: int, use_labels: 
     from empp_ff.train.distributed import reduce_mean_dict
 
     generator = epoch_generator(seed + aux.validation_seed, 0)
-    module, backbone = getattr(model, aux.name), model.potential.backbone
     sums: Dict[str, float] = {}
     count = 0
     model.eval()
     for batch in loader:
-        values = aux.validation_step(module, backbone, batch.to(device), generator, use_labels)
+        values = model.validation_step(aux, batch.to(device), generator, use_labels)
         for key, value in values.items():
             sums[key] = sums.get(key, 0.0) + value
         count += 1

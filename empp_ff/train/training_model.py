@@ -62,6 +62,11 @@ class TrainingModel(torch.nn.Module):
             out[REPLAY_LOSS] = self.empp(self.potential.backbone, replay_batch, generator, use_labels=False)["loss"]
         return out
 
+    def validation_step(self, aux: AuxiliaryLoss, batch, generator: Optional[torch.Generator],
+                        use_labels: bool) -> Dict[str, float]:
+        """``aux``'s outputs on one validation batch (no gradients), as numbers."""
+        return aux.validation_step(getattr(self, aux.name), self.potential.backbone, batch, generator, use_labels)
+
 
 def build_training_model(cfg: Config, spec: BackboneSpec, label_stats: Dict[str, float], device: torch.device,
                          dist, start_energies: Optional[Sequence[float]] = None) -> Tuple[TrainingModel,
