@@ -7,8 +7,9 @@ checkpoint's ``<name>_state``, ``grad_norm_<name>``), the per-step values it
 ``outputs`` (their metrics.csv columns; the first is the loss), its weighting over
 time (its config section, an :class:`~empp_ff.auxiliary.weighting.AuxWeighting`), the
 module it trains, and its validation step. The objective, the epoch statistics, the
-report and the plots derive their terms and columns from it, so a new auxiliary loss
-is one implementation plus its entry in ``empp_ff.train.auxiliaries``.
+report, the plots and the checkpoint derive their terms, columns and keys from it, so a
+new auxiliary loss is its config section, one implementation and its entry in
+``empp_ff.train.auxiliaries``.
 """
 
 from __future__ import annotations
