@@ -124,3 +124,53 @@ def test_bad_config_names_the_key():
         DenoiseConfig(sigma=0.0).validate()
     with pytest.raises(ValueError, match="aux.denoise.batch_fraction"):
         DenoiseConfig(batch_fraction=0.0).validate()
+
+
+# --- validation through the AuxiliaryLoss interface (issue 27) -------------------------------
+
+def _denoise_model(potential):
+    from empp_ff.denoise.auxiliary import DenoiseAuxiliary
+    from empp_ff.train.training_model import TrainingModel
+
+    aux = DenoiseAuxiliary(DenoiseConfig(enabled=True))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        module = aux.build_module(potential.backbone, {"force_scale": 1.0}).double()
+    return aux, TrainingModel(potential, [(aux, module)])
+
+
+def test_denoising_is_validated_with_the_same_noise_every_epoch(setup):
+    """val_denoise_loss: the mean of the module's loss over the validation batches, drawn from the
+    fixed validation stream (seed + validation_seed), so two epochs' values differ only by the weights."""
+    from empp_ff.data.dataset import epoch_generator
+    from empp_ff.train.distributed import DistContext
+    from empp_ff.train.evaluate import validation_losses
+
+    potential, batch = setup
+    aux, model = _denoise_model(potential)
+    loader = [batch, batch]
+    first = validation_losses(model, aux, loader, 7, True, torch.device("cpu"), DistContext())
+    again = validation_losses(model, aux, loader, 7, True, torch.device("cpu"), DistContext())
+    assert set(first) == {"val_denoise_loss"} and first == again
+    generator = epoch_generator(7 + aux.validation_seed, 0)
+    with torch.no_grad():
+        by_hand = [float(model.denoise(potential.backbone, b, generator)["loss"]) for b in loader]
+    assert first["val_denoise_loss"] == pytest.approx(sum(by_hand) / 2, rel=1e-12)
+    assert 0 < first["val_denoise_loss"] < 10
+
+
+@pytest.mark.slow
+def test_a_denoising_run_reports_its_validation_loss(tmp_path, tiny_train_overrides):
+    import csv
+    import math
+
+    from empp_ff.train.config import load_config
+    from empp_ff.train.trainer import run_training
+
+    lines = []
+    run_training(load_config(None, tiny_train_overrides(tmp_path / "run", epochs=1, **{"aux.denoise.enabled": True})),
+                 log=lines.append)
+    row = next(csv.DictReader((tmp_path / "run" / "metrics.csv").open()))
+    assert math.isfinite(float(row["val_denoise_loss"])) and float(row["val_denoise_loss"]) > 0
+    assert math.isfinite(float(row["denoise_loss"])) and row["val_empp_loss"] == ""
+    assert any("denoise " in line and "(val " in line for line in lines), lines

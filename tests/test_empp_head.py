@@ -3,11 +3,11 @@
 import pytest
 import torch
 
+from empp_ff.auxiliary.norm import IrrepsRMSNorm
 from empp_ff.empp.config import EMPPConfig
 from empp_ff.empp.direction import DirectionHead
 from empp_ff.empp.head import PositionHead
 from empp_ff.empp.module import EMPPModule
-from empp_ff.empp.norm import IrrepsRMSNorm
 from empp_ff.model._imports import import_e3nn_o3
 from empp_ff.model.backbone import MACEBackbone
 from empp_ff.model.spec import BackboneSpec

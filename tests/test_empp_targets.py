@@ -5,8 +5,9 @@ import math
 import pytest
 import torch
 
+from empp_ff.auxiliary.harmonics import real_sh
 from empp_ff.empp.loss import kl_per_pair, per_copy_loss, reduce_copies
-from empp_ff.empp.sphere import real_sh, sphere_grid_matrix, sphere_grid_points
+from empp_ff.empp.sphere import sphere_grid_matrix, sphere_grid_points
 from empp_ff.empp.targets import direction_target, radius_bin_centres, radius_target
 
 RES = [100, 101]

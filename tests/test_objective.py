@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from empp_ff.empp.weighting import AuxWeighting
+from empp_ff.auxiliary.weighting import AuxWeighting
 from empp_ff.train.energy_offset import fit_offsets, refit_reference_energies
 
 
@@ -78,7 +78,7 @@ def _mean_error_mev(potential, batches) -> float:
 
 
 def _objective(grad_balance, weight=2.0):
-    from empp_ff.empp.module import EMPPModule
+    from empp_ff.empp.auxiliary import EMPPAuxiliary
     from empp_ff.testing.batches import collate, molecule_graph, random_molecule
     from empp_ff.testing.models import demo_potential
     from empp_ff.train.config import load_config
@@ -90,7 +90,8 @@ def _objective(grad_balance, weight=2.0):
     stats = {"energy_per_atom_mean": 0.0, "energy_per_atom_std": 1.0, "force_scale": 1.0}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        model = TrainingModel(potential, EMPPModule(cfg.empp, potential.backbone, stats).double()).train()
+        empp = EMPPAuxiliary(cfg.empp)
+        model = TrainingModel(potential, [(empp, empp.build_module(potential.backbone, stats).double())]).train()
     g = torch.Generator().manual_seed(2)
     graphs = []
     for n in (6, 8):

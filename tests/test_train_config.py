@@ -47,6 +47,22 @@ def test_wrong_types_and_values_are_named():
         config_from_dict({"empp": {"num_masks": 0}})
 
 
+def test_each_section_checks_its_own_values():
+    """Issue 27: a section validates itself; load() runs every section's check, defaults included."""
+    from empp_ff.denoise.config import DenoiseConfig
+    from empp_ff.train.config import Config, DataConfig, LossConfig, ModelConfig, TrainConfig
+    from empp_ff.train.typed_config import load
+
+    for section, key in ((DataConfig(n_val=0), "data.n_val"), (LossConfig(type="l1"), "loss.type"),
+                         (TrainConfig(lr=0.0), "train.lr"), (ModelConfig(r_max=-1.0), "model.r_max"),
+                         (Config(task="x"), "task")):
+        with pytest.raises(ConfigError, match=key):
+            section.validate()
+    with pytest.raises(ValueError, match="aux.denoise.sigma"):
+        DenoiseConfig(sigma=0.0).validate()
+    assert isinstance(load(Config, {}), Config)
+
+
 def test_yaml_file_round_trip(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("seed: 5\ndata:\n  path: x.npz\n  n_train: 10\n")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Dict
 
-from empp_ff.empp.weighting import AuxWeighting
+from empp_ff.auxiliary.weighting import AuxWeighting
 
 
 @dataclass

@@ -19,9 +19,9 @@ from typing import Dict, Optional
 
 import torch
 
+from empp_ff.auxiliary.harmonics import real_sh
+from empp_ff.auxiliary.norm import IrrepsRMSNorm
 from empp_ff.denoise.config import DenoiseConfig
-from empp_ff.empp.norm import IrrepsRMSNorm
-from empp_ff.empp.sphere import real_sh
 from empp_ff.model._imports import import_e3nn_o3
 from empp_ff.model.interface import default_dtype
 from empp_ff.model.irreps import irreps_up_to

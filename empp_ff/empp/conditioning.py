@@ -25,7 +25,7 @@ from typing import Dict, List, Optional, Sequence
 import torch
 
 from empp_ff._elements import z_table
-from empp_ff.empp.sphere import real_sh
+from empp_ff.auxiliary.harmonics import real_sh
 from empp_ff.model._imports import import_e3nn_o3
 from empp_ff.model.irreps import irreps_up_to
 from empp_ff.model.transfer import ElementLayout, whole_tensor_layout

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional
 
-from empp_ff.empp.weighting import AuxWeighting
+from empp_ff.auxiliary.weighting import AuxWeighting
 from empp_ff.model.parts import all_part_names, reinit_fragments
 
 _MASK_REDUCTIONS = ("sum", "mean")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from empp_ff.empp.norm import IrrepsRMSNorm
+from empp_ff.auxiliary.norm import IrrepsRMSNorm
 from empp_ff.model._imports import import_e3nn_o3
 from empp_ff.model.irreps import irreps_up_to, parity
 

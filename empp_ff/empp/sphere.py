@@ -30,9 +30,3 @@ def sphere_grid_points(res: Sequence[int], dtype: torch.dtype = torch.float64) -
     betas, alphas = o3.s2_grid(int(res[0]), int(res[1]), dtype=torch.float64)
     beta, alpha = torch.meshgrid(betas, alphas, indexing="ij")
     return o3.angles_to_xyz(alpha, beta).reshape(-1, 3).to(dtype)
-
-
-def real_sh(lmax: int, vectors: torch.Tensor, normalize: bool) -> torch.Tensor:
-    """Real SH l = 0..lmax (integral normalisation, e3nn order) of ``vectors [..., 3]``."""
-    o3 = import_e3nn_o3()
-    return o3.spherical_harmonics(list(range(lmax + 1)), vectors, normalize=normalize, normalization="integral")

@@ -16,7 +16,7 @@ from typing import Sequence
 
 import torch
 
-from empp_ff.empp.sphere import real_sh
+from empp_ff.auxiliary.harmonics import real_sh
 
 
 @torch.no_grad()

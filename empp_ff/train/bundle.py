@@ -9,11 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from empp_ff.train.checkpoint import load_checkpoint, save_checkpoint
-
-# Kept from a training checkpoint: what initialising from it needs, plus provenance.
-_KEEP = ("config", "backbone_spec", "ema_potential_state", "potential_state", "empp_state", "label_stats",
-         "statistics", "epoch", "best_val", "val_metrics", "history", "splits_sizes", "format", "format_version")
+from empp_ff.train.checkpoint import initialisation_part, load_checkpoint, save_checkpoint
 
 
 def write_bundle(run: str, out: str) -> Path:
@@ -22,10 +18,7 @@ def write_bundle(run: str, out: str) -> Path:
     state = load_checkpoint(run)
     if state["config"].get("task") != "pretrain":
         raise ValueError(f"{run} is not a self-supervised EMPP run (task: {state['config'].get('task')!r})")
-    slim = {key: state[key] for key in _KEEP if key in state}
-    if slim.get("ema_potential_state") is not None:  # the weights a fine-tune starts from
-        slim.pop("potential_state")
-    save_checkpoint(slim, out)
+    save_checkpoint(initialisation_part(state), out)
     return Path(out)
 
 

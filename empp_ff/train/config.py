@@ -1,7 +1,9 @@
 """The training configuration: its sections, their checks, and how a config is loaded.
 
 A config is a tree of dataclasses (the engine: ``typed_config.py``) built from
-YAML (``config_yaml.py``). Everything is checked before any work starts.
+YAML (``config_yaml.py``). Each section checks its own values (its ``validate``);
+``Config.validate`` checks what involves several sections. The engine runs them all
+before any work starts.
 """
 
 from __future__ import annotations
@@ -20,9 +22,14 @@ from empp_ff.model.spec import Architecture
 from empp_ff.train.config_yaml import apply_overrides, parse_yaml, read_yaml  # noqa: F401 (re-exported)
 from empp_ff.train.demo_config import DEMO_CONFIG, adjust_demo  # noqa: F401 (DEMO_CONFIG: re-exported)
 from empp_ff.train.schedule import SCHEDULERS
-from empp_ff.train.typed_config import ConfigError, build, check_keys  # noqa: F401 (ConfigError: re-exported)
+from empp_ff.train.typed_config import ConfigError, load  # noqa: F401 (ConfigError: re-exported)
 
 Number = Union[int, float]
+
+
+def _need(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
 
 
 @dataclass
@@ -46,6 +53,14 @@ class DataConfig:
     split_seed: Optional[int] = None  # None: the top-level seed
     num_workers: int = 0
 
+    def validate(self) -> None:
+        # numpy takes no seed < 0
+        _need(self.split_seed is None or self.split_seed >= 0,
+              f"data.split_seed must be a non-negative integer, got {self.split_seed!r}")
+        for name in ("n_train", "n_val"):
+            v = getattr(self, name)
+            _need(v is None or v > 0, f"data.{name} must be > 0 (a count, or a fraction in (0, 1)), got {v}")
+
 
 @dataclass
 class ModelConfig(Architecture):
@@ -56,6 +71,13 @@ class ModelConfig(Architecture):
     # or a mapping {atomic_number: energy_eV}.
     e0s: Union[str, Dict[int, float]] = "fit"
 
+    def validate(self) -> None:
+        try:
+            super().validate()
+        except ValueError as exc:
+            raise ConfigError(f"model.{exc}") from exc
+        _need(isinstance(self.e0s, dict) or self.e0s == "fit", "model.e0s must be 'fit' or a mapping {Z: energy}")
+
 
 @dataclass
 class LossConfig:
@@ -63,6 +85,10 @@ class LossConfig:
     type: str = "mse"
     energy_weight: float = 1.0
     forces_weight: float = 80.0
+
+    def validate(self) -> None:
+        _need(self.type in ("mse", "l2mae"), f"loss.type must be 'mse' or 'l2mae', got {self.type!r}")
+        _need(self.energy_weight >= 0 and self.forces_weight >= 0, "loss weights must be >= 0")
 
 
 @dataclass
@@ -116,6 +142,30 @@ class TrainConfig:
     # backbone (metrics.csv grad_* columns); null: never (it costs extra backward passes).
     grad_norm_every: Optional[int] = None
 
+    def validate(self) -> None:
+        _need(self.max_epochs >= 1, "train.max_epochs must be >= 1")
+        _need(self.patience is None or self.patience >= 1, "train.patience must be >= 1 or null")
+        _need(0 <= self.min_improvement < 1, "train.min_improvement must lie in [0, 1)")
+        _need(self.plateau_min_improvement is None or 0 <= self.plateau_min_improvement < 1,
+              "train.plateau_min_improvement must lie in [0, 1) or be null")
+        _need(self.scheduler in SCHEDULERS,
+              f"train.scheduler must be one of {', '.join(SCHEDULERS)}, got {self.scheduler!r}")
+        _need(0 < self.plateau_factor < 1, "train.plateau_factor must lie in (0, 1)")
+        _need(self.plateau_patience >= 1, "train.plateau_patience must be >= 1")
+        _need(0 < self.plateau_min_lr_ratio <= 1, "train.plateau_min_lr_ratio must lie in (0, 1]")
+        _need(self.batch_size >= 1 and self.eval_batch_size >= 1, "batch sizes must be >= 1")
+        _need(self.lr > 0, "train.lr must be > 0")
+        _need(0 < self.ema_decay < 1, "train.ema_decay must lie in (0, 1)")
+        _need(0 <= self.min_lr_ratio <= 1, "train.min_lr_ratio must lie in [0, 1]")
+        _need(self.warmup_epochs >= 0, "train.warmup_epochs must be >= 0")
+        _need(self.grad_clip is None or self.grad_clip > 0, "train.grad_clip must be > 0 or null")
+        _need(self.threads is None or self.threads >= 1, "train.threads must be >= 1 or null")
+        _need(self.max_atoms_per_batch is None or self.max_atoms_per_batch >= 1,
+              "train.max_atoms_per_batch must be >= 1 or null")
+        _need(self.grad_norm_every is None or self.grad_norm_every >= 1, "train.grad_norm_every must be >= 1 or null")
+        _need(self.device in ("auto", "cpu") or self.device.startswith("cuda"),
+              f"train.device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+
 
 @dataclass
 class AuxConfig:
@@ -140,68 +190,23 @@ class Config:
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
 
-
-def _check_values(cfg: Config) -> None:
-    def need(cond: bool, msg: str):
-        if not cond:
-            raise ConfigError(msg)
-
-    need(cfg.task in ("supervised", "pretrain"), f"task must be 'supervised' or 'pretrain', got {cfg.task!r}")
-    for key, seed in (("seed", cfg.seed), ("data.split_seed", cfg.data.split_seed)):  # numpy takes none < 0
-        need(seed is None or seed >= 0, f"{key} must be a non-negative integer, got {seed!r}")
-    try:
-        cfg.model.validate()
-    except ValueError as exc:
-        raise ConfigError(f"model.{exc}") from exc
-    need(isinstance(cfg.model.e0s, dict) or cfg.model.e0s == "fit", "model.e0s must be 'fit' or a mapping {Z: energy}")
-    need(cfg.loss.type in ("mse", "l2mae"), f"loss.type must be 'mse' or 'l2mae', got {cfg.loss.type!r}")
-    need(cfg.loss.energy_weight >= 0 and cfg.loss.forces_weight >= 0, "loss weights must be >= 0")
-    need(cfg.train.max_epochs >= 1, "train.max_epochs must be >= 1")
-    need(cfg.train.patience is None or cfg.train.patience >= 1, "train.patience must be >= 1 or null")
-    need(0 <= cfg.train.min_improvement < 1, "train.min_improvement must lie in [0, 1)")
-    need(cfg.train.plateau_min_improvement is None or 0 <= cfg.train.plateau_min_improvement < 1,
-         "train.plateau_min_improvement must lie in [0, 1) or be null")
-    need(cfg.train.scheduler in SCHEDULERS,
-         f"train.scheduler must be one of {', '.join(SCHEDULERS)}, got {cfg.train.scheduler!r}")
-    need(0 < cfg.train.plateau_factor < 1, "train.plateau_factor must lie in (0, 1)")
-    need(cfg.train.plateau_patience >= 1, "train.plateau_patience must be >= 1")
-    need(0 < cfg.train.plateau_min_lr_ratio <= 1, "train.plateau_min_lr_ratio must lie in (0, 1]")
-    need(cfg.train.batch_size >= 1 and cfg.train.eval_batch_size >= 1, "batch sizes must be >= 1")
-    need(cfg.train.lr > 0, "train.lr must be > 0")
-    need(0 < cfg.train.ema_decay < 1, "train.ema_decay must lie in (0, 1)")
-    need(0 <= cfg.train.min_lr_ratio <= 1, "train.min_lr_ratio must lie in [0, 1]")
-    need(cfg.train.warmup_epochs >= 0, "train.warmup_epochs must be >= 0")
-    need(cfg.train.grad_clip is None or cfg.train.grad_clip > 0, "train.grad_clip must be > 0 or null")
-    need(cfg.train.threads is None or cfg.train.threads >= 1, "train.threads must be >= 1 or null")
-    need(cfg.train.max_atoms_per_batch is None or cfg.train.max_atoms_per_batch >= 1,
-         "train.max_atoms_per_batch must be >= 1 or null")
-    need(cfg.train.grad_norm_every is None or cfg.train.grad_norm_every >= 1,
-         "train.grad_norm_every must be >= 1 or null")
-    need(
-        cfg.train.device == "auto" or cfg.train.device == "cpu" or cfg.train.device.startswith("cuda"),
-        f"train.device must be auto, cpu, cuda or cuda:N, got {cfg.train.device!r}",
-    )
-    for name in ("n_train", "n_val"):
-        v = getattr(cfg.data, name)
-        need(v is None or v > 0, f"data.{name} must be > 0 (a count, or a fraction in (0, 1)), got {v}")
-    if cfg.empp.replays:
-        need(cfg.task == "supervised", "empp.replay_data rehearses unlabelled data during supervised fine-tuning; "
-             "a pretrain run trains on its data.path alone")
-        need(Path(cfg.empp.replay_data).expanduser().exists(), f"empp.replay_data: file not found: "
-             f"{cfg.empp.replay_data}")
-    if cfg.task == "pretrain":
-        need(cfg.empp.enabled, "task 'pretrain' trains with EMPP alone: set empp.enabled: true")
-        need(cfg.empp.weight > 0, "task 'pretrain' trains with EMPP alone: empp.weight must be > 0")
-    try:
-        cfg.empp.validate()
-        cfg.empp.reinit_patterns(cfg.model.backbone)  # parts the chosen backbone does not have
-        initial_weights(cfg.finetune_from, cfg.empp, cfg.model.backbone)  # a bad empp.pretrained fails before any work
-    except ValueError as exc:
-        raise ConfigError(f"empp: {exc}") from exc
-    try:
-        cfg.aux.denoise.validate()
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from exc
+    def validate(self) -> None:
+        """The top-level keys and what involves several sections (each section checks itself)."""
+        _need(self.task in ("supervised", "pretrain"), f"task must be 'supervised' or 'pretrain', got {self.task!r}")
+        _need(self.seed >= 0, f"seed must be a non-negative integer, got {self.seed!r}")  # numpy takes none < 0
+        if self.empp.replays:
+            _need(self.task == "supervised", "empp.replay_data rehearses unlabelled data during supervised "
+                  "fine-tuning; a pretrain run trains on its data.path alone")
+            _need(Path(self.empp.replay_data).expanduser().exists(),
+                  f"empp.replay_data: file not found: {self.empp.replay_data}")
+        if self.task == "pretrain":
+            _need(self.empp.enabled, "task 'pretrain' trains with EMPP alone: set empp.enabled: true")
+            _need(self.empp.weight > 0, "task 'pretrain' trains with EMPP alone: empp.weight must be > 0")
+        try:
+            self.empp.reinit_patterns(self.model.backbone)  # parts the chosen backbone does not have
+            initial_weights(self.finetune_from, self.empp, self.model.backbone)  # a bad empp.pretrained fails now
+        except ValueError as exc:
+            raise ConfigError(f"empp: {exc}") from exc
 
 
 #: Split sizes of a pre-training run unless given: everything trains but a 5% validation
@@ -212,10 +217,7 @@ PRETRAIN_SPLITS = {"n_train": None, "n_val": 0.05, "n_test": 0}
 def config_from_dict(mapping: Dict[str, Any]) -> Config:
     if isinstance(mapping, dict) and mapping.get("task") == "pretrain" and isinstance(mapping.get("data", {}), dict):
         mapping = dict(mapping, data={**PRETRAIN_SPLITS, **(mapping.get("data") or {})})
-    check_keys(Config, mapping)
-    cfg = build(Config, mapping)
-    _check_values(cfg)
-    return cfg
+    return load(Config, mapping)
 
 
 def load_config(path: Optional[Union[str, Path]] = None, overrides: Optional[List[str]] = None) -> Config:

@@ -21,6 +21,10 @@ import torch
 
 from empp_ff.train.config import Config, ConfigError
 
+#: The replay term of the training objective, and its per-step value (a metrics.csv column).
+REPLAY_TERM = "replay"
+REPLAY_LOSS = "replay_empp_loss"
+
 
 def replay_indices(store, species: Sequence[int]) -> np.ndarray:
     """Indices of the structures of ``store`` made only of ``species``."""

@@ -9,21 +9,25 @@ from __future__ import annotations
 from typing import Dict, List
 
 from empp_ff.train.distributed import reduce_means
+from empp_ff.train.empp_replay import REPLAY_LOSS
+from empp_ff.train.objective import SUPERVISED_PARTS, grad_cos_key, grad_norm_key
+
+#: The supervised objective's per-step values, logged as ``train_<key>``; every other value
+#: (auxiliary outputs, replay, gradient diagnostics) keeps its own name.
+SUPERVISED_KEYS = ("loss", "energy_loss", "forces_loss")
 
 
 def logged_keys(model, supervised: bool, grad_norms: bool, replay: bool = False) -> List[str]:
     """The per-step values a run with ``model`` (a TrainingModel) logs."""
-    keys = ["loss"] + (["energy_loss", "forces_loss"] if supervised else [])
-    aux = [name for name in ("empp", "denoise") if getattr(model, name) is not None]
-    if model.empp is not None:
-        keys += ["empp_loss", "empp_radius_kl", "empp_direction_kl"]
-    if model.denoise is not None:
-        keys += ["denoise_loss"]
+    keys = list(SUPERVISED_KEYS) if supervised else ["loss"]
+    names = [aux.name for aux in model.auxiliaries]
+    for aux in model.auxiliaries:
+        keys += list(aux.outputs)
     if replay:
-        keys += ["replay_empp_loss"]
+        keys += [REPLAY_LOSS]
     if grad_norms:
-        keys += [f"grad_norm_{n}" for n in (["energy", "forces"] if supervised else []) + aux]
-        keys += [f"grad_cos_forces_{n}" for n in aux] if supervised else []
+        keys += [grad_norm_key(n) for n in (list(SUPERVISED_PARTS) if supervised else []) + names]
+        keys += [grad_cos_key(n) for n in names] if supervised else []
     return keys
 
 
@@ -40,5 +44,4 @@ class EpochStats:
     def means(self, dist, device) -> Dict[str, float]:
         """Means over every rank's steps, named as in metrics.csv (``train_`` for the supervised parts)."""
         means = reduce_means(dist, self.sums, self.counts, device)
-        own = ("empp", "denoise", "grad_", "replay")
-        return {(k if k.startswith(own) else "train_" + k): v for k, v in means.items()}
+        return {("train_" + k if k in SUPERVISED_KEYS else k): v for k, v in means.items()}

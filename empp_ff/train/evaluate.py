@@ -1,4 +1,5 @@
-"""Evaluate a potential on a data loader: MAE/RMSE of energies and forces."""
+"""Evaluate on a data loader: a potential's MAE/RMSE of energies and forces, and an
+auxiliary loss's validation losses."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import Dict, Tuple
 
 import torch
 
+from empp_ff.auxiliary.loss import AuxiliaryLoss
 from empp_ff.train.metrics import ErrorAccumulator
 
 
@@ -75,20 +77,20 @@ def format_error_table(metrics: Dict[str, float], per_element: Dict[str, float] 
     return "\n".join(lines)
 
 
-def empp_validation(model, loader, seed: int, use_labels: bool, device: torch.device, dist) -> Dict[str, float]:
-    """The EMPP loss (and its parts) of ``model`` (a TrainingModel) on the validation
-    ``loader``, with the same masks every epoch; ``val_empp_*`` keys, reduced over ranks."""
+def validation_losses(model, aux: AuxiliaryLoss, loader, seed: int, use_labels: bool, device: torch.device,
+                      dist) -> Dict[str, float]:
+    """``aux``'s outputs on the validation ``loader`` for ``model`` (a TrainingModel), with the
+    same random draws every epoch; ``val_<output>`` keys, averaged over all ranks' batches."""
     from empp_ff.data.dataset import epoch_generator
     from empp_ff.train.distributed import reduce_mean_dict
 
-    generator = epoch_generator(seed + 104729, 0)
-    sums, count = {}, 0
+    generator = epoch_generator(seed + aux.validation_seed, 0)
+    sums: Dict[str, float] = {}
+    count = 0
     model.eval()
-    with torch.no_grad():
-        for batch in loader:
-            batch = batch.to(device)
-            out = model.empp(model.potential.backbone, batch, generator, use_labels=use_labels)
-            for k in ("loss", "radius_kl", "direction_kl"):
-                sums[k] = sums.get(k, 0.0) + float(out[k])
-            count += 1
-    return {f"val_empp_{k}": v for k, v in reduce_mean_dict(dist, sums, count, device).items()}
+    for batch in loader:
+        values = model.validation_step(aux, batch.to(device), generator, use_labels)
+        for key, value in values.items():
+            sums[key] = sums.get(key, 0.0) + value
+        count += 1
+    return {f"val_{k}": v for k, v in reduce_mean_dict(dist, sums, count, device).items()}

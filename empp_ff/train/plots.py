@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, NamedTuple, Tuple
 
 import numpy as np
+
+from empp_ff.train.auxiliaries import KNOWN
 
 
 def _figure(ncols: int = 1):
@@ -64,15 +66,32 @@ def parity_plots(predictions: Dict, out_dir: Path) -> List[Path]:
     return written
 
 
-#: (panel title, [(column, legend label), ...]); a panel is drawn when one of its columns has data.
-LEARNING_CURVE_PANELS = [
-    ("energy MAE (meV)", [("train_energy_mae_mev", "train"), ("val_energy_mae_mev", "validation")]),
-    ("forces MAE (meV/Å)", [("train_forces_mae_mev_per_a", "train"), ("val_forces_mae_mev_per_a", "validation")]),
-    ("loss (training objective)", [("train_loss", "train"), ("val_loss", "validation")]),
-    ("EMPP loss", [("empp_loss", "train"), ("val_empp_loss", "validation")]),
-    ("EMPP radius KL", [("empp_radius_kl", "train"), ("val_empp_radius_kl", "validation")]),
-    ("EMPP direction KL", [("empp_direction_kl", "train"), ("val_empp_direction_kl", "validation")]),
-]
+class Panel(NamedTuple):
+    """One learning-curve panel: drawn when one of its ``curves`` ((column, legend label), ...)
+    has data. ``role``: ``errors`` (supervised MAEs), ``objective`` (the training objective),
+    ``auxiliary`` (an auxiliary loss) or ``auxiliary_part`` (a part of one, e.g. EMPP's KLs)."""
+
+    title: str
+    curves: List[Tuple[str, str]]
+    role: str
+
+
+def _train_and_val(column: str) -> List[Tuple[str, str]]:
+    return [(column, "train"), (f"val_{column}", "validation")]
+
+
+def learning_curve_panels() -> List[Panel]:
+    """Every panel a run may draw: errors, objective, then each auxiliary loss's outputs."""
+    panels = [Panel("energy MAE (meV)", [("train_energy_mae_mev", "train"), ("val_energy_mae_mev", "validation")],
+                    "errors"),
+              Panel("forces MAE (meV/Å)", [("train_forces_mae_mev_per_a", "train"),
+                                           ("val_forces_mae_mev_per_a", "validation")], "errors"),
+              Panel("loss (training objective)", [("train_loss", "train"), ("val_loss", "validation")], "objective")]
+    for kind in KNOWN:
+        for i, (column, what) in enumerate(kind.outputs.items()):
+            panels.append(Panel(f"{kind.label} {what}", _train_and_val(column),
+                                "auxiliary" if i == 0 else "auxiliary_part"))
+    return panels
 
 
 def _series(history: List[Dict], key: str) -> List[float]:
@@ -89,15 +108,14 @@ def learning_curves_figure(history: List[Dict]):
     supervised run: MAEs and loss; a pre-training run: the EMPP losses)."""
     from matplotlib.ticker import MaxNLocator
 
-    panels = [(title, curves) for title, curves in LEARNING_CURVE_PANELS
-              if any(_has_data(_series(history, key)) for key, _ in curves)]
-    if any(title.startswith("energy") for title, _ in panels):  # supervised: EMPP parts are in the loss
-        panels = [p for p in panels if not p[0].startswith("EMPP") or p[0] == "EMPP loss"]
+    panels = [p for p in learning_curve_panels() if any(_has_data(_series(history, key)) for key, _ in p.curves)]
+    if any(p.role == "errors" for p in panels):  # supervised: an auxiliary's parts are in its loss
+        panels = [p for p in panels if p.role != "auxiliary_part"]
     else:  # pre-training: the objective is the (weighted) EMPP loss, shown on its own
-        panels = [p for p in panels if not p[0].startswith("loss")]
+        panels = [p for p in panels if p.role != "objective"]
     fig = _figure(ncols=max(1, len(panels)))
     epochs = [row["epoch"] for row in history]
-    for i, (title, curves) in enumerate(panels):
+    for i, (title, curves, _) in enumerate(panels):
         ax = fig.add_subplot(1, len(panels), i + 1)
         shown = []
         for key, label in curves:

@@ -10,23 +10,31 @@ from typing import Any, Callable, Dict, List
 
 import torch
 
-from empp_ff.train.checkpoint import load_checkpoint
+from empp_ff.train.auxiliaries import KNOWN, SELF_SUPERVISED
+from empp_ff.train.checkpoint import load_checkpoint, potential_weights
+from empp_ff.train.empp_replay import REPLAY_LOSS
 from empp_ff.train.evaluate import evaluate, format_error_table
+from empp_ff.train.objective import SUPERVISED_PARTS, grad_cos_key, grad_norm_key
 
-METRIC_COLUMNS = [
-    "epoch", "step", "lr", "wall_time_s",
-    "train_loss", "train_energy_loss", "train_forces_loss",
-    "empp_loss", "empp_radius_kl", "empp_direction_kl",
-    "train_energy_mae_mev", "train_forces_mae_mev_per_a",
-    "val_loss", "val_energy_mae_mev", "val_energy_rmse_mev",
-    "val_forces_mae_mev_per_a", "val_forces_rmse_mev_per_a",
-    "val_empp_loss", "val_empp_radius_kl", "val_empp_direction_kl",
-    "denoise_loss", "replay_empp_loss",
-    # train.grad_norm_every: what each loss term puts on the backbone's gradient (epoch means)
-    "grad_norm_energy", "grad_norm_forces", "grad_norm_empp", "grad_norm_denoise",
-    "grad_cos_forces_empp", "grad_cos_forces_denoise",
-    "val_weighted_mae",  # model selection (supervised): energy_weight * E/atom MAE + forces_weight * F MAE
-]
+SUPERVISED_TRAIN_COLUMNS = ["train_loss", "train_energy_loss", "train_forces_loss"]
+SUPERVISED_VAL_COLUMNS = ["val_loss", "val_energy_mae_mev", "val_energy_rmse_mev", "val_forces_mae_mev_per_a",
+                          "val_forces_rmse_mev_per_a"]
+
+
+def metric_columns() -> List[str]:
+    """The metrics.csv columns: the supervised objective's parts, then every auxiliary loss's
+    outputs (and EMPP replay's), errors, the same on the validation split, gradient diagnostics
+    (``train.grad_norm_every``) and the model-selection metric."""
+    train_aux = [key for kind in KNOWN for key in kind.outputs] + [REPLAY_LOSS]
+    val_aux = [key for kind in KNOWN for key in kind.validation_columns()]
+    terms = list(SUPERVISED_PARTS) + [kind.name for kind in KNOWN]
+    return ["epoch", "step", "lr", "wall_time_s", *SUPERVISED_TRAIN_COLUMNS, *train_aux,
+            "train_energy_mae_mev", "train_forces_mae_mev_per_a", *SUPERVISED_VAL_COLUMNS, *val_aux,
+            *[grad_norm_key(t) for t in terms], *[grad_cos_key(kind.name) for kind in KNOWN],
+            "val_weighted_mae"]  # model selection (supervised): energy_weight * E/atom MAE + forces_weight * F MAE
+
+
+METRIC_COLUMNS = metric_columns()
 
 
 def epoch_line(row: Dict[str, Any], improved: bool, max_epochs: int, supervised: bool) -> str:
@@ -34,12 +42,12 @@ def epoch_line(row: Dict[str, Any], improved: bool, max_epochs: int, supervised:
     if supervised:
         parts += [f"val E MAE {row['val_energy_mae_mev']:.1f} meV",
                   f"F MAE {row['val_forces_mae_mev_per_a']:.1f} meV/Å"]
-    if "empp_loss" in row:
-        parts.append(f"EMPP {row['empp_loss']:.3f} (val {row.get('val_empp_loss', float('nan')):.3f})")
-    if "denoise_loss" in row:
-        parts.append(f"denoise {row['denoise_loss']:.3f}")
-    if "replay_empp_loss" in row:
-        parts.append(f"replay EMPP {row['replay_empp_loss']:.3f}")
+    for kind in KNOWN:
+        if kind.loss_key() in row:
+            val = row.get(kind.validation_columns()[0], float("nan"))
+            parts.append(f"{kind.label} {row[kind.loss_key()]:.3f} (val {val:.3f})")
+    if REPLAY_LOSS in row:
+        parts.append(f"replay EMPP {row[REPLAY_LOSS]:.3f}")
     parts.append(f"{row['wall_time_s']:.0f} s")
     return "  ".join(parts) + ("  *" if improved else "")
 
@@ -51,7 +59,7 @@ def _test_errors(best: Dict[str, Any], potential, test_set, batch_size: int, dev
     from empp_ff.train.plots import parity_plots
 
     # best.pt's (EMA) weights in the training potential: training is over, and a rebuild costs seconds
-    potential.load_state_dict(best.get("ema_potential_state") or best["potential_state"])
+    potential.load_state_dict(potential_weights(best))
     loader = DataLoader(test_set, batch_size=batch_size, shuffle=False)
     metrics, acc = evaluate(potential, loader, device, keep_predictions=True, progress=progress, desc="test")
     parity_plots(acc.stacked_predictions(), plots)
@@ -66,7 +74,8 @@ def log_result(result: Dict[str, Any], run_dir: Path, supervised: bool, log: Cal
             f"val energy MAE {result.get('val_energy_mae_mev', float('nan')):.1f} meV, "
             f"forces MAE {result.get('val_forces_mae_mev_per_a', float('nan')):.1f} meV/Å")
     else:
-        log(f"self-supervised run: best val EMPP loss {result.get('val_empp_loss', float('nan')):.4f} "
+        selection = SELF_SUPERVISED.validation_columns()[0]
+        log(f"self-supervised run: best val {SELF_SUPERVISED.label} loss {result.get(selection, float('nan')):.4f} "
             f"at epoch {result['epoch']}")
 
 

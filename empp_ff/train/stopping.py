@@ -10,6 +10,14 @@ from __future__ import annotations
 import math
 from typing import Any, Dict, List, Optional
 
+from empp_ff.train.auxiliaries import SELF_SUPERVISED
+
+
+def selection_metric(supervised: bool) -> str:
+    """The validation metric that selects best.pt and that patience and the plateau schedule
+    watch: the weighted MAEs, or in a self-supervised run its auxiliary's validation loss."""
+    return "val_weighted_mae" if supervised else SELF_SUPERVISED.validation_columns()[0]
+
 
 def improves(metric: float, best: float, min_improvement: float = 0.0) -> bool:
     """Whether ``metric`` betters ``best`` by more than the fraction ``min_improvement`` (a
@@ -71,7 +79,7 @@ class StopRule:
     @staticmethod
     def best_epoch_of(history: List[Dict[str, Any]], supervised: bool) -> int:
         """The best epoch of a metric history (checkpoints of older empp-ff do not record it)."""
-        key = "val_weighted_mae" if supervised else "val_empp_loss"
+        key = selection_metric(supervised)
         best, best_epoch = math.inf, 0
         for row in history:
             value = float(row.get(key, math.nan))

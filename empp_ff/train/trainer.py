@@ -30,13 +30,20 @@ from empp_ff._dtypes import torch_dtype
 from empp_ff._faults import step_window
 from empp_ff.empp.pretrained import initial_weights
 from empp_ff.model.spec import BackboneSpec
+from empp_ff.train.checkpoint import (
+    Progress,
+    read_progress,
+    restore_training,
+    start_atomic_energies,
+    training_checkpoint,
+)
 from empp_ff.train.config import Config, ConfigError, dump_config
 from empp_ff.train.data_setup import PreparedData, finite, prepare_data, with_recorded_data_path
 from empp_ff.train.distributed import init_distributed
 from empp_ff.train.ema import EMA
 from empp_ff.train.energy_offset import refit_reference_energies
 from empp_ff.train.epoch_stats import EpochStats, logged_keys
-from empp_ff.train.evaluate import empp_validation, evaluate
+from empp_ff.train.evaluate import evaluate, validation_losses
 from empp_ff.train.finetune import load_pretrained
 from empp_ff.train.io import write_json
 from empp_ff.train.loaders import Loaders
@@ -47,7 +54,7 @@ from empp_ff.train.report import METRIC_COLUMNS, epoch_line, final_report
 from empp_ff.train.resume import check_resumable, interrupted_state
 from empp_ff.train.rundir import RunDirectory
 from empp_ff.train.schedule import LearningRateSchedule
-from empp_ff.train.stopping import StopRule
+from empp_ff.train.stopping import StopRule, selection_metric
 from empp_ff.train.tensorboard import TensorBoardLog
 from empp_ff.train.training_model import build_training_model
 
@@ -119,10 +126,8 @@ class Trainer:
     def _build_model(self, resume_state: Optional[Dict[str, Any]]) -> None:
         # The one architecture object: the model and the data graphs share its r_max.
         self.spec = BackboneSpec.from_dict(resume_state["backbone_spec"]) if resume_state else self._backbone_spec()
-        # The reference energies the run started with (the spec's are refitted after every epoch); a
-        # checkpoint of an older empp-ff lacks them and resumes with the refitted ones.
-        saved = (resume_state or {}).get("start_atomic_energies")
-        self.start_energies = [float(e) for e in (saved if saved is not None else self.spec.atomic_energies)]
+        # The reference energies the run started with (the spec's are refitted after every epoch).
+        self.start_energies = start_atomic_energies(resume_state, self.spec)
         self.model, self.step_model = build_training_model(self.cfg, self.spec, self.label_stats(), self.device,
                                                            self.dist, start_energies=self.start_energies)
         self.scale = float(self.spec.scale)
@@ -189,52 +194,18 @@ class Trainer:
 
     # ------------------------------------------------------------------ state
     def _state(self) -> Dict[str, Any]:
-        potential = self.model.potential
-        ema_potential = None
-        if self.ema is not None:
-            averaged = self.ema.averaged_state_dict()
-            ema_potential = {k[len("potential."):]: v for k, v in averaged.items() if k.startswith("potential.")}
-        return {
-            "config": self.cfg.to_dict(),
-            "backbone_spec": potential.backbone.spec.to_dict(),
-            "start_atomic_energies": self.start_energies,
-            "potential_state": potential.state_dict(),
-            "ema_potential_state": ema_potential,
-            "empp_state": self.model.empp.state_dict() if self.model.empp is not None else None,
-            "denoise_state": self.model.denoise.state_dict() if self.model.denoise is not None else None,
-            "optimizer_state": self.optimizer.state_dict(),
-            "scheduler_state": self.scheduler.state_dict(),
-            "ema_state": self.ema.state_dict() if self.ema is not None else None,
-            "epoch": self.epoch,
-            "step": self.step,
-            "best_val": self.best_val,
-            "best_epoch": self.best_epoch,
-            "stop_best": list(self.stop_best),
-            "val_metrics": self.history[-1] if self.history else {},
-            "history": self.history,
-            "wall_time_s": self.wall_offset,
-            "label_stats": self.label_stats(),
-            "statistics": self.data.statistics,
-            "splits_sizes": {k: int(len(v)) for k, v in self.data.splits.items()},
-        }
+        progress = Progress(self.epoch, self.step, self.best_val, self.best_epoch, self.stop_best, self.history,
+                            self.wall_offset)
+        return training_checkpoint(config=self.cfg.to_dict(), model=self.model, start_energies=self.start_energies,
+                                   optimizer=self.optimizer, scheduler=self.scheduler, ema=self.ema,
+                                   progress=progress, label_stats=self.label_stats(),
+                                   statistics=self.data.statistics, splits=self.data.splits)
 
     def _restore(self, state: Dict[str, Any]) -> None:
-        self.model.potential.load_state_dict(state["potential_state"])
-        if self.model.empp is not None and state.get("empp_state") is not None:
-            self.model.empp.load_state_dict(state["empp_state"])
-        if self.model.denoise is not None and state.get("denoise_state") is not None:
-            self.model.denoise.load_state_dict(state["denoise_state"])
-        self.optimizer.load_state_dict(state["optimizer_state"])
-        self.scheduler.load_state_dict(state["scheduler_state"])
-        if self.ema is not None and state.get("ema_state") is not None:
-            self.ema.load_state_dict(state["ema_state"])
-        self.epoch = int(state["epoch"])
-        self.step = int(state["step"])
-        self.best_val = float(state["best_val"])
-        self.history = list(state.get("history", []))
-        self.best_epoch = int(state.get("best_epoch", self.stop_rule.best_epoch_of(self.history, self.supervised)))
-        self.stop_best = tuple(state.get("stop_best", (self.best_val, self.best_epoch)))
-        self.wall_offset = float(state.get("wall_time_s", 0.0))
+        restore_training(state, self.model, self.optimizer, self.scheduler, self.ema)
+        p = read_progress(state, lambda history: self.stop_rule.best_epoch_of(history, self.supervised))
+        self.epoch, self.step, self.best_val, self.best_epoch = p.epoch, p.step, p.best_val, p.best_epoch
+        self.stop_best, self.history, self.wall_offset = p.stop_best, p.history, p.wall_time_s
 
     # ------------------------------------------------------------------ epochs
     def train_epoch(self, epoch: int) -> Dict[str, float]:
@@ -305,12 +276,14 @@ class Trainer:
                                       loss_fn=lambda pred, batch: supervised_loss(pred, batch, self.cfg.loss,
                                                                                   self.scale)["loss"])
                 result.update({f"val_{k}": v for k, v in metrics.items() if k != "n_structures"})
-            if self.model.empp is not None:
-                result.update(empp_validation(self.model, self.loaders.loader(self.val_set, train=False),
-                                              self.cfg.seed, self.supervised, self.device, self.dist))
-        if "val_empp_loss" in result:  # with EMPP's weight as scheduled at this step
-            factor = self.cfg.empp.factor(self.step / self.objective.total_steps)
-            result["val_loss"] = result.get("val_loss", 0.0) + self.cfg.empp.weight * factor * result["val_empp_loss"]
+            for aux in self.model.auxiliaries:
+                result.update(validation_losses(self.model, aux, self.loaders.loader(self.val_set, train=False),
+                                                self.cfg.seed, self.supervised, self.device, self.dist))
+        progress = self.step / self.objective.total_steps
+        for aux in self.model.auxiliaries:  # with each weight as scheduled at this step
+            if aux.counts_in_val_loss:
+                loss = result[aux.validation_columns()[0]]
+                result["val_loss"] = result.get("val_loss", 0.0) + aux.weighted(loss, aux.config.factor(progress))
         if self.supervised:
             # Model selection as in Equiformer's MD17 protocol: weighted MAEs.
             e = result["val_energy_per_atom_mae_mev"]
@@ -334,7 +307,7 @@ class Trainer:
                 self.wall_offset = time.perf_counter() - start
                 row.update(step=self.step, lr=self.optimizer.param_groups[0]["lr"], wall_time_s=self.wall_offset)
                 self.history.append(row)
-                selection = row["val_weighted_mae" if self.supervised else "val_empp_loss"]
+                selection = row[selection_metric(self.supervised)]
                 improved = selection < self.best_val or not math.isfinite(self.best_val)
                 if improved:
                     self.best_val, self.best_epoch = selection, self.epoch

@@ -1,8 +1,11 @@
 """The typed-config engine: a tree of dataclasses built from a YAML mapping.
 
-Generic (nothing here knows the training config): an unknown or misspelled key
-is an error that names the full dotted key and suggests the nearest valid one;
-a value of the wrong type names the key, the expected type and the value given.
+Generic (nothing here knows the training config). :func:`load` does it in three
+passes: every unknown or misspelled key, in one error that names each full dotted
+key and suggests the nearest valid one; every value against its annotation (a wrong
+type names the key, the expected type and the value given); then every section's own
+``validate()``, sections inside a section first (a ``ValueError`` there becomes a
+:class:`ConfigError` with its message, which names the key).
 """
 
 from __future__ import annotations
@@ -18,6 +21,12 @@ class ConfigError(ValueError):
     """A configuration problem, reported before any training work."""
 
 
+def load(cls, mapping: Any):
+    """The dataclass tree ``cls`` built from ``mapping`` and checked (the three passes above)."""
+    check_keys(cls, mapping)
+    config = _build(cls, mapping)
+    _validate_sections(config)
+    return config
 
 
 def _suggest(key: str, valid: List[str]) -> str:
@@ -101,23 +110,33 @@ def _coerce(value: Any, tp, key: str) -> Any:
             return value
         raise ConfigError(f"config key '{key}': expected a string, got {value!r}")
     if dataclasses.is_dataclass(tp):
-        return build(tp, value, key)
+        return _build(tp, value, key)
     raise ConfigError(f"config key '{key}': unsupported type {tp}")
 
 
-def build(cls, mapping: Any, prefix: str = ""):
+def _build(cls, mapping: Any, prefix: str = ""):
+    """``cls`` from ``mapping``, whose keys :func:`check_keys` has checked."""
     if mapping is None:
         mapping = {}
     if not isinstance(mapping, dict):
         where = f"config section '{prefix}'" if prefix else "the config"
         raise ConfigError(f"{where} must be a mapping, got {mapping!r}")
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for key, value in mapping.items():
-        dotted = f"{prefix}.{key}" if prefix else str(key)
-        if key not in names:
-            valid = [f"{prefix}.{n}" if prefix else n for n in names]
-            raise ConfigError(f"unknown config key '{dotted}'; {_suggest(dotted, valid)}")
-        kwargs[key] = _coerce(value, hints[key], dotted)
-    return cls(**kwargs)
+    return cls(**{key: _coerce(value, hints[key], f"{prefix}.{key}" if prefix else str(key))
+                  for key, value in mapping.items()})
+
+
+def _validate_sections(section) -> None:
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        if dataclasses.is_dataclass(value):
+            _validate_sections(value)
+    validate = getattr(section, "validate", None)
+    if validate is None:
+        return
+    try:
+        validate()
+    except ConfigError:
+        raise
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
