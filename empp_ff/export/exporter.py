@@ -220,13 +220,13 @@ def export_model(
     (``format``, ``device``, ``cpu_target``, ``log``) go to :func:`export_potential`.
     The file is written atomically (temp file + ``os.replace``). Returns the output path.
     """
-    from empp_ff.train.checkpoint import build_potential, load_checkpoint
+    from empp_ff.train.checkpoint import build_potential, has_ema_weights, load_checkpoint
 
     if dtype is not None:
         check_dtype_name(dtype)
     resolve_format(out_path, export_options.get("format"))  # a bad name fails before any work
     state = load_checkpoint(checkpoint_or_run_dir)
-    used_ema = bool(use_ema and state.get("ema_potential_state") is not None)
+    used_ema = bool(use_ema and has_ema_weights(state))
     potential = build_potential(state, use_ema=use_ema, dtype=dtype)
     return export_potential(
         potential,

@@ -138,10 +138,14 @@ def start_atomic_energies(state: Optional[Dict[str, Any]], spec) -> List[float]:
     return [float(e) for e in (saved if saved is not None else spec.atomic_energies)]
 
 
+def has_ema_weights(state: Dict[str, Any]) -> bool:
+    """Whether the checkpoint holds EMA weights of the potential."""
+    return state.get("ema_potential_state") is not None
+
+
 def potential_weights(state: Dict[str, Any], use_ema: bool = True) -> Dict[str, torch.Tensor]:
     """The potential's state dict: the EMA weights if the checkpoint has them and ``use_ema``."""
-    weights = state.get("ema_potential_state") if use_ema else None
-    return weights if weights is not None else state["potential_state"]
+    return state["ema_potential_state"] if use_ema and has_ema_weights(state) else state["potential_state"]
 
 
 def initialisation_part(state: Dict[str, Any]) -> Dict[str, Any]:

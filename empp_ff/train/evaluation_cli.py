@@ -6,7 +6,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-from empp_ff.train.checkpoint import build_potential, load_checkpoint
+from empp_ff.train.checkpoint import build_potential, has_ema_weights, load_checkpoint
 from empp_ff.train.distributed import select_device
 from empp_ff.train.evaluate import evaluate
 
@@ -83,5 +83,5 @@ def run_eval(target, data: Optional[str], split: str = "auto", batch_size: int =
         "checkpoint": str(ckpt_path),
         "data": str(data_path),
         "split": split,
-        "ema": use_ema and state.get("ema_potential_state") is not None,
+        "ema": use_ema and has_ema_weights(state),
     }

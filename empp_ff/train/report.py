@@ -11,7 +11,7 @@ from typing import Any, Callable, Dict, List
 import torch
 
 from empp_ff.train.auxiliaries import KNOWN, SELF_SUPERVISED
-from empp_ff.train.checkpoint import load_checkpoint, potential_weights
+from empp_ff.train.checkpoint import has_ema_weights, load_checkpoint, potential_weights
 from empp_ff.train.empp_replay import REPLAY_LOSS
 from empp_ff.train.evaluate import evaluate, format_error_table
 from empp_ff.train.objective import SUPERVISED_PARTS, grad_cos_key, grad_norm_key
@@ -99,7 +99,7 @@ def final_report(rundir, history: List[Dict[str, Any]], test_set, *, trained_epo
         learning_curves(history, rundir.plots)
     best = load_checkpoint(rundir.best)
     result: Dict[str, Any] = {"checkpoint": "checkpoints/best.pt", "epoch": int(best["epoch"]),
-                              "ema": best.get("ema_potential_state") is not None, **stopping}
+                              "ema": has_ema_weights(best), **stopping}
     if test_set is not None:
         result.update(_test_errors(best, potential, test_set, batch_size, device, progress, rundir.plots))
     else:
