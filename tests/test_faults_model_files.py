@@ -359,3 +359,15 @@ def test_export_under_a_trusted_list_notes_the_new_file(tmp_path, monkeypatch):
     assert "not in the trusted-model list" in _refusal(_cli("info", tmp_path / "new.pt"))
     listing.write_text(_sha256sum(tmp_path / "new.pt"))
     assert _cli("info", tmp_path / "new.pt").returncode == 0
+
+
+def test_a_file_without_metadata_is_named_for_what_it_looks_like(tmp_path):
+    """A training checkpoint (torch.save) is told to export first; a TorchScript file of another
+    program is called that, not a checkpoint."""
+    checkpoint, other = tmp_path / "last.pt", tmp_path / "other.pt"
+    torch.save({"potential_state": {"w": torch.zeros(2)}}, checkpoint)
+    torch.jit.script(torch.nn.Linear(2, 2)).save(str(other))
+    with pytest.raises(ModelFileError, match="plain torch.save file .*empp-ff export"):
+        read_metadata(checkpoint)
+    with pytest.raises(ModelFileError, match="no metadata.json \\(a TorchScript file or package"):
+        read_metadata(other)

@@ -117,7 +117,7 @@ def _parse_metadata(raw: bytes, path: Path) -> Dict[str, Any]:
 
 
 def _not_a_model_hint(names) -> str:
-    if _zip_member(names, "/data.pkl") and not _zip_member(names, "/code/"):
+    if _zip_member(names, "/data.pkl") and not any("/code/" in name for name in names):
         return (
             "it looks like a plain torch.save file (a training checkpoint?); "
             "export it first with `empp-ff export CHECKPOINT -o model.pt`"
