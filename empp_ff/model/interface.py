@@ -68,8 +68,12 @@ class Backbone(torch.nn.Module):
         """``spec.to_dict()``: what a checkpoint and a model file's metadata record."""
         return self.spec.to_dict()
 
-    def _record_reference_energies(self, values: torch.Tensor) -> None:
-        """Keep ``spec``'s reference energies equal to the forward's (after ``set_reference_energies``)."""
+    def _write_reference_energies(self, buffer: torch.Tensor, energies) -> None:
+        """``set_reference_energies`` of a backbone whose forward reads them from ``buffer``: the
+        buffer and ``spec`` (which rebuilds the model) both get ``energies``."""
+        values = torch.as_tensor(list(energies), dtype=torch.float64).reshape(buffer.shape)
+        with torch.no_grad():
+            buffer.copy_(values.to(buffer.dtype))
         self.spec = dataclasses.replace(self.spec, atomic_energies=[float(v) for v in values.reshape(-1)])
 
     # -- computation (TorchScript) ----------------------------------------------------

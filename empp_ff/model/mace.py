@@ -142,11 +142,7 @@ class MACEBackbone(Backbone):
     def set_reference_energies(self, energies) -> None:
         """Replace the per-element reference energies (eV, in ``atomic_numbers`` order):
         the buffer the forward uses and the spec that rebuilds the model."""
-        buffer = self.mace.atomic_energies_fn.atomic_energies
-        values = torch.as_tensor(list(energies), dtype=torch.float64).reshape(buffer.shape)
-        with torch.no_grad():
-            buffer.copy_(values.to(buffer.dtype))
-        self._record_reference_energies(values)
+        self._write_reference_energies(self.mace.atomic_energies_fn.atomic_energies, energies)
 
     @torch.jit.unused
     def element_indexed_parameters(self) -> Dict[str, ElementLayout]:

@@ -108,10 +108,7 @@ class TorchMDETBackbone(Backbone):
     # -- description -----------------------------------------------------------------
     @torch.jit.unused
     def set_reference_energies(self, energies) -> None:
-        values = torch.as_tensor(list(energies), dtype=torch.float64).reshape(self.atomic_energies.shape)
-        with torch.no_grad():
-            self.atomic_energies.copy_(values.to(self.atomic_energies.dtype))
-        self._record_reference_energies(values)
+        self._write_reference_energies(self.atomic_energies, energies)
 
     @torch.jit.unused
     def feature_irreps(self):
